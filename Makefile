@@ -1,0 +1,41 @@
+# Set-up and checks. `make demo` and `make test` are the README's two commands: each installs
+# what it needs into .venv (created from python3) and then runs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+DEMO_DIR ?= demo-release
+STAMP := $(VENV)/.lsdr-installed
+
+.PHONY: install demo test lint typecheck pytest clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/lsdr demo --out $(DEMO_DIR)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+# mypy cannot follow setuptools' package-dir mapping (lsdr.survey -> survey/), so it checks a
+# tree of symlinks that spells the import package out.
+typecheck: install
+	rm -rf build/mypy && mkdir -p build/mypy/lsdr
+	ln -s ../../../lsdr/__init__.py build/mypy/lsdr/__init__.py
+	ln -s ../../../lsdr/py.typed build/mypy/lsdr/py.typed
+	for d in survey infra flows tasks deployments; do ln -s ../../../$$d build/mypy/lsdr/$$d; done
+	$(BIN)/mypy -p lsdr.survey -p lsdr.infra
+
+pytest: install
+	$(BIN)/python -m pytest -m "slow or cluster or not slow" -n 2 --durations=15
+
+test: lint typecheck pytest
+
+clean:
+	rm -rf build $(VENV) $(DEMO_DIR) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Deployment parameter models and release configurations (later issues)."""

@@ -1,0 +1,1 @@
+"""Prefect flows, one per release phase (later issues)."""

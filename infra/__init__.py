@@ -1,0 +1,1 @@
+"""Where and how things run: settings, cluster profiles, launchers, ledger, servers."""

@@ -1,0 +1,5 @@
+"""Allow ``python -m lsdr``."""
+
+from lsdr.cli import app
+
+app()

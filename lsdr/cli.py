@@ -1,0 +1,151 @@
+"""The ``lsdr`` command: one entry point for every phase of a release.
+
+Errors in the survey's inputs (a brick name that is not on the grid, a region off the sky, an
+unknown camera, a file that cannot be read) print one line naming the problem and exit with
+status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lsdr import __version__
+from lsdr.survey import bricks as grid
+from lsdr.survey.errors import SurveyError
+
+COMING = (
+    "Phases still to come (later issues): run <phase> (discover, zeropoints, merge, kdtree, "
+    "bricks, depthcut, tractor, post-processing, release), status, retry, recover, "
+    "ledger rebuild, server up."
+)
+
+app = typer.Typer(
+    name="lsdr",
+    help="Run a DESI Legacy Imaging Surveys data release as Prefect dataflows.",
+    epilog=COMING,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+bricks_app = typer.Typer(
+    help="The brick grid: look up bricks, list a region's bricks, write survey-bricks.",
+    no_args_is_help=True,
+)
+app.add_typer(bricks_app, name="bricks")
+
+out = Console()
+
+RaMin = Annotated[float, typer.Option("--ra-min", help="Region: lowest RA, degrees.")]
+RaMax = Annotated[float, typer.Option("--ra-max", help="Region: highest RA, degrees.")]
+DecMin = Annotated[float, typer.Option("--dec-min", help="Region: lowest Dec, degrees.")]
+DecMax = Annotated[float, typer.Option("--dec-max", help="Region: highest Dec, degrees.")]
+
+
+def fail(message: str, code: int = 2) -> None:
+    """Print a one-line error and exit (2: bad input or usage)."""
+    print(f"lsdr: error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+def main() -> None:
+    """Console-script entry point: run the app, turning survey errors into one-line exits."""
+    try:
+        app()
+    except SurveyError as err:
+        fail(str(err))
+
+
+@app.command()
+def version() -> None:
+    """Print lsdr's version."""
+    out.print(__version__)
+
+
+def _brick_table(bricks: list[grid.Brick], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("brickname", "brickid", "ra", "dec", "ra1", "ra2", "dec1", "dec2"):
+        table.add_column(column, justify="right", no_wrap=True, min_width=max(len(column), 9))
+    for b in bricks:
+        table.add_row(
+            b.brickname,
+            str(b.brickid),
+            *(f"{v:.4f}" for v in (b.ra, b.dec, b.ra1, b.ra2, b.dec1, b.dec2)),
+        )
+    return table
+
+
+@bricks_app.command("info")
+def bricks_info(names: Annotated[list[str], typer.Argument(help="Brick names.")]) -> None:
+    """Show the grid row of each named brick (the name is validated against the grid)."""
+    out.print(_brick_table([grid.brick_by_name(n) for n in names], "bricks"))
+
+
+@bricks_app.command("at")
+def bricks_at(
+    ra: Annotated[float, typer.Argument(help="RA, degrees [0, 360).")],
+    dec: Annotated[float, typer.Argument(help="Dec, degrees [-90, 90].")],
+) -> None:
+    """Print the brick that holds (RA, Dec)."""
+    print(grid.brick_radec(ra, dec).brickname)
+
+
+@bricks_app.command("list")
+def bricks_list(
+    ra_min: RaMin = 180.0,
+    ra_max: RaMax = 181.0,
+    dec_min: DecMin = 32.0,
+    dec_max: DecMax = 33.0,
+    overlapping: Annotated[
+        bool,
+        typer.Option(help="All bricks overlapping the box, not only those centred in it."),
+    ] = False,
+) -> None:
+    """Print the bricks of a region, one name a line (queue_calibs' region cut)."""
+    box = grid.RaDecBox(ra_min, ra_max, dec_min, dec_max)
+    found = grid.bricks_overlapping_box(box) if overlapping else grid.bricks_in_region(box)
+    if not found:
+        fail(f"no bricks in region RA {ra_min:g}..{ra_max:g}, Dec {dec_min:g}..{dec_max:g}")
+    for b in found:
+        print(b.brickname)
+
+
+def touching_bricks(survey_dir: Path, box: grid.RaDecBox) -> list[grid.Brick]:
+    """Bricks of the region touched by the survey's CCDs (legacypipe's queue_calibs)."""
+    from lsdr.survey.footprints import survey_footprints
+    from lsdr.survey.layout import ReleaseLayout
+
+    fp = survey_footprints(ReleaseLayout(survey_dir))
+    return grid.bricks_touching_ccds(
+        grid.bricks_in_region(box), fp.ra, fp.dec, fp.corner_ra, fp.corner_dec
+    )
+
+
+@bricks_app.command("touching")
+def bricks_touching(
+    survey_dir: Annotated[
+        Path, typer.Option("--survey-dir", help="Release/survey directory with images/.")
+    ],
+    ra_min: RaMin = 180.0,
+    ra_max: RaMax = 181.0,
+    dec_min: DecMin = 32.0,
+    dec_max: DecMax = 33.0,
+) -> None:
+    """Print the region's bricks that the survey's CCDs touch (``queue_calibs --touching``)."""
+    box = grid.RaDecBox(ra_min, ra_max, dec_min, dec_max)
+    for b in touching_bricks(survey_dir, box):
+        print(b.brickname)
+
+
+@bricks_app.command("write-table")
+def bricks_write_table(
+    path: Annotated[Path, typer.Argument(help="Output, e.g. survey-bricks.fits.gz.")],
+) -> None:
+    """Write the whole grid (662,174 bricks) as legacypipe's survey-bricks table."""
+    grid.write_survey_bricks(path)
+    print(path)

@@ -1,0 +1,1 @@
+"""Prefect tasks wrapping units of survey work (later issues)."""
