@@ -1,5 +1,5 @@
 """Allow ``python -m lsdr``."""
 
-from lsdr.cli import app
+from lsdr.cli import main
 
-app()
+main()

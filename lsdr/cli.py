@@ -18,9 +18,10 @@ from rich.table import Table
 from lsdr import __version__
 from lsdr.survey import bricks as grid
 from lsdr.survey.errors import SurveyError
+from lsdr.survey.simulate import DEMO_BINNING
 
 COMING = (
-    "Phases still to come (later issues): run <phase> (discover, zeropoints, merge, kdtree, "
+    "Commands still to come (later issues): run <phase> (discover, zeropoints, merge, kdtree, "
     "bricks, depthcut, tractor, post-processing, release), status, retry, recover, "
     "ledger rebuild, server up."
 )
@@ -59,6 +60,87 @@ def main() -> None:
         app()
     except SurveyError as err:
         fail(str(err))
+
+
+@app.command()
+def simulate(
+    out: Annotated[Path, typer.Option("--out", help="Release directory to write the survey into.")],
+    camera: Annotated[
+        list[str] | None,
+        typer.Option(help="Camera(s): 90prime, mosaic, decam. Default: 90prime g,r + mosaic z."),
+    ] = None,
+    band: Annotated[
+        list[str] | None, typer.Option(help="Only these bands of the chosen cameras.")
+    ] = None,
+    passes: Annotated[int, typer.Option(help="Dithered passes per camera and band.")] = 2,
+    ra_min: RaMin = 180.0,
+    ra_max: RaMax = 181.0,
+    dec_min: DecMin = 32.0,
+    dec_max: DecMax = 33.0,
+    seed: Annotated[
+        int, typer.Option(help="Random seed: the same seed gives identical files.")
+    ] = 1,
+    binning: Annotated[
+        int, typer.Option(help="Pixel binning (1 = native pixels; the demo uses 2).")
+    ] = DEMO_BINNING,
+    workers: Annotated[int, typer.Option(help="Processes rendering exposures.")] = 2,
+) -> None:
+    """Write a synthetic survey: CP-like images, a Gaia-like reference catalogue and the truth."""
+    _simulate(
+        out,
+        camera,
+        band,
+        passes,
+        grid.RaDecBox(ra_min, ra_max, dec_min, dec_max),
+        seed,
+        binning,
+        workers,
+    )
+
+
+def _simulate(
+    out: Path,
+    cameras: list[str] | None,
+    bands: list[str] | None,
+    passes: int,
+    region: grid.RaDecBox,
+    seed: int,
+    binning: int,
+    workers: int,
+) -> None:
+    """Run the simulator and report what it wrote."""
+    import time
+
+    from lsdr.survey.simulate import SimulationConfig, parse_passes, simulate_survey
+
+    specs = parse_passes(cameras, bands, passes)
+    config = SimulationConfig(
+        seed=seed, region=region, passes=specs, binning=binning, workers=workers
+    )
+    start = time.monotonic()
+    result = simulate_survey(out, config)
+    out.mkdir(parents=True, exist_ok=True)
+    print(
+        f"simulated {result.exposures} exposures ({result.ccds} CCDs), {result.sources} sources, "
+        f"{result.reference_stars} reference stars in {time.monotonic() - start:.1f} s -> {out}"
+    )
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Release directory for the demo.")] = Path(
+        "demo-release"
+    ),
+    seed: Annotated[int, typer.Option(help="Random seed of the synthetic survey.")] = 1,
+    workers: Annotated[int, typer.Option(help="Processes rendering exposures.")] = 2,
+) -> None:
+    """The cookbook's worked example: simulate RA 180-181, Dec 32-33 and list its bricks."""
+    region = grid.RaDecBox(180.0, 181.0, 32.0, 33.0)
+    _simulate(out, None, None, 2, region, seed, DEMO_BINNING, workers)
+    touched = touching_bricks(out, region)
+    print(f"{len(touched)} bricks touched by the survey's CCDs (queue_calibs --touching):")
+    for b in touched:
+        print(b.brickname)
 
 
 @app.command()

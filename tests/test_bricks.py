@@ -8,7 +8,6 @@ from pathlib import Path
 import fitsio
 import numpy as np
 import pytest
-from astropy.wcs import WCS
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,7 +61,10 @@ def test_every_row_of_real_tables(path: Path):
         assert (brick.brickrow, brick.brickcol) == (row["brickrow"], row["brickcol"])
         # Centres and Dec bounds are bit-exact; RA bounds agree to a few ULPs (1e-13 deg).
         assert (brick.ra, brick.dec, brick.dec1, brick.dec2) == (
-            row["ra"], row["dec"], row["dec1"], row["dec2"]
+            row["ra"],
+            row["dec"],
+            row["dec1"],
+            row["dec2"],
         )
         assert brick.ra1 == pytest.approx(row["ra1"], abs=1e-12)
         assert brick.ra2 == pytest.approx(row["ra2"], abs=1e-12)
@@ -74,9 +76,7 @@ def test_every_row_of_real_tables(path: Path):
 def test_legacypipe_vectors(name: str, brickid: int, row: int, col: int, q: int):
     """legacypipe's own test bricks have the documented id, row, column and quadrant."""
     brick = grid.brick_by_name(name)
-    assert (brick.brickid, brick.brickrow, brick.brickcol, brick.brickq) == (
-        brickid, row, col, q
-    )
+    assert (brick.brickid, brick.brickrow, brick.brickcol, brick.brickq) == (brickid, row, col, q)
 
 
 def test_grid_size_and_unique_names():
