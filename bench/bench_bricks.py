@@ -13,12 +13,12 @@ Run: ``.venv/bin/python bench/bench_bricks.py [--points N] [--ccds N] [--json PA
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from report import emit
 
 from lsdr.survey import bricks as grid
 
@@ -99,11 +99,7 @@ def main() -> None:
         "touching_pairs": n_pairs,
         "baseline_pairs_missed_fraction": 1.0 - n_base / n_pairs,
     }
-    for key, value in result.items():
-        print(f"{key:32s} {value:,.4g}" if isinstance(value, float) else f"{key:32s} {value:,}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=2))
+    emit(result, args.json)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,6 @@ Run: ``.venv/bin/python bench/bench_simulate.py [--workers N] [--json PATH]``.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
@@ -18,6 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
+from report import emit
 
 from lsdr.survey.simulate import SimulationConfig, simulate_survey
 
@@ -81,11 +81,7 @@ def main() -> None:
         "noise_write_baseline_seconds": round(baseline_seconds, 2),
         "ratio_vs_baseline": round(simulate_seconds / baseline_seconds, 2),
     }
-    for key, value in report.items():
-        print(f"{key:32s} {value:,}" if isinstance(value, int) else f"{key:32s} {value}")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=2))
+    emit(report, args.json)
 
 
 if __name__ == "__main__":
