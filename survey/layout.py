@@ -173,13 +173,17 @@ class ReleaseLayout:
         """The discovered image list (paths relative to ``images/``)."""
         return self.root / "image-list.txt"
 
-    def survey_ccds(self, camera: str) -> Path:
-        """``survey-ccds-<camera>-<dr>.fits.gz`` (legacypipe reads only .fits.gz or .kd.fits)."""
-        return self.root / f"survey-ccds-{_word(camera)}-{self.dr}.fits.gz"
+    def survey_ccds(self, camera: str, band: str) -> Path:
+        """``survey-ccds-<camera>-<band>.fits.gz``, one per camera and band as the cookbook merges.
 
-    def ccds_annotated(self, camera: str) -> Path:
-        """``ccds-annotated-<camera>-<dr>.fits.gz``."""
-        return self.root / f"ccds-annotated-{_word(camera)}-{self.dr}.fits.gz"
+        legacypipe reads every ``survey-ccds*.fits.gz`` when no ``.kd.fits`` exists (never a
+        plain ``.fits``), so these are also the fallback when the kd-tree file is missing.
+        """
+        return self.root / f"survey-ccds-{_word(camera)}-{_word(band)}.fits.gz"
+
+    def ccds_annotated(self, camera: str, band: str) -> Path:
+        """``ccds-annotated-<camera>-<band>.fits.gz``."""
+        return self.root / f"ccds-annotated-{_word(camera)}-{_word(band)}.fits.gz"
 
     @property
     def survey_ccds_kd(self) -> Path:

@@ -84,8 +84,8 @@ def test_calib_and_zpt_paths(layout: ReleaseLayout):
 
 def test_tables_and_release_products(layout: ReleaseLayout):
     """CCD tables, sweeps, external matches and checksum names follow the release convention."""
-    assert layout.survey_ccds("90prime").name == "survey-ccds-90prime-dr10.fits.gz"
-    assert layout.ccds_annotated("mosaic").name == "ccds-annotated-mosaic-dr10.fits.gz"
+    assert layout.survey_ccds("90prime", "g").name == "survey-ccds-90prime-g.fits.gz"
+    assert layout.ccds_annotated("mosaic", "z").name == "ccds-annotated-mosaic-z.fits.gz"
     assert layout.survey_ccds_kd.name == "survey-ccds-dr10.kd.fits"
     assert rel(layout, layout.sweep("10.0", 180, 30, 185, 35)) == (
         "sweep/10.0/sweep-180p030-185p035.fits"
