@@ -191,9 +191,25 @@ class ReleaseLayout:
         return self.root / f"survey-ccds-{self.dr}.kd.fits"
 
     @property
+    def depthcut_dir(self) -> Path:
+        """``depthcut/``: the depth cut's outputs, and a survey dir for runbrick to use them.
+
+        legacypipe globs ``survey-ccds*.fits.gz`` / ``survey-ccds*.kd.fits`` (not recursively)
+        in its survey dir, so the depth-cut tables live here, never beside the full tables
+        (which would be read together with them).  Point runbrick's ``--survey-dir`` here to
+        use the depth cut (``images``, ``calib``, … are links to the release's own).
+        """
+        return self.root / "depthcut"
+
+    @property
     def survey_ccds_depthcut(self) -> Path:
-        """The depth-cut CCD table, ``survey-ccds-depthcut-<dr>.fits.gz``."""
-        return self.root / f"survey-ccds-depthcut-{self.dr}.fits.gz"
+        """The depth-cut CCD table, ``depthcut/survey-ccds-depthcut-<dr>.fits.gz``."""
+        return self.depthcut_dir / f"survey-ccds-depthcut-{self.dr}.fits.gz"
+
+    @property
+    def survey_ccds_depthcut_kd(self) -> Path:
+        """Its kd-tree file, ``depthcut/survey-ccds-depthcut-<dr>.kd.fits``."""
+        return self.depthcut_dir / f"survey-ccds-depthcut-{self.dr}.kd.fits"
 
     @property
     def brick_list(self) -> Path:
@@ -203,7 +219,7 @@ class ReleaseLayout:
     def depthcut_ccds(self, brick: str) -> Path:
         """Per-brick CCDs kept by the depth cut, ``depthcut/<bri>/ccds-<brick>.fits``."""
         b = checked_brick(brick)
-        return self.root / "depthcut" / b[:3] / f"ccds-{b}.fits"
+        return self.depthcut_dir / b[:3] / f"ccds-{b}.fits"
 
     # -- runbrick outputs -----------------------------------------------------------------
     def tractor(self, brick: str) -> Path:
