@@ -16,14 +16,15 @@ from rich.console import Console
 from rich.table import Table
 
 from lsdr import __version__
+from lsdr.run_cli import ledger_app, recover, retry, run_app, status
+from lsdr.server_cli import app as server_app
 from lsdr.survey import bricks as grid
 from lsdr.survey.errors import SurveyError
 from lsdr.survey.simulate import DEMO_BINNING
 
 COMING = (
-    "Commands still to come (later issues): run <phase> (discover, zeropoints, merge, kdtree, "
-    "bricks, depthcut, tractor, post-processing, release), status, retry, recover, "
-    "ledger rebuild, server up."
+    "Commands still to come (later issues): run tractor, the post-processing phases and "
+    "run release."
 )
 
 app = typer.Typer(
@@ -39,6 +40,12 @@ bricks_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(bricks_app, name="bricks")
+app.add_typer(run_app, name="run")
+app.add_typer(ledger_app, name="ledger")
+app.add_typer(server_app, name="server", help="The release's own Prefect server.")
+app.command()(status)
+app.command()(retry)
+app.command()(recover)
 
 out = Console()
 

@@ -441,8 +441,11 @@ def _ccd_on_sky(wcs: TanWcs, width: int, height: int, cov: Coverage) -> bool:
     return bool(inside.any())
 
 
-_CAMERA_EPOCHS = {"90prime": 57_800.0, "mosaic": 57_460.0, "decam": 57_300.0}
-"""First night (MJD) of each camera's simulated observations (2017, 2016, 2015)."""
+_CAMERA_EPOCHS = {"90prime": 57_800.0, "mosaic": 57_700.0, "decam": 57_300.0}
+"""First night (MJD) of each camera's simulated observations (2017, late 2016, 2015).
+
+Mosaic starts after MJD 57674, when the CP's third-pixel (``yshift``) problem was fixed:
+earlier Mosaic CCDs get legacypipe's ``not_third_pix`` cut."""
 
 
 def plan_exposures(config: SimulationConfig, seq: np.random.SeedSequence) -> list[ExposurePlan]:

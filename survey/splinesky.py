@@ -32,6 +32,8 @@ DEFAULT_BOXSIZE = 1024
 """legacypipe's ``splinesky_boxsize`` (pixels) for CP cameras."""
 MIN_FRACTION = 0.25
 """A control point's box needs this fraction of unmasked pixels for its own median."""
+REFINE_ITERATIONS = 3
+"""Passes matching the spline to the box medians of its residuals (see ``fit_spline_sky``)."""
 PERCENTILES = (0, 10, 20, 30, 40, 50, 60, 70, 80, 90, 100)
 
 
@@ -92,27 +94,84 @@ def choose_boxsize(shape: tuple[int, int], boxsize: int = DEFAULT_BOXSIZE) -> in
     return boxsize
 
 
+def _box_bounds(centre: int, half: int, size: int) -> tuple[int, int]:
+    return max(0, centre - half), min(size, centre + half)
+
+
+def _box_step(ny: int, nx: int) -> int:
+    """Large boxes: every step-th pixel each way (≥ ~16k pixels): the same median to well below
+    the noise, at a fraction of the cost."""
+    return max(1, int(np.sqrt(ny * nx / 16384.0)))
+
+
+def _fill_missing(vals: FloatArray, valid: npt.NDArray[np.bool_], fallback: float) -> FloatArray:
+    """Control points without enough good pixels: mean of their valid neighbours, grown outwards
+    from the measured ones (the scalar ``fallback`` only when no box at all is measured)."""
+    out = vals.copy()
+    have = valid.copy()
+    if not have.any():
+        out[:] = fallback
+        return out
+    gh, gw = out.shape
+    while not have.all():
+        grown = have.copy()
+        for iy, ix in zip(*np.nonzero(~have), strict=True):
+            ylo, yhi, xlo, xhi = max(0, iy - 1), min(gh, iy + 2), max(0, ix - 1), min(gw, ix + 2)
+            near = have[ylo:yhi, xlo:xhi]
+            if near.any():
+                out[iy, ix] = float(out[ylo:yhi, xlo:xhi][near].mean())
+                grown[iy, ix] = True
+        have = grown
+    return out
+
+
 def fit_spline_sky(
-    image: npt.NDArray[np.floating], good: npt.NDArray[np.bool_], fallback: float, boxsize: int
+    image: npt.NDArray[np.floating],
+    good: npt.NDArray[np.bool_],
+    fallback: float,
+    boxsize: int,
+    refine: int = REFINE_ITERATIONS,
 ) -> SplineSkyModel:
-    """Fit the spline sky: median of good pixels per control box (fallback when too few)."""
+    """Fit the spline sky through the median of the good pixels of each control box.
+
+    legacypipe's Blanton method puts each box median at its control point, but the boxes of the
+    outer control points (half outside the CCD) are centred elsewhere, so a sky gradient or
+    curvature leaves the spline off at the edges; masking then empties those boxes and the
+    scalar fallback makes it worse.  Here boxes with too few good pixels take their neighbours'
+    values, and ``refine`` passes add each box's median residual (image − spline) to its
+    control value, so the spline matches the data box by box (edges included).
+    """
     h, w = image.shape
     half = boxsize // 2
     xgrid = control_grid(w, half)
     ygrid = control_grid(h, half)
     vals = np.full((len(ygrid), len(xgrid)), float(fallback))
+    valid = np.zeros(vals.shape, bool)
+    boxes: list[tuple[int, int, npt.NDArray[np.intp], npt.NDArray[np.intp]]] = []
+    pixels: list[FloatArray] = []
     for iy, yc in enumerate(ygrid):
-        ylo, yhi = max(0, int(yc) - half), min(h, int(yc) + half)
+        ylo, yhi = _box_bounds(int(yc), half, h)
         for ix, xc in enumerate(xgrid):
-            xlo, xhi = max(0, int(xc) - half), min(w, int(xc) + half)
-            # Large boxes: every step-th pixel each way (≥ ~16k pixels) gives the same median
-            # to well below the noise, at a fraction of the cost.
-            step = max(1, int(np.sqrt((yhi - ylo) * (xhi - xlo) / 16384.0)))
-            box = image[ylo:yhi:step, xlo:xhi:step]
+            xlo, xhi = _box_bounds(int(xc), half, w)
+            step = _box_step(yhi - ylo, xhi - xlo)
             sel = good[ylo:yhi:step, xlo:xhi:step]
             n = int(sel.sum())
-            if n > 0 and n > MIN_FRACTION * box.size:
-                vals[iy, ix] = float(np.median(box[sel]))
+            if n > 0 and n > MIN_FRACTION * sel.size:
+                ys, xs = np.nonzero(sel)
+                pix = np.asarray(image[ylo:yhi:step, xlo:xhi:step][sel], np.float64)
+                vals[iy, ix] = float(np.median(pix))
+                valid[iy, ix] = True
+                boxes.append((iy, ix, ylo + ys * step, xlo + xs * step))
+                pixels.append(pix)
+    vals = _fill_missing(vals, valid, fallback)
+    if min(vals.shape) < 4:
+        refine = 0
+    for _ in range(refine):
+        model = SplineSkyModel(xgrid, ygrid, vals)
+        spl = model._spline()
+        for (iy, ix, ys, xs), pix in zip(boxes, pixels, strict=True):
+            sky = spl.ev(xs.astype(np.float64), ys.astype(np.float64))  # type: ignore[attr-defined]
+            vals[iy, ix] += float(np.median(pix - sky))
     return SplineSkyModel(xgrid, ygrid, vals)
 
 

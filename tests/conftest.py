@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -23,3 +24,47 @@ def legacypipe() -> LegacypipeBuild:
             pytest.fail(message)
         pytest.skip(message)
     return build
+
+
+@pytest.fixture(scope="session")
+def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect server started by lsdr for this test session; its API URL.
+
+    The URL goes into this process's Prefect settings and into the environment, which the
+    Dask workers that tests start inherit (so they report to the same server).
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from lsdr.infra.prefect_server import client_environment, running_server
+
+    state = tmp_path_factory.mktemp("prefect-state")
+    with running_server(state) as info:
+        env = client_environment(info)
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            with temporary_settings(updates={PREFECT_API_URL: info.url}):
+                yield info.url
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def dask_address(prefect_api: str) -> Iterator[str]:
+    """One LocalCluster (2 single-threaded worker processes) shared by the flow tests.
+
+    Started after the Prefect server so that its workers inherit ``PREFECT_API_URL``.
+    """
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
+    )
+    try:
+        yield str(cluster.scheduler_address)
+    finally:
+        cluster.close()

@@ -1,0 +1,317 @@
+"""How every phase flow runs its units: plan, skip what is done, submit batches, apply policy.
+
+The flow thread does the cheap things (fingerprints, sidecar checks, ledger planning) and
+submits only stale units, in batches, to the Dask task runner.  Failure policy
+(``docs/orchestration.md``): a lost worker (``KilledWorker`` after Dask's own re-runs) or other
+infrastructure error → the batch's unfinished units are resubmitted until a unit has been
+started ``max_attempts`` times; ``oom`` → the unit is resubmitted with half its threads, down to
+one; ``science``/``usage``/``timeout`` → recorded, reported, never blindly retried.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from lsdr.infra.ledger import Ledger, UnitFinish, default_url
+from lsdr.infra.settings import Settings
+from lsdr.survey.layout import ReleaseLayout
+from lsdr.tasks.units import (
+    Unit,
+    UnitOutput,
+    UnitResult,
+    batches,
+    done_result,
+    earlier_failure,
+    engine_version,
+    fingerprint,
+)
+
+log = logging.getLogger("lsdr.flows")
+
+ProgressHook = Callable[[str, int, int], None]
+"""Called as (phase, units finished, units in the phase) while a phase runs."""
+
+_progress_hooks: list[ProgressHook] = []
+
+
+def add_progress_hook(hook: ProgressHook) -> None:
+    """Register a progress display (the CLI's rich progress bars)."""
+    _progress_hooks.append(hook)
+
+
+def remove_progress_hook(hook: ProgressHook) -> None:
+    """Unregister a progress display."""
+    if hook in _progress_hooks:
+        _progress_hooks.remove(hook)
+
+
+def _report_progress(phase: str, finished: int, total: int) -> None:
+    for hook in list(_progress_hooks):
+        hook(phase, finished, total)
+
+
+def ledger_for(settings: Settings) -> Ledger:
+    """The ledger the settings name (default: the release's ``state/ledger.sqlite``)."""
+    layout = ReleaseLayout(settings.release_dir)
+    return Ledger(settings.ledger_url or default_url(layout.state_dir))
+
+
+@dataclass
+class PhaseReport:
+    """What a phase did: one result per unit, in plan order."""
+
+    phase: str
+    results: list[UnitResult] = field(default_factory=list)
+
+    def by_state(self, state: str) -> list[UnitResult]:
+        """Results in one state (done, cached, failed)."""
+        return [r for r in self.results if r.state == state]
+
+    @property
+    def failed(self) -> list[UnitResult]:
+        """Units that failed."""
+        return self.by_state("failed")
+
+    @property
+    def ok(self) -> bool:
+        """True when no unit failed."""
+        return not self.failed
+
+    def counts(self) -> dict[str, int]:
+        """Units by state."""
+        out = {"done": 0, "cached": 0, "failed": 0}
+        for r in self.results:
+            out[r.state] = out.get(r.state, 0) + 1
+        return out
+
+    def summary_line(self) -> str:
+        """One line for logs and the terminal."""
+        c = self.counts()
+        return (
+            f"{self.phase}: {len(self.results)} units: {c['done']} done, "
+            f"{c['cached']} already done, {c['failed']} failed"
+        )
+
+
+class _Artifacts:
+    """The phase's progress artifact and final table, when running inside a flow run."""
+
+    def __init__(self, phase: str, total: int) -> None:
+        self.phase, self.total, self.id = phase, total, None
+        try:
+            from prefect.artifacts import create_progress_artifact
+            from prefect.context import FlowRunContext
+
+            if FlowRunContext.get() is not None:
+                self.id = create_progress_artifact(
+                    progress=0.0, description=f"{phase}: units finished of {total}"
+                )
+        except Exception as err:  # artifacts are a view; never fail a phase for one
+            log.warning("could not create the progress artifact: %s", err)
+
+    def update(self, finished: int) -> None:
+        if self.id is None or self.total == 0:
+            return
+        try:
+            from prefect.artifacts import update_progress_artifact
+
+            update_progress_artifact(self.id, progress=100.0 * finished / self.total)
+        except Exception as err:
+            log.warning("could not update the progress artifact: %s", err)
+
+    def table(self, report: PhaseReport) -> None:
+        try:
+            from prefect.artifacts import create_table_artifact
+            from prefect.context import FlowRunContext
+
+            if FlowRunContext.get() is None:
+                return
+            rows: list[dict[str, Any]] = [
+                {"state": s, "units": n} for s, n in report.counts().items()
+            ]
+            create_table_artifact(
+                rows, key=f"{_artifact_key(report.phase)}-units", description=report.summary_line()
+            )
+            if report.failed:
+                create_table_artifact(
+                    [
+                        {"unit": r.key, "class": r.failure_class, "reason": r.message}
+                        for r in report.failed[:500]
+                    ],
+                    key=f"{_artifact_key(report.phase)}-failed",
+                    description=f"{report.phase}: failed units (first 500)",
+                )
+        except Exception as err:
+            log.warning("could not create the units table artifact: %s", err)
+
+
+def _artifact_key(phase: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in phase.lower())
+
+
+def batch_size_for(n_units: int, settings: Settings) -> int:
+    """Units per Prefect task: at most ``batch_size``, yet several batches per worker.
+
+    A phase of 20 images must not run as one task on one worker.
+    """
+    per_worker = -(-n_units // (settings.n_workers * 4))
+    return max(1, min(settings.batch_size, per_worker))
+
+
+def run_units(
+    phase: str,
+    fn: Callable[[ReleaseLayout, Unit], UnitOutput],
+    units: Sequence[Unit],
+    settings: Settings,
+) -> PhaseReport:
+    """Run a phase's units through the current flow's task runner; return every result.
+
+    Must be called inside a flow (it submits :func:`lsdr.tasks.batch.run_batch`).
+    """
+    from prefect.futures import as_completed
+
+    from lsdr.tasks.batch import run_batch
+
+    layout = ReleaseLayout(settings.release_dir)
+    ledger = ledger_for(settings)
+    version = engine_version(settings.engine)
+    ledger.plan(phase, [u.key for u in units])
+
+    results: dict[str, UnitResult] = {}
+    todo: list[Unit] = []
+    for unit in units:
+        fp = fingerprint(unit, version)
+        known = done_result(layout, unit, fp) or earlier_failure(layout, unit, fp)
+        if known is None:
+            todo.append(unit)
+        else:
+            results[unit.key] = known
+    if results:
+        ledger.mark_cached(phase, [r.ledger_finish() for r in results.values()])
+    log.info("%s: %d units, %d already done, %d to run", phase, len(units), len(results), len(todo))
+
+    artifacts = _Artifacts(phase, len(units))
+    _report_progress(phase, len(results), len(units))
+    artifacts.update(len(results))
+
+    number = 0
+    lost: dict[str, int] = {}
+    while todo:
+        futures: dict[Any, list[Unit]] = {}
+        for batch in batches(todo, batch_size_for(len(todo), settings)):
+            number += 1
+            future = run_batch.submit(
+                fn,
+                batch,
+                str(settings.release_dir),
+                ledger.url,
+                version,
+                settings.unit_memory_limit_mb,
+                batch_number=number,
+            )
+            futures[future] = batch
+        todo = []
+        for future in as_completed(list(futures)):
+            batch = futures[future]
+            try:
+                batch_results: list[UnitResult] = future.result()
+            except Exception as err:
+                for unit in batch:
+                    lost[unit.key] = lost.get(unit.key, 0) + 1
+                todo.extend(_after_lost_batch(phase, batch, err, ledger, settings, results, lost))
+            else:
+                for r in batch_results:
+                    if r.state == "failed" and r.failure_class == "oom" and r.threads > 1:
+                        unit = next(u for u in batch if u.key == r.key)
+                        log.warning(
+                            "%s %s: out of memory with %d threads; retrying with %d",
+                            phase,
+                            r.key,
+                            r.threads,
+                            r.threads // 2,
+                        )
+                        todo.append(unit.with_threads(r.threads // 2))
+                    else:
+                        results[r.key] = r
+            _report_progress(phase, len(results), len(units))
+            artifacts.update(len(results))
+
+    report = PhaseReport(phase, [results[u.key] for u in units])
+    for r in report.failed:
+        log.error("%s %s failed (%s): %s", phase, r.key, r.failure_class, r.message)
+    log.info(report.summary_line())
+    artifacts.table(report)
+    return report
+
+
+def _after_lost_batch(
+    phase: str,
+    batch: list[Unit],
+    err: BaseException,
+    ledger: Ledger,
+    settings: Settings,
+    results: dict[str, UnitResult],
+    lost: dict[str, int],
+) -> list[Unit]:
+    """A batch whose worker died (or that failed outside its units): resubmit or give up."""
+    reason = " ".join(str(err).split())[:300] or type(err).__name__
+    again: list[Unit] = []
+    final: list[UnitResult] = []
+    for unit in batch:
+        row = ledger.get(phase, unit.key)
+        # The ledger counts starts (Dask re-runs a lost task itself); ``lost`` counts batches
+        # that failed here, so an error before any start cannot loop forever.
+        attempts = max(row.attempts if row is not None else 0, lost.get(unit.key, 0))
+        if attempts < settings.max_attempts:
+            log.warning(
+                "%s %s: worker lost (%s); attempt %d of %d, resubmitting",
+                phase,
+                unit.key,
+                type(err).__name__,
+                attempts,
+                settings.max_attempts,
+            )
+            again.append(unit)
+        else:
+            final.append(
+                UnitResult(
+                    phase=phase,
+                    key=unit.key,
+                    state="failed",
+                    failure_class="infra",
+                    message=f"worker lost after {attempts} starts: {type(err).__name__}: {reason}",
+                    threads=unit.threads,
+                )
+            )
+    if final:
+        ledger.finish(
+            phase,
+            [
+                UnitFinish(key=r.key, state="failed", failure_class="infra", message=r.message)
+                for r in final
+            ],
+        )
+        results.update({r.key: r for r in final})
+    return again
+
+
+def phase_summary(report: PhaseReport, **extra: Any) -> dict[str, Any]:
+    """A flow's JSON-able return value: counts, failed units, phase-specific numbers."""
+    return {
+        "phase": report.phase,
+        "counts": report.counts(),
+        "failed": [[r.key, r.failure_class, r.message] for r in report.failed],
+        **extra,
+    }
+
+
+def settings_for(release_dir: str, overrides: dict[str, Any] | None) -> Settings:
+    """A flow's settings: the release's file and environment, then the run's overrides."""
+    from pathlib import Path
+
+    from lsdr.infra.settings import load_settings
+
+    return load_settings(Path(release_dir), **(overrides or {}))

@@ -1,0 +1,31 @@
+"""Phase ``zeropoints``: per image, spline sky, PSF and zeropoint of every CCD (lite engine)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from lsdr.flows.runner import phase_summary, run_units, settings_for
+from lsdr.survey.layout import ReleaseLayout
+from lsdr.tasks.pretractor import plan_zeropoints, zeropoints_unit
+
+
+@flow(name="zeropoints")
+def zeropoints(
+    release_dir: str, run_calibs: bool = True, settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """``<base>-annotated.fits``, ``<base>-photom.fits`` and per-CCD calibs for each image."""
+    s = settings_for(release_dir, settings)
+    layout = ReleaseLayout(s.release_dir)
+    images = read_images(layout)
+    units = plan_zeropoints(layout, images, run_calibs=run_calibs, threads=s.unit_threads)
+    report = run_units("zeropoints", zeropoints_unit, units, s)
+    return phase_summary(report)
+
+
+def read_images(layout: ReleaseLayout) -> list[str]:
+    """The discovered image list (run ``discover`` first)."""
+    from lsdr.survey.discover import read_image_list
+
+    return read_image_list(layout)

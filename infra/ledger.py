@@ -1,0 +1,349 @@
+"""The unit ledger: every unit of every phase, its state, attempts, failure and cost.
+
+Like qdo's task queues, but an index rather than the truth: the release's files and their
+provenance sidecars are the truth, and :meth:`Ledger.rebuild` recreates the ledger from them.
+SQLite in the release's state directory by default; any SQLAlchemy URL (PostgreSQL in
+production) otherwise.  Writers are the flow (planning, cached units) and the workers (a
+batch's start and end), each a single transaction, so the ledger costs two writes per batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Float,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+
+STATES = ("pending", "running", "done", "failed")
+"""Unit states: planned, started by a worker, finished with valid outputs, failed."""
+
+FAILURE_CLASSES = ("infra", "oom", "timeout", "science", "usage")
+"""Failure classes, each with its own policy (docs/orchestration.md)."""
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class UnitRow(_Base):
+    """One unit (phase, key) as the ledger stores it."""
+
+    __tablename__ = "units"
+
+    phase: Mapped[str] = mapped_column(String(32), primary_key=True)
+    key: Mapped[str] = mapped_column(String(400), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), index=True, default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failure_class: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    wall_s: Mapped[float | None] = mapped_column(Float, nullable=True)
+    peak_mem_mb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    outputs: Mapped[str | None] = mapped_column(Text, nullable=True)
+    fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    host: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    threads: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    updated: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+@dataclass(frozen=True)
+class UnitFinish:
+    """How a worker finished a unit: the ledger's view of a unit result."""
+
+    key: str
+    state: str
+    fingerprint: str | None = None
+    failure_class: str | None = None
+    message: str | None = None
+    wall_s: float | None = None
+    peak_mem_mb: float | None = None
+    outputs: tuple[str, ...] = ()
+    threads: int | None = None
+
+
+@dataclass(frozen=True)
+class FailedUnit:
+    """A failed unit with its one-line reason, for ``lsdr status``."""
+
+    phase: str
+    key: str
+    failure_class: str
+    message: str
+    attempts: int
+
+
+@dataclass
+class PhaseCounts:
+    """Units of a phase by state."""
+
+    phase: str
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total(self) -> int:
+        """All units of the phase."""
+        return sum(self.counts.values())
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def default_url(state_dir: Path) -> str:
+    """The default ledger: ``<state>/ledger.sqlite``."""
+    return f"sqlite:///{Path(state_dir) / 'ledger.sqlite'}"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
+
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def _engine(url: str) -> Engine:
+    """One engine per URL and process (workers reuse theirs across batches)."""
+    key = f"{os.getpid()}:{url}"
+    engine = _ENGINES.get(key)
+    if engine is None:
+        if url.startswith("sqlite:///"):
+            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+            engine = create_engine(url, connect_args={"timeout": 60})
+            event.listen(engine, "connect", _sqlite_pragmas)
+        else:
+            engine = create_engine(url, pool_pre_ping=True)
+        _Base.metadata.create_all(engine)
+        _ENGINES[key] = engine
+    return engine
+
+
+def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+class Ledger:
+    """The ledger at a database URL; cheap to create, safe to pickle (it holds only the URL)."""
+
+    def __init__(self, url: str) -> None:
+        """Open (and create if needed) the ledger at ``url``."""
+        self.url = url
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine of this process."""
+        return _engine(self.url)
+
+    def close(self) -> None:
+        """Close this process's connections to the ledger (before deleting or moving it)."""
+        engine = _ENGINES.pop(f"{os.getpid()}:{self.url}", None)
+        if engine is not None:
+            engine.dispose()
+
+    def __getstate__(self) -> dict[str, str]:
+        """Pickle the URL only (engines do not cross processes)."""
+        return {"url": self.url}
+
+    def __setstate__(self, state: dict[str, str]) -> None:
+        """Rebuild from the URL."""
+        self.url = state["url"]
+
+    # -- planning and running ---------------------------------------------------------------
+    def plan(self, phase: str, keys: Iterable[str]) -> int:
+        """Add the phase's units that are not in the ledger yet, as pending; return how many."""
+        keys = list(dict.fromkeys(keys))
+        with Session(self.engine) as session, session.begin():
+            known: set[str] = set()
+            for chunk in _chunks(keys):
+                known.update(
+                    session.scalars(
+                        select(UnitRow.key).where(UnitRow.phase == phase, UnitRow.key.in_(chunk))
+                    )
+                )
+            new = [k for k in keys if k not in known]
+            now = _now()
+            session.add_all(
+                UnitRow(phase=phase, key=k, state="pending", attempts=0, updated=now) for k in new
+            )
+        return len(new)
+
+    def start(self, phase: str, keys: Sequence[str], *, threads: int | None = None) -> None:
+        """A worker starts these units: state running, one more attempt, this host and pid."""
+        host, pid, now = socket.gethostname(), os.getpid(), _now()
+        with Session(self.engine) as session, session.begin():
+            for chunk in _chunks(keys):
+                session.execute(
+                    update(UnitRow)
+                    .where(UnitRow.phase == phase, UnitRow.key.in_(chunk))
+                    .values(
+                        state="running",
+                        attempts=UnitRow.attempts + 1,
+                        host=host,
+                        pid=pid,
+                        threads=threads,
+                        updated=now,
+                    )
+                )
+
+    def finish(self, phase: str, results: Sequence[UnitFinish]) -> None:
+        """Record how units ended (done or failed), in one transaction."""
+        now = _now()
+        with Session(self.engine) as session, session.begin():
+            for r in results:
+                row = session.get(UnitRow, (phase, r.key))
+                if row is None:
+                    row = UnitRow(phase=phase, key=r.key, attempts=1)
+                    session.add(row)
+                row.state = r.state
+                row.failure_class = r.failure_class
+                row.message = r.message
+                row.fingerprint = r.fingerprint
+                if r.wall_s is not None:
+                    row.wall_s = r.wall_s
+                if r.peak_mem_mb is not None:
+                    row.peak_mem_mb = r.peak_mem_mb
+                if r.threads is not None:
+                    row.threads = r.threads
+                row.outputs = json.dumps(list(r.outputs))
+                row.updated = now
+
+    def mark_cached(self, phase: str, results: Sequence[UnitFinish]) -> None:
+        """Units found done on disk: recorded done without counting an attempt."""
+        self.finish(phase, results)
+
+    # -- reading ------------------------------------------------------------------------------
+    def counts(self, phase: str | None = None) -> list[PhaseCounts]:
+        """Units by phase and state (the ``qdo list`` view)."""
+        query = select(UnitRow.phase, UnitRow.state, func.count()).group_by(
+            UnitRow.phase, UnitRow.state
+        )
+        if phase is not None:
+            query = query.where(UnitRow.phase == phase)
+        result: dict[str, PhaseCounts] = {}
+        with Session(self.engine) as session:
+            for ph, state, n in session.execute(query):
+                result.setdefault(ph, PhaseCounts(ph)).counts[state] = int(n)
+        return [result[p] for p in sorted(result)]
+
+    def failed(self, phase: str | None = None) -> list[FailedUnit]:
+        """Failed units with their class and one-line reason."""
+        query = select(UnitRow).where(UnitRow.state == "failed")
+        if phase is not None:
+            query = query.where(UnitRow.phase == phase)
+        with Session(self.engine) as session:
+            return [
+                FailedUnit(
+                    r.phase,
+                    r.key,
+                    r.failure_class or "science",
+                    (r.message or "").splitlines()[0] if r.message else "",
+                    r.attempts,
+                )
+                for r in session.scalars(query.order_by(UnitRow.phase, UnitRow.key))
+            ]
+
+    def get(self, phase: str, key: str) -> UnitRow | None:
+        """One unit's row (detached), or None."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            row = session.get(UnitRow, (phase, key))
+            if row is not None:
+                session.expunge(row)
+            return row
+
+    def rows(self, phase: str) -> list[UnitRow]:
+        """Every unit of a phase (detached rows)."""
+        with Session(self.engine, expire_on_commit=False) as session:
+            rows = list(session.scalars(select(UnitRow).where(UnitRow.phase == phase)))
+            for r in rows:
+                session.expunge(r)
+            return rows
+
+    # -- repairs ------------------------------------------------------------------------------
+    def retry(self, phase: str, *, failure_class: str | None = None) -> int:
+        """Re-queue the phase's failed units (after a fix) as pending; return how many."""
+        query = update(UnitRow).where(UnitRow.phase == phase, UnitRow.state == "failed")
+        if failure_class is not None:
+            query = query.where(UnitRow.failure_class == failure_class)
+        with Session(self.engine) as session, session.begin():
+            result = session.execute(query.values(state="pending", updated=_now()))
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    def recover(self, *, phase: str | None = None, all_hosts: bool = False) -> list[str]:
+        """Mark running units whose worker process is gone as pending; return their keys.
+
+        A unit is recovered only when its worker is known dead: on this host, its pid no
+        longer exists.  Units running on other hosts are left alone unless ``all_hosts``
+        (use it when no flow of this release is running).  Safe to run at any time.
+        """
+        host = socket.gethostname()
+        query = select(UnitRow).where(UnitRow.state == "running")
+        if phase is not None:
+            query = query.where(UnitRow.phase == phase)
+        recovered: list[str] = []
+        with Session(self.engine) as session, session.begin():
+            for row in session.scalars(query):
+                dead = (
+                    all_hosts if row.host != host else (row.pid is None or not _pid_alive(row.pid))
+                )
+                if dead:
+                    row.state = "pending"
+                    row.message = f"recovered: worker {row.host}:{row.pid} died"
+                    row.updated = _now()
+                    recovered.append(f"{row.phase}:{row.key}")
+        return recovered
+
+    def replace_phase(
+        self, phase: str, rows: Sequence[UnitFinish], attempts: dict[str, int]
+    ) -> None:
+        """Replace a phase's rows (used by :func:`rebuild`)."""
+        with Session(self.engine) as session, session.begin():
+            session.query(UnitRow).filter(UnitRow.phase == phase).delete()
+            for r in rows:
+                session.add(
+                    UnitRow(
+                        phase=phase,
+                        key=r.key,
+                        state=r.state,
+                        attempts=attempts.get(r.key, 1),
+                        failure_class=r.failure_class,
+                        message=r.message,
+                        wall_s=r.wall_s,
+                        peak_mem_mb=r.peak_mem_mb,
+                        outputs=json.dumps(list(r.outputs)),
+                        fingerprint=r.fingerprint,
+                        threads=r.threads,
+                        updated=_now(),
+                    )
+                )
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

@@ -1,0 +1,485 @@
+"""The release's own Prefect server: start, find, stop, and the environment its clients need.
+
+Flows and Dask workers of a release talk to one long-lived ``prefect server start`` process that
+lsdr starts itself, never to an ephemeral server per process (each costs ~8 s and a database of
+its own).  Everything the server needs lives in the release's state directory
+(``<release>/state/``): its Prefect home, its SQLite database ``prefect.db`` (or a PostgreSQL URL),
+the record of the running server ``server.json`` and its log ``prefect-server.log``.
+
+The server's settings are built in one place, :func:`server_environment`.  The task-run recorder's
+batch sizes are raised there: with Prefect's default of one event per insert the server silently
+drops task-run records at a few thousand fast task runs (research/prefect-measurements.md, P1).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+from lsdr.survey.errors import SurveyError, UsageError
+from lsdr.survey.fileio import write_text_atomic
+
+HOST = "127.0.0.1"
+"""The server binds to the loopback interface only."""
+SERVER_FILE = "server.json"
+"""Record of the running server (pid, port, URL, database) in the state directory."""
+LOG_FILE = "prefect-server.log"
+"""The server's stdout and stderr, appended to across starts."""
+LOCK_FILE = "server.lock"
+"""Serialises start and stop of the server of one state directory."""
+DATABASE_FILE = "prefect.db"
+"""The default SQLite database of the server."""
+HOME_DIR = "prefect"
+"""``PREFECT_HOME`` of the server and its clients (profiles, local result storage)."""
+
+RECORDER_BATCH_SIZE = 200
+"""Task-run recorder batch and read-batch size; Prefect's default (1) drops records (P1)."""
+STOP_GRACE_SECONDS = 20.0
+"""How long a stopping server gets after SIGTERM before its process group is killed."""
+LOG_TAIL_LINES = 25
+
+
+class PrefectServerError(SurveyError):
+    """The release's Prefect server did not start or stop; the message quotes its log."""
+
+
+@dataclass(frozen=True)
+class ServerInfo:
+    """A running Prefect server of a release: where to reach it and what it stores into."""
+
+    url: str
+    """API URL, ``http://127.0.0.1:<port>/api``."""
+    pid: int
+    """Process id (and process group id) of ``prefect server start``."""
+    database_url: str
+    """``sqlite+aiosqlite:///<state>/prefect.db`` or ``postgresql+asyncpg://…``."""
+    log: Path
+    """The server's log file."""
+
+    @property
+    def port(self) -> int:
+        """The TCP port the server listens on."""
+        port = urlsplit(self.url).port
+        assert port is not None
+        return port
+
+
+def sqlite_database_url(state_dir: Path) -> str:
+    """The default database: ``prefect.db`` in the state directory, through aiosqlite."""
+    return f"sqlite+aiosqlite:///{Path(state_dir).absolute() / DATABASE_FILE}"
+
+
+def redact_url(url: str) -> str:
+    """A database URL with its password replaced by ``***``, for printing and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)
+    user = netloc[0].split(":", 1)[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[1]}"))
+
+
+def _check_database_url(database_url: str) -> str:
+    scheme = urlsplit(database_url).scheme
+    if scheme not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+        raise UsageError(
+            f"database URL {redact_url(database_url)!r}: Prefect needs an async driver, "
+            "'sqlite+aiosqlite:///…' or 'postgresql+asyncpg://…'"
+        )
+    return database_url
+
+
+def server_environment(
+    state_dir: Path, *, port: int, database_url: str | None = None
+) -> dict[str, str]:
+    """Every ``PREFECT_*`` setting the server process gets; the one place they live.
+
+    The caller's own ``PREFECT_*`` variables are not inherited (see :func:`_base_environment`),
+    so a stray ``PREFECT_API_URL`` or profile cannot change what the server is.
+    """
+    state_dir = Path(state_dir).absolute()
+    return {
+        "PREFECT_HOME": str(state_dir / HOME_DIR),
+        "PREFECT_PROFILES_PATH": str(state_dir / HOME_DIR / "profiles.toml"),
+        "PREFECT_SERVER_API_HOST": HOST,
+        "PREFECT_SERVER_API_PORT": str(port),
+        "PREFECT_SERVER_DATABASE_CONNECTION_URL": _check_database_url(
+            database_url or sqlite_database_url(state_dir)
+        ),
+        # P1: the recorder's default batch of one event drops task runs beyond ~30/s.  The event
+        # persister's and triggers' batch sizes stay at their defaults: raising them on SQLite
+        # made recording worse in the measurements.
+        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": str(RECORDER_BATCH_SIZE),
+        "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": str(RECORDER_BATCH_SIZE),
+        # The machines are offline; analytics only log a telemetry traceback.
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_SERVER_UI_ENABLED": "true",
+        "PREFECT_UI_API_URL": api_url(port),
+        "PREFECT_SERVER_LOGGING_LEVEL": "WARNING",
+        # A server never starts a second, ephemeral one for its own client calls.
+        "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
+        "PREFECT_API_URL": api_url(port),
+    }
+
+
+def client_environment(info: ServerInfo) -> dict[str, str]:
+    """What flow processes and Dask workers need to report to this server.
+
+    ``PREFECT_API_URL`` always (without it every process, and every Dask worker, would start an
+    ephemeral server of its own); ``PREFECT_HOME`` beside the server's, so that local result
+    storage (``$PREFECT_HOME/storage``) is in the release, shared by all nodes.
+    """
+    home = info.log.parent / HOME_DIR
+    return {
+        "PREFECT_API_URL": info.url,
+        "PREFECT_HOME": str(home),
+        "PREFECT_PROFILES_PATH": str(home / "profiles.toml"),
+        "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    }
+
+
+def api_url(port: int) -> str:
+    """The API URL of a server on ``port`` of the loopback interface."""
+    return f"http://{HOST}:{port}/api"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+def is_healthy(url: str, timeout: float = 2.0) -> bool:
+    """True when ``<url>/health`` answers 200 (the API is up and its database reachable)."""
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:
+            return int(response.status) == 200
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def server_status(state_dir: Path) -> ServerInfo | None:
+    """The server recorded in ``state_dir`` if it is running and healthy, else ``None``.
+
+    A record whose process is gone (a stale ``server.json``) is removed.
+    """
+    state_dir = Path(state_dir).absolute()
+    info = _read_record(state_dir)
+    if info is None:
+        return None
+    if not _is_our_server(info):
+        (state_dir / SERVER_FILE).unlink(missing_ok=True)
+        return None
+    return info if is_healthy(info.url) else None
+
+
+def start_server(
+    state_dir: Path,
+    *,
+    port: int | None = None,
+    database_url: str | None = None,
+    timeout: float = 60.0,
+) -> ServerInfo:
+    """Start the release's Prefect server detached, wait for it to be healthy, record it.
+
+    Idempotent: when the server recorded in ``state_dir`` is running it is returned (an
+    explicit ``port`` or ``database_url`` that differs from it is a usage error).  Without a
+    ``port`` a free one is chosen.  A server that does not answer ``/api/health`` within
+    ``timeout`` seconds is stopped and the error quotes the tail of its log.
+    """
+    state_dir = Path(state_dir).absolute()
+    if database_url is not None:
+        _check_database_url(database_url)
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(state_dir):
+        info = _read_record(state_dir)
+        if info is not None and _is_our_server(info):
+            _check_same(info, port, database_url)
+            _wait_healthy(info, None, timeout)
+            return info
+        (state_dir / SERVER_FILE).unlink(missing_ok=True)
+        attempts = 1 if port is not None else 3
+        for attempt in range(attempts):
+            chosen = port if port is not None else free_port()
+            try:
+                return _launch(state_dir, chosen, database_url, timeout)
+            except _PortTakenError:
+                if attempt == attempts - 1:
+                    raise PrefectServerError(
+                        f"Prefect server: port {chosen} on {HOST} is already in use; "
+                        "choose another with --port"
+                    ) from None
+        raise AssertionError("unreachable")
+
+
+def stop_server(state_dir: Path) -> bool:
+    """Stop the server recorded in ``state_dir`` (its whole process group); remove the record.
+
+    Returns True if a running server was stopped, False if none was running.
+    """
+    state_dir = Path(state_dir).absolute()
+    if not state_dir.is_dir():
+        return False
+    with _locked(state_dir):
+        info = _read_record(state_dir)
+        stopped = False
+        if info is not None and _is_our_server(info):
+            _terminate_group(info.pid, STOP_GRACE_SECONDS)
+            stopped = True
+        (state_dir / SERVER_FILE).unlink(missing_ok=True)
+        return stopped
+
+
+@contextmanager
+def running_server(state_dir: Path, **kw: Any) -> Iterator[ServerInfo]:
+    """Start the server for the block, stop it afterwards (tests, one-off scripts)."""
+    info = start_server(state_dir, **kw)
+    try:
+        yield info
+    finally:
+        stop_server(state_dir)
+
+
+# -- internals --------------------------------------------------------------------------------
+
+
+class _PortTakenError(Exception):
+    """The server exited at start because its port was taken (a race with free_port)."""
+
+
+def _base_environment() -> dict[str, str]:
+    """The caller's environment without its ``PREFECT_*`` variables."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+
+
+def _server_command(port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "prefect",
+        "server",
+        "start",
+        "--host",
+        HOST,
+        "--port",
+        str(port),
+    ]
+
+
+def _launch(state_dir: Path, port: int, database_url: str | None, timeout: float) -> ServerInfo:
+    env = _base_environment()
+    env.update(server_environment(state_dir, port=port, database_url=database_url))
+    (state_dir / HOME_DIR).mkdir(exist_ok=True)
+    log = state_dir / LOG_FILE
+    with log.open("ab") as stream:
+        offset = stream.tell()
+        stream.write(f"\n=== lsdr: starting Prefect server on {api_url(port)} ===\n".encode())
+        stream.flush()
+        # cwd is the state directory, so a .env or prefect.toml in the caller's working
+        # directory cannot change the server's settings.
+        process = subprocess.Popen(
+            _server_command(port),
+            cwd=state_dir,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    info = ServerInfo(
+        url=api_url(port),
+        pid=process.pid,
+        database_url=env["PREFECT_SERVER_DATABASE_CONNECTION_URL"],
+        log=log,
+    )
+    try:
+        _wait_healthy(info, process, timeout, log_offset=offset)
+    except BaseException:
+        _terminate_group(process.pid, 5.0)
+        raise
+    _write_record(state_dir, info)
+    return info
+
+
+def _wait_healthy(
+    info: ServerInfo,
+    process: subprocess.Popen[bytes] | None,
+    timeout: float,
+    log_offset: int = 0,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        if is_healthy(info.url, timeout=2.0):
+            return
+        exited = process.poll() is not None if process is not None else not _alive(info.pid)
+        if exited:
+            tail = _log_tail(info.log, log_offset)
+            if "already in use" in tail and process is not None:
+                raise _PortTakenError()
+            raise PrefectServerError(
+                f"Prefect server (pid {info.pid}) exited before answering {info.url}/health; "
+                f"log {info.log}:\n{tail}"
+            )
+        if time.monotonic() > deadline:
+            raise PrefectServerError(
+                f"Prefect server (pid {info.pid}) did not answer {info.url}/health within "
+                f"{timeout:.0f} s; log {info.log}:\n{_log_tail(info.log, log_offset)}"
+            )
+        time.sleep(0.25)
+
+
+def _log_tail(log: Path, offset: int = 0, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        with log.open("rb") as stream:
+            stream.seek(offset)
+            text = stream.read().decode(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.rstrip().splitlines()[-lines:]) or "(empty log)"
+
+
+def _check_same(info: ServerInfo, port: int | None, database_url: str | None) -> None:
+    if port is not None and port != info.port:
+        raise UsageError(
+            f"a Prefect server for this release already runs on port {info.port} (pid "
+            f"{info.pid}); stop it first ('lsdr server down') to use port {port}"
+        )
+    if database_url is not None and database_url != info.database_url:
+        raise UsageError(
+            f"a Prefect server for this release already runs on {redact_url(info.database_url)} "
+            f"(pid {info.pid}); stop it first ('lsdr server down') to use "
+            f"{redact_url(database_url)}"
+        )
+
+
+def _write_record(state_dir: Path, info: ServerInfo) -> None:
+    record = {
+        "url": info.url,
+        "port": info.port,
+        "pid": info.pid,
+        "database_url": info.database_url,
+        "log": str(info.log),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "python": sys.executable,
+    }
+    path = state_dir / SERVER_FILE
+    write_text_atomic(path, json.dumps(record, indent=2) + "\n")
+    path.chmod(0o600)  # the database URL may carry a password
+
+
+def _read_record(state_dir: Path) -> ServerInfo | None:
+    path = state_dir / SERVER_FILE
+    try:
+        record = json.loads(path.read_text())
+        return ServerInfo(
+            url=str(record["url"]),
+            pid=int(record["pid"]),
+            database_url=str(record["database_url"]),
+            log=Path(record["log"]),
+        )
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise PrefectServerError(
+            f"{path}: unreadable server record ({err}); remove it if no server is running"
+        ) from err
+
+
+def _alive(pid: int) -> bool:
+    """True if ``pid`` is a live process; a zombie counts as dead (and is reaped if ours)."""
+    if _reap(pid):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        zombie = stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return True  # no /proc (not Linux) or the process just went: kill(0) answered
+    if zombie:
+        _reap(pid)  # it may have exited between the first reap and the stat read
+    return not zombie
+
+
+def _reap(pid: int) -> bool:
+    """Reap ``pid`` if it is an exited child of this process; True if it was."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == pid
+
+
+def _is_our_server(info: ServerInfo) -> bool:
+    """The recorded pid is alive and (where /proc exists) still our ``prefect server start``."""
+    if not _alive(info.pid):
+        return False
+    cmdline = Path(f"/proc/{info.pid}/cmdline")
+    if not cmdline.exists():
+        return True
+    try:
+        args = cmdline.read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"server" in args and b"start" in args and str(info.port).encode() in args
+
+
+def _terminate_group(pid: int, grace: float) -> None:
+    """SIGTERM the server's process group, wait up to ``grace`` seconds, then SIGKILL the rest.
+
+    The server is started in a session of its own, so its pid is its process group id and the
+    group holds nothing but the server and its children.
+    """
+    try:
+        leader = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return
+
+    def send(sig: int) -> None:
+        try:
+            if leader:
+                os.killpg(pid, sig)
+            else:  # not started by lsdr as a group leader: signal the process alone
+                os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    send(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    send(signal.SIGKILL)  # the leader if it hung, and any child it left behind
+    deadline = time.monotonic() + 5.0
+    while _alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+
+@contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    with (state_dir / LOCK_FILE).open("a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)

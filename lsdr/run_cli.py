@@ -1,0 +1,346 @@
+"""``lsdr run <phase>``, ``status``, ``retry``, ``recover`` and ``ledger rebuild``.
+
+``run`` connects to the release's Prefect server (starting it if needed), runs the phase's flow
+on a Dask cluster sized from the settings, shows progress bars, and exits 0 when every unit is
+done, 1 when some failed (listed with their reasons), 2 on bad input.
+"""
+
+from __future__ import annotations
+
+import sys
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from lsdr.survey.bricks import RaDecBox
+from lsdr.survey.errors import RegionError, UsageError
+
+run_app = typer.Typer(
+    help="Run a phase of the release (each a Prefect flow) or a chain of phases.",
+    no_args_is_help=True,
+)
+ledger_app = typer.Typer(help="The unit ledger (an index of the release's state).")
+console = Console(stderr=True)
+
+NAMED_REGIONS: dict[str, tuple[float, float, float, float]] = {
+    "cookbook": (180.0, 181.0, 32.0, 33.0),
+    "all": (0.0, 360.0, -90.0, 90.0),
+}
+"""Regions known by name; ``cookbook`` is the worked example (RA 180-181, Dec 32-33)."""
+
+ReleaseDir = Annotated[
+    Path, typer.Option("--release-dir", "-r", help="The release (and survey) directory.")
+]
+Region = Annotated[
+    str | None,
+    typer.Option(
+        help="RA/Dec box 'ra_min,ra_max,dec_min,dec_max' (degrees) or a named region "
+        f"({', '.join(NAMED_REGIONS)}). Default: every brick the CCDs touch."
+    ),
+]
+Workers = Annotated[int | None, typer.Option("--workers", help="Dask worker processes.")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Units per Prefect task.")]
+Threads = Annotated[int | None, typer.Option("--threads", help="Threads per unit.")]
+Camera = Annotated[
+    list[str] | None, typer.Option("--camera", help="Only these cameras (repeatable).")
+]
+DateMin = Annotated[
+    datetime | None, typer.Option("--date-min", formats=["%Y-%m-%d"], help="First night kept.")
+]
+DateMax = Annotated[
+    datetime | None, typer.Option("--date-max", formats=["%Y-%m-%d"], help="Last night kept.")
+]
+RunCalibs = Annotated[
+    bool,
+    typer.Option(
+        "--run-calibs/--no-run-calibs",
+        help="Make PSF and sky calibs where neither the per-CCD nor the merged file exists.",
+    ),
+]
+Cut = Annotated[bool, typer.Option("--cut/--no-cut", help="Apply the ccd_cuts quality cuts.")]
+CutExpnum = Annotated[
+    bool, typer.Option("--cut-expnum/--no-cut-expnum", help="Drop exposures with no sources.")
+]
+
+
+def parse_region(text: str | None) -> RaDecBox | None:
+    """A region from ``ra_min,ra_max,dec_min,dec_max`` or a name; None for no region."""
+    if text is None:
+        return None
+    if text in NAMED_REGIONS:
+        return RaDecBox(*NAMED_REGIONS[text])
+    parts = text.split(",")
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) != 4:
+        raise RegionError(
+            f"region {text!r}: expected 'ra_min,ra_max,dec_min,dec_max' or one of "
+            f"{', '.join(NAMED_REGIONS)}"
+        )
+    return RaDecBox(*values)
+
+
+def _overrides(**given: Any) -> dict[str, Any]:
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _day(value: datetime | None) -> date | None:
+    return value.date() if value else None
+
+
+class _Bars:
+    """Rich progress bars, one per phase, fed by the flows' progress hook."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description:>13}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        )
+        self.tasks: dict[str, Any] = {}
+
+    def __call__(self, phase: str, finished: int, total: int) -> None:
+        if phase not in self.tasks:
+            self.tasks[phase] = self.progress.add_task(phase, total=total)
+        self.progress.update(self.tasks[phase], completed=finished, total=total)
+
+
+def _execute(
+    release_dir: Path, overrides: dict[str, Any], chain: list[tuple[str, dict[str, Any]]]
+) -> None:
+    """Connect, open one cluster, run the phases, print the outcome, exit with its code."""
+    from lsdr.infra.settings import load_settings
+
+    settings = load_settings(release_dir, **overrides)
+    if not settings.release_dir.is_dir():
+        raise UsageError(f"release directory {settings.release_dir} does not exist")
+    from lsdr.infra.connect import connect_prefect
+
+    url = connect_prefect(settings)
+    console.print(f"Prefect server: {url.removesuffix('/api')}")
+
+    from lsdr.flows.pretractor import run_phase
+    from lsdr.flows.runner import add_progress_hook, remove_progress_hook
+    from lsdr.infra.cluster import dask_cluster
+
+    bars = _Bars()
+    results: list[dict[str, Any]] = []
+    add_progress_hook(bars)
+    try:
+        with dask_cluster(settings) as address:
+            if settings.progress and sys.stderr.isatty():
+                bars.progress.start()
+            for name, params in chain:
+                if name == "pretractor":
+                    from lsdr.flows.pretractor import pretractor
+
+                    results.extend(
+                        pretractor(
+                            release_dir=str(settings.release_dir),
+                            settings=settings.model_dump(mode="json", exclude={"release_dir"}),
+                            dask_address=address,
+                            **params,
+                        )
+                    )
+                else:
+                    results.append(run_phase(name, settings, address, **params))
+    finally:
+        bars.progress.stop()
+        remove_progress_hook(bars)
+    _report(results)
+
+
+def _report(results: list[dict[str, Any]]) -> None:
+    failed = 0
+    for result in results:
+        c = result["counts"]
+        print(
+            f"{result['phase']}: {c['done']} done, {c['cached']} already done, {c['failed']} failed"
+        )
+        for key, cls, message in result["failed"]:
+            failed += 1
+            print(f"  FAILED {key} [{cls}]: {message}")
+    if failed:
+        print(f"{failed} unit(s) failed: fix them, then `lsdr retry --phase P` and rerun.")
+        raise SystemExit(1)
+
+
+@run_app.command("discover")
+def run_discover(
+    release_dir: ReleaseDir,
+    camera: Camera = None,
+    date_min: DateMin = None,
+    date_max: DateMax = None,
+    workers: Workers = None,
+) -> None:
+    """Find CP images, trim dates and duplicates, write image-list.txt."""
+    params = {"cameras": camera, "date_min": _day(date_min), "date_max": _day(date_max)}
+    _execute(release_dir, _overrides(n_workers=workers), [("discover", params)])
+
+
+@run_app.command("zeropoints")
+def run_zeropoints(
+    release_dir: ReleaseDir,
+    run_calibs: RunCalibs = True,
+    workers: Workers = None,
+    batch_size: BatchSize = None,
+    threads: Threads = None,
+) -> None:
+    """Zeropoints, PSF and spline sky for every CCD of every listed image (lite engine)."""
+    overrides = _overrides(n_workers=workers, batch_size=batch_size, unit_threads=threads)
+    _execute(release_dir, overrides, [("zeropoints", {"run_calibs": run_calibs})])
+
+
+@run_app.command("merge")
+def run_merge(
+    release_dir: ReleaseDir,
+    cut: Cut = True,
+    cut_expnum: CutExpnum = True,
+    workers: Workers = None,
+) -> None:
+    """Merge calibs per exposure and zeropoint tables into survey-ccds / ccds-annotated."""
+    _execute(
+        release_dir,
+        _overrides(n_workers=workers),
+        [("merge", {"cut": cut, "cut_expnum": cut_expnum})],
+    )
+
+
+@run_app.command("kdtree")
+def run_kdtree(release_dir: ReleaseDir) -> None:
+    """Write the unified kd-tree CCD file survey-ccds-<dr>.kd.fits."""
+    _execute(release_dir, {}, [("kdtree", {})])
+
+
+@run_app.command("bricks")
+def run_bricks(release_dir: ReleaseDir, region: Region = None) -> None:
+    """Write the brick list: bricks of the region touched by CCDs that pass the cuts."""
+    box = parse_region(region)
+    params = {"region": None if box is None else _box(box)}
+    _execute(release_dir, {}, [("bricks", params)])
+
+
+@run_app.command("depthcut")
+def run_depthcut(release_dir: ReleaseDir) -> None:
+    """Keep, per brick, the CCDs needed to reach the target depth (optional phase)."""
+    _execute(release_dir, {}, [("depthcut", {})])
+
+
+@run_app.command("pretractor")
+def run_pretractor(
+    release_dir: ReleaseDir,
+    region: Region = None,
+    camera: Camera = None,
+    date_min: DateMin = None,
+    date_max: DateMax = None,
+    run_calibs: RunCalibs = True,
+    cut: Cut = True,
+    cut_expnum: CutExpnum = True,
+    depth_cut: Annotated[bool, typer.Option("--depth-cut", help="Run the depth cut.")] = False,
+    workers: Workers = None,
+    batch_size: BatchSize = None,
+    threads: Threads = None,
+) -> None:
+    """discover → zeropoints → merge → kdtree → bricks (→ depthcut), one command."""
+    box = parse_region(region)
+    params = {
+        "region": None if box is None else _box(box),
+        "cameras": camera,
+        "date_min": _day(date_min),
+        "date_max": _day(date_max),
+        "run_calibs": run_calibs,
+        "cut": cut,
+        "cut_expnum": cut_expnum,
+        "depth_cut": depth_cut,
+    }
+    overrides = _overrides(n_workers=workers, batch_size=batch_size, unit_threads=threads)
+    _execute(release_dir, overrides, [("pretractor", params)])
+
+
+def _box(box: RaDecBox) -> list[float]:
+    return [box.ra_min, box.ra_max, box.dec_min, box.dec_max]
+
+
+def _ledger(release_dir: Path) -> Any:
+    from lsdr.flows.runner import ledger_for
+    from lsdr.infra.settings import load_settings
+
+    return ledger_for(load_settings(release_dir))
+
+
+def status(
+    release_dir: ReleaseDir,
+    phase: Annotated[str | None, typer.Option(help="Only this phase.")] = None,
+) -> None:
+    """Units by phase and state (the ``qdo list`` view), then failed units and why."""
+    ledger = _ledger(release_dir)
+    table = Table(title=f"units of {release_dir}")
+    for column in ("phase", "pending", "running", "done", "failed", "total"):
+        table.add_column(column, justify="right" if column != "phase" else "left")
+    rows = ledger.counts(phase)
+    for pc in rows:
+        c = pc.counts
+        table.add_row(
+            pc.phase,
+            *(str(c.get(s, 0)) for s in ("pending", "running", "done", "failed")),
+            str(pc.total),
+        )
+    Console().print(table)
+    for f in ledger.failed(phase):
+        print(f"FAILED {f.phase} {f.key} [{f.failure_class}, {f.attempts} start(s)]: {f.message}")
+
+
+def retry(
+    release_dir: ReleaseDir,
+    phase: Annotated[str, typer.Option(help="The phase whose failed units to re-queue.")],
+    failure_class: Annotated[
+        str | None, typer.Option("--class", help="Only failures of this class.")
+    ] = None,
+) -> None:
+    """Re-queue a phase's failed units (after a fix); the next run reprocesses them."""
+    from lsdr.survey.layout import ReleaseLayout
+    from lsdr.tasks.units import sidecar_path
+
+    ledger = _ledger(release_dir)
+    layout = ReleaseLayout(release_dir)
+    keys = [f.key for f in ledger.failed(phase) if failure_class in (None, f.failure_class)]
+    for key in keys:
+        # A failed unit's sidecar records the failure; removing it makes the run redo it.
+        sidecar_path(layout, phase, key).unlink(missing_ok=True)
+    n = ledger.retry(phase, failure_class=failure_class)
+    print(f"{n} failed unit(s) of {phase} re-queued; run `lsdr run {phase}` again")
+
+
+def recover(
+    release_dir: ReleaseDir,
+    all_hosts: Annotated[
+        bool,
+        typer.Option(help="Also recover units running on other hosts (no flow may be running)."),
+    ] = False,
+) -> None:
+    """Mark units whose worker died as pending (safe at any time)."""
+    keys = _ledger(release_dir).recover(all_hosts=all_hosts)
+    for key in keys:
+        print(f"recovered {key}")
+    print(f"{len(keys)} unit(s) recovered")
+
+
+@ledger_app.command("rebuild")
+def ledger_rebuild(release_dir: ReleaseDir) -> None:
+    """Rebuild the ledger from the release's provenance sidecars."""
+    from lsdr.survey.layout import ReleaseLayout
+    from lsdr.tasks.units import rebuild_ledger
+
+    counts = rebuild_ledger(ReleaseLayout(release_dir), _ledger(release_dir))
+    for phase, n in sorted(counts.items()):
+        print(f"{phase}: {n} units")

@@ -1,0 +1,138 @@
+"""``lsdr server``: start, stop and find the release's own Prefect server.
+
+Mounted by ``lsdr/cli.py`` as ``lsdr server …``.  Every command takes the release directory; the
+server's files live in its ``state/`` directory.  Errors print one line and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+
+from lsdr.infra.prefect_server import (
+    ServerInfo,
+    redact_url,
+    server_status,
+    start_server,
+    stop_server,
+)
+from lsdr.survey.errors import SurveyError, UsageError
+from lsdr.survey.layout import ReleaseLayout
+
+app = typer.Typer(
+    help="The release's Prefect server (SQLite in state/, or PostgreSQL): up, down, status, url.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+ReleaseDir = Annotated[
+    Path,
+    typer.Option("--release-dir", help="Release directory; the server lives in its state/."),
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn lsdr's errors into one line on stderr and exit status 2, never a traceback."""
+
+    @wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except SurveyError as err:
+            message = str(err)
+            first, _, rest = message.partition("\n")
+            print(f"lsdr: error: {first}", file=sys.stderr)
+            if rest:  # a server log tail quoted by the error: context, after the one line
+                print(rest, file=sys.stderr)
+            raise SystemExit(2) from None
+
+    return wrapper
+
+
+def state_dir_of(release_dir: Path, *, must_exist: bool = True) -> Path:
+    """The state directory of a release; the release directory itself must exist."""
+    if must_exist and not release_dir.is_dir():
+        raise UsageError(f"release directory {release_dir} does not exist")
+    return ReleaseLayout(release_dir).state_dir
+
+
+def describe(info: ServerInfo) -> str:
+    """One line about a running server, its database password hidden."""
+    return (
+        f"Prefect server running at {info.url} (pid {info.pid}, database "
+        f"{redact_url(info.database_url)}, log {info.log})"
+    )
+
+
+def export_line(info: ServerInfo) -> str:
+    """The shell line that points Prefect clients at the server."""
+    return f"export PREFECT_API_URL={shlex.quote(info.url)}"
+
+
+@app.command()
+@one_line_errors
+def up(
+    release_dir: ReleaseDir,
+    port: Annotated[
+        int | None, typer.Option("--port", help="TCP port on 127.0.0.1 (default: a free one).")
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            "--database-url",
+            help="postgresql+asyncpg://user:pw@host:port/db (default: SQLite state/prefect.db).",
+        ),
+    ] = None,
+    timeout: Annotated[
+        float, typer.Option("--timeout", help="Seconds to wait for the server to answer.")
+    ] = 60.0,
+) -> None:
+    """Start the release's Prefect server (or find the running one) and print its URL."""
+    info = start_server(
+        state_dir_of(release_dir), port=port, database_url=database_url, timeout=timeout
+    )
+    print(describe(info))
+    print(export_line(info))
+
+
+@app.command()
+@one_line_errors
+def down(release_dir: ReleaseDir) -> None:
+    """Stop the release's Prefect server."""
+    state = state_dir_of(release_dir)
+    if stop_server(state):
+        print(f"Prefect server of {release_dir} stopped")
+    else:
+        print(f"no Prefect server was running for {release_dir}")
+
+
+@app.command()
+@one_line_errors
+def status(release_dir: ReleaseDir) -> None:
+    """Say whether the release's Prefect server is running (exit status 1 if not)."""
+    info = server_status(state_dir_of(release_dir))
+    if info is None:
+        print(f"no Prefect server running for {release_dir}")
+        raise typer.Exit(1)
+    print(describe(info))
+    print(export_line(info))
+
+
+@app.command()
+@one_line_errors
+def url(release_dir: ReleaseDir) -> None:
+    """Print the API URL of the release's running Prefect server (for PREFECT_API_URL)."""
+    info = server_status(state_dir_of(release_dir))
+    if info is None:
+        raise UsageError(f"no Prefect server running for {release_dir}; start it: lsdr server up")
+    print(info.url)

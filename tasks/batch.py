@@ -1,0 +1,54 @@
+"""The one Prefect task every phase uses: run a batch of units on a Dask worker.
+
+A Prefect task costs ~0.1-0.2 s on Dask (``research/prefect-measurements.md``), so a task is a
+batch of units, never a single CCD.  The worker records the batch's start and end in the
+ledger (two transactions) and each unit's provenance sidecar; a unit's failure is a result,
+not an exception, so one bad image never takes its batch down.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from prefect import task
+
+from lsdr.infra.ledger import Ledger
+from lsdr.survey.layout import ReleaseLayout
+from lsdr.tasks.units import Unit, UnitOutput, UnitResult, execute_unit
+
+
+def run_batch_now(
+    fn: Callable[[ReleaseLayout, Unit], UnitOutput],
+    units: Sequence[Unit],
+    release_dir: str,
+    ledger_url: str,
+    engine_version: str,
+    memory_limit_mb: int | None = None,
+) -> list[UnitResult]:
+    """Run units one after the other here, recording start and end in the ledger."""
+    if not units:
+        return []
+    layout = ReleaseLayout(Path(release_dir))
+    ledger = Ledger(ledger_url)
+    phase = units[0].phase
+    ledger.start(phase, [u.key for u in units], threads=units[0].threads)
+    results = [
+        execute_unit(fn, layout, u, engine_version, memory_limit_mb=memory_limit_mb) for u in units
+    ]
+    ledger.finish(phase, [r.ledger_finish() for r in results])
+    return results
+
+
+@task(name="run-units", task_run_name="{units[0].phase}-batch-{batch_number}")
+def run_batch(
+    fn: Callable[[ReleaseLayout, Unit], UnitOutput],
+    units: list[Unit],
+    release_dir: str,
+    ledger_url: str,
+    engine_version: str,
+    memory_limit_mb: int | None = None,
+    batch_number: int = 0,
+) -> list[UnitResult]:
+    """A Prefect task running one batch of a phase's units (see :func:`run_batch_now`)."""
+    return run_batch_now(fn, units, release_dir, ledger_url, engine_version, memory_limit_mb)

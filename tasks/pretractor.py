@@ -1,0 +1,222 @@
+"""The pre-tractor phases' units: what each unit depends on, and the call into ``survey/``.
+
+Each phase has a planner (settings and options → units with their input files, so a changed
+input reprocesses exactly its units) and a unit function (module level, so Dask pickles it by
+reference) that calls the science in ``survey/`` and returns the files it wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+from lsdr.survey.bricks import RaDecBox
+from lsdr.survey.layout import ReleaseLayout
+from lsdr.tasks.units import Unit, UnitOutput
+
+CP_PATTERNS = ("c4d_*_oo[iwd]_*", "k4m_*_oo[iwd]_*", "ksb_*_oo[iwd]_*", "*_oki_*")
+"""The CP files whose names and stamps decide what discovery finds."""
+
+
+def _paths(paths: Sequence[Path]) -> tuple[str, ...]:
+    return tuple(str(p) for p in paths)
+
+
+def gaia_chunks(layout: ReleaseLayout) -> list[Path]:
+    """The reference-catalogue chunk files (inputs of every zeropoint)."""
+    return sorted(layout.gaia_dir.glob("chunk-*.fits*")) if layout.gaia_dir.exists() else []
+
+
+def survey_ccds_tables(layout: ReleaseLayout) -> list[Path]:
+    """The per camera-band survey-ccds tables the merge wrote (not depth-cut ones)."""
+    return sorted(
+        p for p in layout.root.glob("survey-ccds-*-*.fits.gz") if "depthcut" not in p.name
+    )
+
+
+# -- discover ---------------------------------------------------------------------------------
+def plan_discover(
+    layout: ReleaseLayout,
+    *,
+    cameras: Sequence[str] | None = None,
+    date_min: date | None = None,
+    date_max: date | None = None,
+) -> list[Unit]:
+    """One unit: scan ``images/``; its inputs are every CP file there (name, size, mtime)."""
+    files: list[Path] = []
+    if layout.images_dir.exists():
+        for pattern in CP_PATTERNS:
+            files.extend(layout.images_dir.rglob(pattern))
+    options = (
+        ("cameras", sorted(cameras) if cameras else None),
+        ("date_min", date_min.isoformat() if date_min else None),
+        ("date_max", date_max.isoformat() if date_max else None),
+    )
+    return [Unit("discover", "images", _paths(sorted(set(files))), options)]
+
+
+def discover_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Find the CP images, trim dates and duplicates, write the image list."""
+    from lsdr.survey.discover import discover_images, write_image_list
+
+    date_min, date_max = unit.option("date_min"), unit.option("date_max")
+    found = discover_images(
+        layout,
+        cameras=unit.option("cameras"),
+        date_min=date.fromisoformat(date_min) if date_min else None,
+        date_max=date.fromisoformat(date_max) if date_max else None,
+    )
+    path = write_image_list(layout, found)
+    return UnitOutput(
+        (path,),
+        {"kept": len(found.images), "dropped": [list(d) for d in found.dropped]},
+    )
+
+
+# -- zeropoints ---------------------------------------------------------------------------------
+def plan_zeropoints(
+    layout: ReleaseLayout, images: Sequence[str], *, run_calibs: bool = True, threads: int = 1
+) -> list[Unit]:
+    """One unit per image: inputs its ooi/ood/oow files and the reference catalogue."""
+    refs = _paths(gaia_chunks(layout))
+    units = []
+    for image in images:
+        inputs = (
+            str(layout.image(image)),
+            str(layout.image_companion(image, "ood")),
+            str(layout.image_companion(image, "oow")),
+            *refs,
+        )
+        units.append(
+            Unit("zeropoints", image, inputs, (("run_calibs", run_calibs),), threads=threads)
+        )
+    return units
+
+
+def zeropoints_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Zeropoints, PSF and sky of every CCD of one image (lite engine)."""
+    from lsdr.survey.zeropoints import measure_image
+
+    out = measure_image(
+        layout, unit.key, run_calibs=bool(unit.option("run_calibs", True)), threads=unit.threads
+    )
+    return UnitOutput(
+        (out.annotated, out.photom, *out.calibs),
+        {"ccds": out.n_ccds, "no_stars": out.n_no_stars, "made_calibs": out.made_calibs},
+    )
+
+
+# -- merge ------------------------------------------------------------------------------------
+def plan_merge_calibs(layout: ReleaseLayout, images: Sequence[str]) -> list[Unit]:
+    """One unit per exposure: inputs its per-CCD PsfEx and sky files."""
+    from lsdr.survey.calibs import expected_calib_inputs
+
+    return [
+        Unit("merge-calibs", image, _paths(expected_calib_inputs(layout, image)))
+        for image in images
+    ]
+
+
+def merge_calibs_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Stack one exposure's per-CCD calibs into its merged PsfEx and sky files."""
+    from lsdr.survey.calibs import merge_calibs
+
+    merged = merge_calibs(layout, unit.key)
+    return UnitOutput((merged.psfex, merged.sky))
+
+
+def plan_merge_tables(
+    layout: ReleaseLayout, images: Sequence[str], *, cut: bool = True, cut_expnum: bool = True
+) -> list[Unit]:
+    """One unit: every image's ``-annotated.fits`` that exists (missing ones are reported)."""
+    tables = [layout.zpt_annotated(i) for i in images]
+    present = [p for p in tables if p.exists()]
+    options = (
+        ("cut", cut),
+        ("cut_expnum", cut_expnum),
+        # A synthetic survey (it has a truth table) holds partial exposures of binned pixels:
+        # the cuts then count present CCDs and scale per-pixel thresholds (see CutOptions).
+        ("synthetic", layout.truth_ccds.exists()),
+        ("missing", sorted(str(p) for p in tables if not p.exists())),
+    )
+    return [Unit("merge", "survey-ccds", _paths(present), options)]
+
+
+def merge_tables_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """The survey-ccds and ccds-annotated tables per camera and band, with ccd_cuts."""
+    from lsdr.survey.ccdcuts import CutOptions
+    from lsdr.survey.ccdtables import merge_ccd_tables
+
+    synthetic = bool(unit.option("synthetic", False))
+    merged = merge_ccd_tables(
+        layout,
+        [Path(p) for p in unit.inputs],
+        cut=bool(unit.option("cut", True)),
+        cut_expnum=bool(unit.option("cut_expnum", True)),
+        cut_options=CutOptions(
+            present_ccds_only=synthetic,
+            binned_pixels=synthetic,
+        ),
+    )
+    paths = [*merged.survey_ccds.values(), *merged.annotated.values()]
+    return UnitOutput(
+        tuple(paths),
+        {
+            "rows": merged.n_rows,
+            "kept": merged.n_kept,
+            "cuts": dict(merged.cut_counts),
+            "dropped_expnums": list(merged.dropped_expnums),
+            "missing_tables": unit.option("missing", []),
+        },
+    )
+
+
+# -- kd-tree, bricks, depth cut ----------------------------------------------------------------
+def plan_kdtree(layout: ReleaseLayout) -> list[Unit]:
+    """One unit: the unified kd-tree file over every survey-ccds table."""
+    return [Unit("kdtree", "survey-ccds-kd", _paths(survey_ccds_tables(layout)))]
+
+
+def kdtree_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Write ``survey-ccds-<dr>.kd.fits`` from the merged tables."""
+    from lsdr.survey.ccdtables import read_survey_ccds
+    from lsdr.survey.kdtree import write_ccds_kdtree
+
+    ccds = read_survey_ccds(layout, kept_only=False)
+    path = write_ccds_kdtree(ccds, layout.survey_ccds_kd)
+    return UnitOutput((path,), {"ccds": len(ccds)})
+
+
+def plan_bricks(layout: ReleaseLayout, region: RaDecBox | None) -> list[Unit]:
+    """One unit: the brick list of the region, from the surviving CCDs."""
+    box = None if region is None else [region.ra_min, region.ra_max, region.dec_min, region.dec_max]
+    return [Unit("bricks", "brick-list", _paths(survey_ccds_tables(layout)), (("region", box),))]
+
+
+def bricks_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Bricks touched by CCDs with ccd_cuts == 0, inside the region; a clean list."""
+    from lsdr.survey.bricklist import bricks_for_ccds, write_brick_list
+    from lsdr.survey.ccdtables import read_survey_ccds
+
+    box = unit.option("region")
+    region = RaDecBox(*box) if box else None
+    bricks = bricks_for_ccds(read_survey_ccds(layout, kept_only=True), region)
+    path = write_brick_list(layout, bricks)
+    return UnitOutput((path,), {"bricks": len(bricks)})
+
+
+def plan_depthcut(layout: ReleaseLayout) -> list[Unit]:
+    """One unit: the depth cut over the brick list's bricks."""
+    inputs = (*_paths(survey_ccds_tables(layout)), str(layout.brick_list))
+    return [Unit("depthcut", "survey-ccds-depthcut", inputs)]
+
+
+def depthcut_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Per brick, the CCDs needed to reach the target depth; the depth-cut table and kd-tree."""
+    from lsdr.survey.bricklist import read_brick_list
+    from lsdr.survey.depthcut import depth_cut
+
+    result = depth_cut(layout, read_brick_list(layout))
+    paths = [result.table] + ([result.kdtree] if result.kdtree else [])
+    return UnitOutput(tuple(paths), {"ccds_in": result.n_in, "ccds_kept": result.n_kept})

@@ -1,0 +1,374 @@
+"""Units of work and their provenance: fingerprints, sidecars, failure classes, execution.
+
+A unit is (phase, key): an image, an exposure, a camera-band table, a brick.  Its fingerprint
+hashes its input files (size and mtime), its options and the engine version; its provenance
+sidecar (``state/provenance/<phase>/<hash>.json``) records that fingerprint with the outputs it
+wrote (size and mtime), the wall time and memory.  A unit is done when its sidecar matches the
+current fingerprint and every recorded output is still there, unchanged: the on-disk release is
+the truth, the ledger is an index of it.  No Prefect here: these functions run anywhere.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+import resource
+import socket
+import subprocess
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+from lsdr.infra.ledger import UnitFinish
+from lsdr.survey.errors import SurveyError, UsageError
+from lsdr.survey.fileio import write_text_atomic
+from lsdr.survey.layout import ReleaseLayout
+
+SIDECAR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One unit of a phase: what to do (key, options) and what it depends on (inputs)."""
+
+    phase: str
+    key: str
+    inputs: tuple[str, ...] = ()
+    options: tuple[tuple[str, Any], ...] = ()
+    threads: int = 1
+
+    def option(self, name: str, default: Any = None) -> Any:
+        """The value of one option."""
+        return dict(self.options).get(name, default)
+
+    def with_threads(self, threads: int) -> Unit:
+        """The same unit with another thread count (threads are not part of the fingerprint)."""
+        return replace(self, threads=threads)
+
+
+@dataclass(frozen=True)
+class UnitOutput:
+    """What a unit function returns: the files it wrote and a small JSON-able summary."""
+
+    paths: tuple[Path, ...]
+    summary: Mapping[str, Any] = field(default_factory=dict)
+
+
+class UnitFunction(Protocol):
+    """A phase's science for one unit (module-level, so it pickles by reference)."""
+
+    def __call__(self, layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+        """Do the unit's work and return its outputs."""
+        ...
+
+
+@dataclass(frozen=True)
+class UnitResult:
+    """How one unit ended; small enough to send back from a worker by the thousand."""
+
+    phase: str
+    key: str
+    state: str  # done | cached | failed
+    fingerprint: str = ""
+    failure_class: str | None = None
+    message: str | None = None
+    wall_s: float = 0.0
+    peak_mem_mb: float = 0.0
+    outputs: tuple[str, ...] = ()
+    summary: Mapping[str, Any] = field(default_factory=dict)
+    threads: int = 1
+
+    def ledger_finish(self) -> UnitFinish:
+        """The ledger's record of this result (cached counts as done)."""
+        return UnitFinish(
+            key=self.key,
+            state="failed" if self.state == "failed" else "done",
+            fingerprint=self.fingerprint or None,
+            failure_class=self.failure_class,
+            message=self.message,
+            wall_s=self.wall_s,
+            peak_mem_mb=self.peak_mem_mb,
+            outputs=self.outputs,
+            threads=self.threads,
+        )
+
+
+# -- fingerprints and sidecars --------------------------------------------------------------
+def file_stamp(path: str | Path) -> list[Any]:
+    """(path, size, mtime_ns) of a file, or (path, "missing")."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return [str(path), "missing"]
+    return [str(path), st.st_size, st.st_mtime_ns]
+
+
+def fingerprint(unit: Unit, engine_version: str) -> str:
+    """Hash of the unit's inputs (sizes and mtimes), options and engine version."""
+    doc = {
+        "phase": unit.phase,
+        "key": unit.key,
+        "engine": engine_version,
+        "options": [[k, v] for k, v in unit.options],
+        "inputs": [file_stamp(p) for p in unit.inputs],
+    }
+    text = json.dumps(doc, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sidecar_path(layout: ReleaseLayout, phase: str, key: str) -> Path:
+    """Where a unit's provenance sidecar lives (the key itself is stored inside)."""
+    digest = hashlib.sha1(f"{phase}\0{key}".encode()).hexdigest()[:24]
+    return layout.state_dir / "provenance" / phase / f"{digest}.json"
+
+
+def read_sidecar(path: Path) -> dict[str, Any] | None:
+    """A sidecar's content, or None when missing or unreadable (then the unit reruns)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def done_result(layout: ReleaseLayout, unit: Unit, fp: str) -> UnitResult | None:
+    """The cached result of a unit whose sidecar matches ``fp`` and whose outputs are intact."""
+    data = read_sidecar(sidecar_path(layout, unit.phase, unit.key))
+    if data is None or data.get("state") != "done" or data.get("fingerprint") != fp:
+        return None
+    outputs = data.get("outputs", [])
+    for stamp in outputs:
+        if file_stamp(stamp[0]) != stamp:
+            return None
+    return UnitResult(
+        phase=unit.phase,
+        key=unit.key,
+        state="cached",
+        fingerprint=fp,
+        wall_s=float(data.get("wall_s", 0.0)),
+        peak_mem_mb=float(data.get("peak_mem_mb", 0.0)),
+        outputs=tuple(s[0] for s in outputs),
+        summary=data.get("summary", {}),
+        threads=int(data.get("threads", 1)),
+    )
+
+
+NO_BLIND_RETRY = ("science", "usage")
+"""Failure classes a rerun does not retry while the unit's inputs are unchanged."""
+
+
+def earlier_failure(layout: ReleaseLayout, unit: Unit, fp: str) -> UnitResult | None:
+    """A science (or usage) failure recorded for these very inputs: not retried blindly.
+
+    Changing an input (replacing a bad file) changes the fingerprint and the unit runs again;
+    ``lsdr retry`` removes the record after a fix elsewhere (code, configuration).
+    """
+    data = read_sidecar(sidecar_path(layout, unit.phase, unit.key))
+    if data is None or data.get("state") != "failed" or data.get("fingerprint") != fp:
+        return None
+    if data.get("failure_class") not in NO_BLIND_RETRY:
+        return None
+    return UnitResult(
+        phase=unit.phase,
+        key=unit.key,
+        state="failed",
+        fingerprint=fp,
+        failure_class=str(data.get("failure_class")),
+        message=f"{data.get('message')} (failed before with the same inputs; "
+        f"`lsdr retry --phase {unit.phase}` after a fix)",
+        threads=unit.threads,
+    )
+
+
+def write_sidecar(layout: ReleaseLayout, result: UnitResult, traceback_text: str = "") -> Path:
+    """Record a finished (done or failed) unit's provenance, atomically."""
+    doc = {
+        "version": SIDECAR_VERSION,
+        "phase": result.phase,
+        "key": result.key,
+        "state": result.state,
+        "fingerprint": result.fingerprint,
+        "failure_class": result.failure_class,
+        "message": result.message,
+        "wall_s": round(result.wall_s, 4),
+        "peak_mem_mb": round(result.peak_mem_mb, 1),
+        "threads": result.threads,
+        "outputs": [file_stamp(p) for p in result.outputs],
+        "summary": dict(result.summary),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "finished": time.time(),
+    }
+    if traceback_text:
+        doc["traceback"] = traceback_text
+    path = sidecar_path(layout, result.phase, result.key)
+    return write_text_atomic(path, json.dumps(doc, indent=1, default=str))
+
+
+def iter_sidecars(layout: ReleaseLayout) -> Iterator[dict[str, Any]]:
+    """Every readable sidecar of the release (for ``lsdr ledger rebuild``)."""
+    root = layout.state_dir / "provenance"
+    if not root.exists():
+        return
+    for path in sorted(root.glob("*/*.json")):
+        data = read_sidecar(path)
+        if data is not None and "phase" in data and "key" in data:
+            yield data
+
+
+# -- failure classes ---------------------------------------------------------------------------
+INFRA_ERRNOS = {errno.ENOSPC, errno.EIO, errno.ESTALE, errno.EDQUOT, errno.ENOMEM}
+
+
+def classify(err: BaseException) -> str:
+    """The failure class of an exception raised by a unit (see docs/orchestration.md)."""
+    if isinstance(err, MemoryError):
+        return "oom"
+    if isinstance(err, UsageError):
+        return "usage"
+    if isinstance(err, SurveyError | subprocess.CalledProcessError):
+        return "science"
+    if isinstance(err, TimeoutError | subprocess.TimeoutExpired):
+        return "timeout"
+    if isinstance(err, OSError) and err.errno in INFRA_ERRNOS:
+        return "infra"
+    return "science"
+
+
+def one_line(err: BaseException) -> str:
+    """A one-line reason: the message, plus where it was raised for unexpected errors."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, SurveyError):
+        return text
+    if isinstance(err, MemoryError):
+        return f"out of memory (MemoryError{': ' + text if str(err) else ''})"
+    frames = traceback.extract_tb(err.__traceback__)
+    where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
+    return f"{type(err).__name__}: {text}{where}"
+
+
+# -- execution ----------------------------------------------------------------------------------
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MB (Linux ru_maxrss is in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _vm_size_bytes() -> int:
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmSize:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+@contextmanager
+def memory_limit(limit_mb: int | None) -> Iterator[None]:
+    """Limit this process's address space to its current size plus ``limit_mb`` for a unit.
+
+    Allocations beyond it raise a real ``MemoryError`` (class ``oom``) instead of the node's
+    OOM killer taking the whole worker.  The limit applies to the worker process, so it is
+    meant for workers running one unit at a time (``threads_per_worker = 1``).
+    """
+    if limit_mb is None:
+        yield
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (_vm_size_bytes() + limit_mb * 1024 * 1024, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+def execute_unit(
+    fn: Callable[[ReleaseLayout, Unit], UnitOutput],
+    layout: ReleaseLayout,
+    unit: Unit,
+    engine_version: str,
+    *,
+    memory_limit_mb: int | None = None,
+) -> UnitResult:
+    """Run one unit unless its sidecar says it is done; never raises for a unit's failure."""
+    fp = fingerprint(unit, engine_version)
+    cached = done_result(layout, unit, fp)
+    if cached is not None:
+        return cached
+    start = time.monotonic()
+    try:
+        with memory_limit(memory_limit_mb):
+            output = fn(layout, unit)
+    except Exception as err:
+        # MemoryError is an Exception too; anything else (KeyboardInterrupt) propagates.
+        result = UnitResult(
+            phase=unit.phase,
+            key=unit.key,
+            state="failed",
+            fingerprint=fp,
+            failure_class=classify(err),
+            message=one_line(err),
+            wall_s=time.monotonic() - start,
+            peak_mem_mb=peak_rss_mb(),
+            threads=unit.threads,
+        )
+        write_sidecar(layout, result, traceback.format_exc())
+        return result
+    result = UnitResult(
+        phase=unit.phase,
+        key=unit.key,
+        state="done",
+        fingerprint=fp,
+        wall_s=time.monotonic() - start,
+        peak_mem_mb=peak_rss_mb(),
+        outputs=tuple(str(p) for p in output.paths),
+        summary=dict(output.summary),
+        threads=unit.threads,
+    )
+    write_sidecar(layout, result)
+    return result
+
+
+def engine_version(engine: str) -> str:
+    """The engine's version string that goes into every fingerprint."""
+    from lsdr import __version__
+
+    return f"{engine}-{__version__}"
+
+
+def batches(units: Sequence[Unit], size: int) -> list[list[Unit]]:
+    """Split units into batches of at most ``size`` (one Prefect task each)."""
+    return [list(units[i : i + size]) for i in range(0, len(units), size)]
+
+
+def rebuild_ledger(layout: ReleaseLayout, ledger: Any) -> dict[str, int]:
+    """Recreate the ledger's rows from the release's provenance sidecars; units per phase.
+
+    A sidecar knows a unit's last state, failure, cost and outputs, not how many times it was
+    started, so attempts restart at one.
+    """
+    by_phase: dict[str, list[UnitFinish]] = {}
+    for doc in iter_sidecars(layout):
+        state = "failed" if doc.get("state") == "failed" else "done"
+        by_phase.setdefault(str(doc["phase"]), []).append(
+            UnitFinish(
+                key=str(doc["key"]),
+                state=state,
+                fingerprint=doc.get("fingerprint"),
+                failure_class=doc.get("failure_class"),
+                message=doc.get("message"),
+                wall_s=doc.get("wall_s"),
+                peak_mem_mb=doc.get("peak_mem_mb"),
+                outputs=tuple(str(s[0]) for s in doc.get("outputs", [])),
+                threads=doc.get("threads"),
+            )
+        )
+    for phase, rows in by_phase.items():
+        ledger.replace_phase(phase, rows, {})
+    return {phase: len(rows) for phase, rows in by_phase.items()}
