@@ -418,8 +418,21 @@ def _alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True  # no /proc (not Linux) or the process just went: kill(0) answered
     if zombie:
-        _reap(pid)  # it may have exited between the first reap and the stat read
+        # The main thread has exited; a child of ours is reaped once its other threads are
+        # gone too, so that nothing is left of it when this returns.
+        deadline = time.monotonic() + 5.0
+        while not _reap(pid) and _is_child(pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
     return not zombie
+
+
+def _is_child(pid: int) -> bool:
+    """True if ``pid`` is (still) an unreaped child of this process."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return True
 
 
 def _reap(pid: int) -> bool:

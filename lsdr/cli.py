@@ -141,13 +141,19 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic survey.")] = 1,
     workers: Annotated[int, typer.Option(help="Processes rendering exposures.")] = 2,
 ) -> None:
-    """The cookbook's worked example: simulate RA 180-181, Dec 32-33 and list its bricks."""
-    region = grid.RaDecBox(180.0, 181.0, 32.0, 33.0)
+    """The cookbook's worked example: simulate RA 180-181, Dec 32-33, run the pre-tractor phases."""
+    from lsdr.run_cli import NAMED_REGIONS, run_pretractor
+
+    region = grid.RaDecBox(*NAMED_REGIONS["cookbook"])
     _simulate(out, None, None, 2, region, seed, DEMO_BINNING, workers)
-    touched = touching_bricks(out, region)
-    print(f"{len(touched)} bricks touched by the survey's CCDs (queue_calibs --touching):")
-    for b in touched:
-        print(b.brickname)
+    try:
+        run_pretractor(out, region="cookbook", workers=workers)
+    finally:
+        print(f"Prefect UI: `lsdr server url --release-dir {out}` (stop it: lsdr server down)")
+    touched = (out / "bricks.txt").read_text().split()
+    print(f"{len(touched)} bricks in the brick list ({out / 'bricks.txt'}):")
+    for name in touched:
+        print(name)
 
 
 @app.command()

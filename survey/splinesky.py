@@ -99,14 +99,15 @@ def _box_bounds(centre: int, half: int, size: int) -> tuple[int, int]:
 
 
 def _box_step(ny: int, nx: int) -> int:
-    """Large boxes: every step-th pixel each way (≥ ~16k pixels): the same median to well below
-    the noise, at a fraction of the cost."""
+    """Subsampling step of a box: every step-th pixel each way leaves ≥ ~16k pixels."""
     return max(1, int(np.sqrt(ny * nx / 16384.0)))
 
 
 def _fill_missing(vals: FloatArray, valid: npt.NDArray[np.bool_], fallback: float) -> FloatArray:
-    """Control points without enough good pixels: mean of their valid neighbours, grown outwards
-    from the measured ones (the scalar ``fallback`` only when no box at all is measured)."""
+    """Values of control points without enough good pixels: their measured neighbours' mean.
+
+    Grown outwards from the measured points; the scalar ``fallback`` only when none is measured.
+    """
     out = vals.copy()
     have = valid.copy()
     if not have.any():
@@ -145,33 +146,35 @@ def fit_spline_sky(
     half = boxsize // 2
     xgrid = control_grid(w, half)
     ygrid = control_grid(h, half)
+    # Every step-th pixel each way (≥ ~16k pixels per full box): the same medians to well
+    # below the noise, at a fraction of the cost.
+    step = _box_step(2 * half, 2 * half)
+    sub = np.asarray(image[::step, ::step], np.float64)
+    subgood = good[::step, ::step]
+    xs = np.arange(0, w, step, dtype=np.float64)
+    ys = np.arange(0, h, step, dtype=np.float64)
     vals = np.full((len(ygrid), len(xgrid)), float(fallback))
     valid = np.zeros(vals.shape, bool)
-    boxes: list[tuple[int, int, npt.NDArray[np.intp], npt.NDArray[np.intp]]] = []
-    pixels: list[FloatArray] = []
+    boxes: list[tuple[int, int, slice, slice]] = []
     for iy, yc in enumerate(ygrid):
         ylo, yhi = _box_bounds(int(yc), half, h)
+        sy = slice(-(-ylo // step), -(-yhi // step))
         for ix, xc in enumerate(xgrid):
             xlo, xhi = _box_bounds(int(xc), half, w)
-            step = _box_step(yhi - ylo, xhi - xlo)
-            sel = good[ylo:yhi:step, xlo:xhi:step]
+            sx = slice(-(-xlo // step), -(-xhi // step))
+            sel = subgood[sy, sx]
             n = int(sel.sum())
             if n > 0 and n > MIN_FRACTION * sel.size:
-                ys, xs = np.nonzero(sel)
-                pix = np.asarray(image[ylo:yhi:step, xlo:xhi:step][sel], np.float64)
-                vals[iy, ix] = float(np.median(pix))
+                vals[iy, ix] = float(np.median(sub[sy, sx][sel]))
                 valid[iy, ix] = True
-                boxes.append((iy, ix, ylo + ys * step, xlo + xs * step))
-                pixels.append(pix)
+                boxes.append((iy, ix, sy, sx))
     vals = _fill_missing(vals, valid, fallback)
     if min(vals.shape) < 4:
         refine = 0
     for _ in range(refine):
-        model = SplineSkyModel(xgrid, ygrid, vals)
-        spl = model._spline()
-        for (iy, ix, ys, xs), pix in zip(boxes, pixels, strict=True):
-            sky = spl.ev(xs.astype(np.float64), ys.astype(np.float64))  # type: ignore[attr-defined]
-            vals[iy, ix] += float(np.median(pix - sky))
+        resid = sub - SplineSkyModel(xgrid, ygrid, vals).evaluate(xs, ys)
+        for iy, ix, sy, sx in boxes:
+            vals[iy, ix] += float(np.median(resid[sy, sx][subgood[sy, sx]]))
     return SplineSkyModel(xgrid, ygrid, vals)
 
 

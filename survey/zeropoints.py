@@ -92,6 +92,16 @@ PHOTCAL_MAG_LIMITS: dict[str, tuple[float, float]] = {
 SYNTHETIC_MAG_LIMITS = (16.0, 20.0)
 """Window for synthetic surveys, whose colour transform is exact: fainter stars still help."""
 
+GAIA_ERROR_FLOOR = {"g": 0.0, "bp": 0.01, "rp": 0.01}
+"""Calibration floors (mag) added to Gaia's photon-noise magnitude errors (1.0857/S/N) when the
+reference error of a synthetic survey's calibrator is estimated (weights of its zeropoint)."""
+
+MEASUREMENT_ERROR_FLOOR = 0.005
+"""Added in quadrature to a star's PSF-fit magnitude error (PSF-model mismatch) for weighting."""
+
+ZPT_CLIP_SIGMA = 3.0
+"""Normalised-residual clip of the synthetic survey's weighted zeropoint."""
+
 GAIA_COLOUR_RANGE = (0.5, 3.0)
 """BP−RP range of Gaia photometric calibrators (``get_gaia_calibrator_color_range``)."""
 
@@ -439,6 +449,34 @@ def reference_mags(
     return np.where(g != 0, mag, 30.0), ok
 
 
+def reference_mag_errors(info: ExposureInfo, gaia: npt.NDArray[np.void]) -> FloatArray:
+    """1σ error (mag) of each star's reference magnitude, from Gaia's flux S/N plus floors.
+
+    Propagated through the band's transform: the synthetic inverse matrix (whose large
+    coefficients amplify BP/RP errors ×2–3) or legacypipe's G + poly(BP−RP).
+    """
+    errs = []
+    for b in ("bp", "g", "rp"):
+        snr = np.nan_to_num(gaia[f"phot_{b}_mean_flux_over_error"].astype(np.float64))
+        errs.append(2.5 / np.log(10.0) / np.fmax(snr, 1.0) + GAIA_ERROR_FLOOR[b])
+    e_bp, e_g, e_rp = errs
+    if info.synthetic:
+        from lsdr.survey.simulate import SYNTHETIC_GAIA_MATRIX
+
+        index = {"g": 0, "r": 1, "z": 2}.get(info.band, 0)
+        row = np.linalg.inv(SYNTHETIC_GAIA_MATRIX)[index]
+        var = (row[0] * e_bp) ** 2 + (row[1] * e_g) ** 2 + (row[2] * e_rp) ** 2
+        return np.asarray(np.sqrt(var))
+    coeffs = np.array(GAIA_POLY.get((info.camera, info.band), (0.0,)))
+    colour = np.nan_to_num(gaia["phot_bp_mean_mag"].astype(np.float64)) - np.nan_to_num(
+        gaia["phot_rp_mean_mag"].astype(np.float64)
+    )
+    slope = np.polynomial.polynomial.polyval(
+        np.clip(colour, -0.6, 4.1), np.polynomial.polynomial.polyder(coeffs)
+    )
+    return np.asarray(np.sqrt(e_g**2 + slope**2 * (e_bp**2 + e_rp**2)))
+
+
 # ----------------------------------------------------------------------------------------------
 # Per-CCD measurement
 
@@ -479,6 +517,31 @@ def _clip_bounds(values: FloatArray, low: float, high: float) -> tuple[FloatArra
         return clipped, -np.inf, np.inf
     mean, std = clipped.mean(), clipped.std()
     return clipped, float(mean - low * std), float(mean + high * std)
+
+
+def weighted_zeropoint(
+    dmag: FloatArray, sigma: FloatArray, nsigma: float = ZPT_CLIP_SIGMA
+) -> tuple[float, npt.NDArray[np.bool_]]:
+    """Inverse-variance weighted mean of ``dmag`` with iterative clipping of outliers.
+
+    Residuals are normalised by each star's ``sigma`` and clipped at ``nsigma`` times their
+    robust scale (at least 1, so underestimated errors do not clip good stars), starting from
+    the median; returns the zeropoint and which stars were kept.
+    """
+    keep = np.ones(len(dmag), bool)
+    centre = float(np.median(dmag))
+    for _ in range(20):
+        chi = (dmag - centre) / sigma
+        scale = max(1.0, 1.4826 * float(np.median(np.abs(chi[keep]))))
+        new = np.abs(chi) <= nsigma * scale
+        if not new.any():
+            break
+        w = 1.0 / sigma[new] ** 2
+        centre = float(np.sum(w * dmag[new]) / np.sum(w))
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    return centre, keep
 
 
 def _sample(values: npt.NDArray[np.floating], limit: int = 200_000) -> FloatArray:
@@ -1023,7 +1086,19 @@ def _photometry(
         calibrator & ok & (refmag > lo) & (refmag < hi) & np.isfinite(dmag) & (snr > 5.0)
         & (phot["fracmasked"] < MAX_FRACMASKED)
     )  # fmt: skip
-    if kept.sum() > 0:
+    if kept.sum() > 0 and info.synthetic:
+        # Reference errors (BP/RP amplified by the transform) dominate: weight each star by
+        # its combined reference and measurement error (see docs/zeropoints.md).
+        sigma = np.hypot(
+            reference_mag_errors(info, refs), np.hypot(dmagerr, MEASUREMENT_ERROR_FLOOR)
+        )
+        ikept = np.flatnonzero(kept)
+        zpt, inlier = weighted_zeropoint(dmag[kept], sigma[kept])
+        kept[ikept[~inlier]] = False
+        stats.update(zpt=zpt, phrms=float(np.std(dmag[kept])), nused=float(kept.sum()))
+        phot["psfmag"] = np.where(ok, inst + zpt, 0.0)
+    elif kept.sum() > 0:
+        # legacypipe: median of the 2.5σ-clipped (ref − inst).
         vals = dmag[kept]
         clipped, clo, chi = _clip_bounds(vals, 2.5, 2.5)
         ikept = np.flatnonzero(kept)

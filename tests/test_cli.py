@@ -52,3 +52,51 @@ def test_bricks_lookup_and_list():
     assert len(listed) == 15 and listed[0] == "1801p320"
     info = lsdr("bricks", "info", "1804p325")
     assert info.returncode == 0 and "508644" in info.stdout
+
+
+def test_run_rejects_bad_region_and_missing_release(tmp_path):
+    """`lsdr run` exits 2 with one line for a malformed region or a missing release dir."""
+    import subprocess
+    import sys
+
+    def lsdr(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "lsdr", *args], capture_output=True, text=True, check=False
+        )
+
+    bad = lsdr("run", "bricks", "--release-dir", str(tmp_path), "--region", "1,2,3")
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "region" in bad.stderr
+    off_sky = lsdr("run", "bricks", "--release-dir", str(tmp_path), "--region", "10,20,80,95")
+    assert off_sky.returncode == 2 and "outside [-90, 90]" in off_sky.stderr
+    missing = lsdr("run", "zeropoints", "--release-dir", str(tmp_path / "nope"))
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    assert "Traceback" not in bad.stderr + off_sky.stderr + missing.stderr
+
+
+def test_status_lists_counts_and_failed_units(tmp_path):
+    """`lsdr status` shows units by state and each failed unit with its reason."""
+    import subprocess
+    import sys
+
+    from lsdr.infra.ledger import Ledger, UnitFinish, default_url
+
+    ledger = Ledger(default_url(tmp_path / "state"))
+    ledger.plan("zeropoints", ["a.fits.fz", "b.fits.fz"])
+    ledger.start("zeropoints", ["a.fits.fz", "b.fits.fz"])
+    ledger.finish(
+        "zeropoints",
+        [
+            UnitFinish("a.fits.fz", "done"),
+            UnitFinish(
+                "b.fits.fz", "failed", failure_class="science", message="b: HDU 2 truncated"
+            ),
+        ],
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "lsdr", "status", "--release-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "zeropoints" in done.stdout
+    assert "FAILED zeropoints b.fits.fz [science, 1 start(s)]: b: HDU 2 truncated" in done.stdout

@@ -87,8 +87,8 @@ def flow_process(info: ServerInfo, n: int) -> dict[str, object]:
     )
     assert done.returncode == 0, done.stderr[-3000:]
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["state"] == "COMPLETED"
-    assert result["total"] == n * (n + 1) // 2
+    assert result["state"] == "COMPLETED", done.stderr[-3000:]
+    assert result["total"] == n * (n + 1) // 2, done.stderr[-3000:]
     return result
 
 

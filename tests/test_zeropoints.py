@@ -17,11 +17,18 @@ from lsdr.survey.errors import InputFileError
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.refcat import write_gaia_chunks
 from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
-from lsdr.survey.zeropoints import ccd_wcs, list_ccds, measure_image
+from lsdr.survey.splinesky import fit_spline_sky
+from lsdr.survey.zeropoints import (
+    ExposureInfo,
+    ccd_wcs,
+    list_ccds,
+    measure_image,
+    reference_mag_errors,
+    reference_mags,
+    weighted_zeropoint,
+)
 
 ONE_BRICK = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)
-
-pytestmark = pytest.mark.slow
 
 
 def dense_config() -> SimulationConfig:
@@ -81,14 +88,19 @@ def matched(layout: ReleaseLayout) -> tuple[np.ndarray, np.ndarray]:
     return rows, true
 
 
+@pytest.mark.slow
 def test_ccdzpt_recovers_truth(measured: ReleaseLayout):
-    """Recovered ccdzpt vs truth: median offset < 0.01 mag, scatter < 0.02 mag."""
+    """Recovered ccdzpt vs truth: |median| < 0.005 mag, std < 0.01 mag, every CCD < 0.02 mag.
+
+    (Project acceptance: 0.01 and 0.02; margin for the dense one-brick survey.)
+    """
     rows, true = matched(measured)
     assert len(rows) == 8
     offset = rows["ccdzpt"].astype(float) - true["ccdzpt"]
     print("ccdzpt - truth:", np.round(offset, 4))
-    assert abs(np.median(offset)) < 0.01
-    assert np.std(offset) < 0.02
+    assert abs(np.median(offset)) < 0.005
+    assert np.std(offset) < 0.01
+    assert np.all(np.abs(offset) < 0.02)
     assert np.all(rows["ccdnphotom"] >= 20)
 
 
@@ -104,6 +116,7 @@ def test_fwhm_and_sig1_recover_truth(measured: ReleaseLayout):
     assert np.all(np.abs(depth) < 0.05)
 
 
+@pytest.mark.slow
 def test_annotated_table_is_the_schema_with_exposure_median(measured: ReleaseLayout):
     """The annotated file has ANNOTATED_DTYPE's columns; zpt is the exposure median; cuts 0."""
     for image in images(measured):
@@ -122,6 +135,7 @@ def test_annotated_table_is_the_schema_with_exposure_median(measured: ReleaseLay
         assert photom["used_for_photzpt"].sum() > 50
 
 
+@pytest.mark.slow
 def test_no_stars_ccd_is_recorded_not_raised(pristine: Path, tmp_path: Path):
     """A CCD whose reference stars are all gone gets a row with ccdnphotom 0 and ccdzpt 0."""
     layout = copy_survey(pristine, tmp_path)
@@ -152,6 +166,7 @@ def test_no_stars_ccd_is_recorded_not_raised(pristine: Path, tmp_path: Path):
 
 
 @pytest.mark.parametrize("kind", ["ooi", "oow"])
+@pytest.mark.slow
 def test_truncated_file_names_file_and_hdu(pristine: Path, tmp_path: Path, kind: str):
     """A file cut to half its size raises InputFileError naming it and an HDU; nothing written."""
     layout = copy_survey(pristine, tmp_path)
@@ -166,6 +181,7 @@ def test_truncated_file_names_file_and_hdu(pristine: Path, tmp_path: Path, kind:
     assert not (layout.root / "calib").exists()
 
 
+@pytest.mark.slow
 def test_run_calibs_semantics(pristine: Path, tmp_path: Path):
     """Calibs are made once; rerun reuses them; with only the merged file they are not remade."""
     layout = copy_survey(pristine, tmp_path)
@@ -192,6 +208,7 @@ def test_run_calibs_semantics(pristine: Path, tmp_path: Path):
     assert set(third.calibs) == {merged.psfex, merged.sky}
 
 
+@pytest.mark.slow
 def test_missing_calibs_without_run_calibs_is_an_error(pristine: Path, tmp_path: Path):
     """run_calibs=False never makes calibs: a CCD without them is an InputFileError."""
     layout = copy_survey(pristine, tmp_path)
@@ -201,6 +218,7 @@ def test_missing_calibs_without_run_calibs_is_an_error(pristine: Path, tmp_path:
     assert not (layout.root / "calib").exists()
 
 
+@pytest.mark.slow
 def test_merge_calibs_refuses_foreign_rows(measured: ReleaseLayout, tmp_path: Path):
     """merge_calibs names a per-CCD file whose provenance is not the image's."""
     layout = copy_survey(measured.root, tmp_path)
@@ -212,3 +230,84 @@ def test_merge_calibs_refuses_foreign_rows(measured: ReleaseLayout, tmp_path: Pa
         fits[1].write(rows)
     with pytest.raises(InputFileError, match=path.name):
         merge_calibs(layout, image)
+
+
+def synthetic_info(camera: str, band: str) -> ExposureInfo:
+    """Primary-header facts of a synthetic exposure (what reference_mags needs)."""
+    return ExposureInfo(
+        camera=camera, expnum=1, band=band, exptime=100.0, mjd_obs=57700.0, airmass=1.0,
+        ra_bore=0.0, dec_bore=0.0, plver="V4.3", plprocid="x", procdate="x", propid="",
+        object="", synthetic=True,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("band", ["g", "r", "z"])
+def test_reference_errors_predict_reference_scatter(tmp_path: Path, band: str):
+    """The propagated Gaia errors match the actual scatter of the synthetic reference mags.
+
+    (They weight each calibrator; z is the band whose inverse transform amplifies BP/RP
+    errors most.)  Normalised residuals: unbiased, with unit scatter within 20 %.
+    """
+    config = SimulationConfig(
+        region=ONE_BRICK, passes=(PassSpec("mosaic", "z", 1),), star_density=40000.0,
+        galaxy_density=0.0, bright_star_density=0.0, border_star=False, reprocessed=0,
+        workers=1,
+    )  # fmt: skip
+    from lsdr.survey.simulate import coverage_for, make_gaia, make_truth
+
+    rng = np.random.default_rng(7)
+    truth = make_truth(config, rng)
+    gaia = make_gaia(truth, rng)
+    coverage_for(config)
+    info = synthetic_info("mosaic", band)
+    ref, ok = reference_mags(info, gaia)
+    err = reference_mag_errors(info, gaia)
+    by_id = {int(s): i for i, s in enumerate(truth["gaia_source_id"]) if s > 0}
+    true = truth[f"mag_{band}"][[by_id[int(s)] for s in gaia["source_id"]]]
+    sel = ok & (ref > 16.0) & (ref < 20.0)
+    chi = (ref[sel] - true[sel]) / err[sel]
+    print(band, sel.sum(), "chi mean", chi.mean(), "chi std", chi.std())
+    assert sel.sum() > 400
+    assert abs(chi.mean()) < 0.15
+    assert 0.8 < chi.std() < 1.2
+
+
+def test_weighted_zeropoint_weights_and_clips():
+    """Inverse-variance weighted mean; a 10σ outlier is rejected; a median would be biased."""
+    rng = np.random.default_rng(3)
+    sigma = np.r_[np.full(20, 0.01), np.full(40, 0.08)]
+    dmag = 25.0 + rng.normal(0.0, 1.0, 60) * sigma
+    dmag[-1] = 25.0 + 10 * 0.08
+    zpt, keep = weighted_zeropoint(dmag, sigma)
+    assert not keep[-1] and keep.sum() >= 55
+    w = 1.0 / sigma[keep] ** 2
+    assert zpt == pytest.approx(np.sum(w * dmag[keep]) / np.sum(w), abs=1e-12)
+    assert abs(zpt - 25.0) < 3 * 0.01 / np.sqrt(20)
+
+
+def test_spline_sky_follows_a_curved_sky_to_the_edges():
+    """A curved sky (1 % gradient and curvature): the spline is within 0.3σ everywhere.
+
+    legacypipe's Blanton method puts the medians of the outer boxes (half off the CCD) at
+    control points off the CCD: ~1σ errors at the edges (0.25σ inside) on this sky, which after
+    the masking pass biased the photometry of stars near Mosaic z edges by up to 10 %.  With a
+    masked strip along two edges the unmasked pixels stay within 0.5σ (Blanton: 1σ).
+    """
+    h = w = 1024
+    yy, xx = np.mgrid[-1 : 1 : h * 1j, -1 : 1 : w * 1j]
+    sky = 200.0 * (1.0 + 0.01 * xx - 0.008 * yy + 0.012 * (xx**2 + yy**2 - 0.67))
+    sigma = 1.5
+    rng = np.random.default_rng(5)
+    image = (sky + rng.normal(0.0, sigma, sky.shape)).astype(np.float32)
+    good = np.ones(sky.shape, bool)
+    model = fit_spline_sky(image, good, float(np.median(image)), 256)
+    resid = (model.image(sky.shape) - sky) / sigma
+    print("max |spline - sky| / sigma:", np.abs(resid).max())
+    assert np.abs(resid).max() < 0.3
+    assert np.abs(resid[100:-100, 100:-100]).max() < 0.1
+    good[:, :100] = False
+    good[:60, :] = False
+    model = fit_spline_sky(image, good, float(np.median(image[good])), 256)
+    resid = (model.image(sky.shape) - sky) / sigma
+    print("masked edges: max |spline - sky| / sigma on good pixels:", np.abs(resid[good]).max())
+    assert np.abs(resid[good]).max() < 0.5
