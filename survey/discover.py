@@ -133,9 +133,19 @@ def discover_images(
 
 
 def write_image_list(layout: ReleaseLayout, discovery: Discovery) -> Path:
-    """Write ``layout.image_list`` atomically: one kept image path (relative to images/) a line."""
+    """Write ``layout.image_list`` atomically: one kept image path (relative to images/) a line.
+
+    An unchanged list is left as it is (same mtime), so a rescan that finds the same images
+    does not look like new input to anything downstream.
+    """
     text = "".join(f"{image.relpath}\n" for image in discovery.images)
-    return write_text_atomic(layout.image_list, text)
+    path = layout.image_list
+    try:
+        if path.read_text() == text:
+            return path
+    except OSError:
+        pass
+    return write_text_atomic(path, text)
 
 
 def read_image_list(layout: ReleaseLayout) -> list[str]:
