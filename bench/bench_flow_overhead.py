@@ -104,9 +104,10 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="lsdr-bench-") as tmp, running_server(
-        Path(tmp) / "state"
-    ) as info:
+    with (
+        tempfile.TemporaryDirectory(prefix="lsdr-bench-") as tmp,
+        running_server(Path(tmp) / "state") as info,
+    ):
         os.environ.update(client_environment(info))
         os.environ["PREFECT_LOGGING_LEVEL"] = "WARNING"
         from distributed import Client, LocalCluster
@@ -120,15 +121,24 @@ def main() -> None:
         )
         client = Client(cluster)
         try:
-            # Warm the workers (imports) so neither side pays them.
-            client.gather(client.map(lambda x: x, range(4)))
+            # Warm the workers (imports of lsdr and Prefect) so neither side pays them.
+            warm = Path(tmp) / "warm"
+            client.gather(client.map(light_unit, [ReleaseLayout(warm)] * 4, make_units(warm, 4)))
+            flow_time(
+                cluster.scheduler_address,
+                Path(tmp) / "warm-flow",
+                make_units(Path(tmp) / "warm-flow", 8),
+                args.batch_size,
+            )
             for n in args.units:
                 base_root = Path(tmp) / f"base-{n}"
                 flow_root = Path(tmp) / f"flow-{n}"
                 units_base = make_units(base_root, n)
                 units_flow = make_units(flow_root, n)
                 t_base = baseline(client, base_root, units_base)
-                t_flow = flow_time(cluster.scheduler_address, flow_root, units_flow, args.batch_size)
+                t_flow = flow_time(
+                    cluster.scheduler_address, flow_root, units_flow, args.batch_size
+                )
                 report[f"n={n} client.map s"] = t_base
                 report[f"n={n} flow s"] = t_flow
                 report[f"n={n} ratio flow/client.map"] = t_flow / t_base

@@ -153,11 +153,13 @@ def _artifact_key(phase: str) -> str:
 
 
 def batch_size_for(n_units: int, settings: Settings) -> int:
-    """Units per Prefect task: at most ``batch_size``, yet several batches per worker.
+    """Units per Prefect task: at most ``batch_size``, yet two batches per worker.
 
-    A phase of 20 images must not run as one task on one worker.
+    A phase of 20 images must not run as one task on one worker; two batches per worker let a
+    worker that finishes early take the next, while each Prefect task (~0.1-0.2 s to submit)
+    still carries as many light units as it can (bench/bench_flow_overhead.py).
     """
-    per_worker = -(-n_units // (settings.n_workers * 4))
+    per_worker = -(-n_units // (settings.n_workers * 2))
     return max(1, min(settings.batch_size, per_worker))
 
 

@@ -55,7 +55,7 @@ class Settings(BaseSettings):
         "exceeding it raises a real MemoryError (failure class oom).",
     )
     batch_size: int = Field(
-        20, ge=1, description="Units per Prefect task (Prefect costs ~0.1-0.2 s a task)."
+        250, ge=1, description="Most units per Prefect task (Prefect costs ~0.1-0.2 s a task)."
     )
     max_attempts: int = Field(
         3, ge=1, description="Starts of a unit before infra failures are final."

@@ -12,7 +12,7 @@ def test_defaults(tmp_path, monkeypatch):
     """With no file, environment or override, the documented defaults apply."""
     monkeypatch.delenv("LSDR_BATCH_SIZE", raising=False)
     s = load_settings(tmp_path)
-    assert s.batch_size == 20 and s.engine == "lite" and s.release_dir == tmp_path.resolve()
+    assert s.batch_size == 250 and s.engine == "lite" and s.release_dir == tmp_path.resolve()
 
 
 def test_file_then_environment_then_override(tmp_path, monkeypatch):
