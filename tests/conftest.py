@@ -45,6 +45,10 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         try:
             with temporary_settings(updates={PREFECT_API_URL: info.url}):
                 yield info.url
+                # Send the last flow logs while the server is still up.
+                from prefect.logging.handlers import APILogHandler
+
+                APILogHandler().flush()
         finally:
             for k, v in saved.items():
                 if v is None:

@@ -279,3 +279,41 @@ def test_5000_units_every_unit_in_ledger_and_every_task_run_recorded(tmp_path):
             break
         time.sleep(1)
     assert n == 200 and completed == 200
+
+
+def test_flow_run_has_progress_and_units_artifacts(tmp_path):
+    """Each phase leaves a progress artifact (100 % at the end) and tables of its units."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from lsdr.infra.settings import load_settings
+
+    keys = make_release(tmp_path, 6)
+    (tmp_path / "inputs" / "u00001.dat").write_bytes(b"CORRUPT")
+    settings = {"n_workers": 2, "batch_size": 4}
+    s = load_settings(tmp_path, **settings)
+    state = probe_flow.with_options(task_runner=task_runner(s, ADDRESS[0]))(
+        str(tmp_path), "checksum", keys, settings=settings, return_state=True
+    )
+    flow_run_id = state.state_details.flow_run_id
+
+    async def artifacts() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+                )
+            )
+
+    found = asyncio.run(artifacts())
+    by_type: dict[str, list[Any]] = {}
+    for a in found:
+        by_type.setdefault(a.type, []).append(a)
+    [progress] = by_type["progress"]
+    assert float(progress.data) == 100.0
+    keys_found = {a.key for a in by_type["table"]}
+    assert keys_found == {"probe-units", "probe-failed"}
+    failed_table = next(a for a in by_type["table"] if a.key == "probe-failed")
+    assert "u00001" in str(failed_table.data)
