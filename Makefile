@@ -27,10 +27,10 @@ lint: install
 # tree of symlinks that spells the import package out.
 typecheck: install
 	rm -rf build/mypy && mkdir -p build/mypy/lsdr
-	ln -s ../../../lsdr/__init__.py build/mypy/lsdr/__init__.py
-	ln -s ../../../lsdr/py.typed build/mypy/lsdr/py.typed
+	for f in lsdr/*.py lsdr/py.typed; do ln -s ../../../$$f build/mypy/$$f; done
 	for d in survey infra flows tasks deployments; do ln -s ../../../$$d build/mypy/lsdr/$$d; done
-	$(BIN)/mypy -p lsdr.survey -p lsdr.infra
+	$(BIN)/mypy -p lsdr.survey -p lsdr.infra -p lsdr.flows -p lsdr.tasks \
+	  -m lsdr.cli -m lsdr.run_cli -m lsdr.server_cli
 
 # The real legacypipe, built from ../shared/vendor with Debian packages (needs root for apt the
 # first time; reused afterwards). The tests that run it then must not skip.

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from uuid import UUID
 
 from lsdr.infra.ledger import Ledger, UnitFinish, default_url
 from lsdr.infra.settings import Settings
@@ -100,15 +101,17 @@ class _Artifacts:
     """The phase's progress artifact and final table, when running inside a flow run."""
 
     def __init__(self, phase: str, total: int) -> None:
-        self.phase, self.total, self.id = phase, total, None
+        self.phase, self.total = phase, total
+        self.id: UUID | None = None
         try:
             from prefect.artifacts import create_progress_artifact
             from prefect.context import FlowRunContext
 
             if FlowRunContext.get() is not None:
-                self.id = create_progress_artifact(
+                created = create_progress_artifact(
                     progress=0.0, description=f"{phase}: units finished of {total}"
                 )
+                self.id = created if isinstance(created, UUID) else None
         except Exception as err:  # artifacts are a view; never fail a phase for one
             log.warning("could not create the progress artifact: %s", err)
 
