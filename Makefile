@@ -38,7 +38,7 @@ legacypipe:
 	bash infra/scripts/build-legacypipe.sh
 
 pytest: install legacypipe
-	LSDR_REQUIRE_LEGACYPIPE=1 $(BIN)/python -m pytest -m "slow or cluster or legacypipe or not slow" -n 2 --durations=15
+	LSDR_REQUIRE_LEGACYPIPE=1 $(BIN)/python -m pytest -m "slow or cluster or legacypipe or not slow" -n 2 --dist loadfile --durations=15
 
 test: lint typecheck pytest
 
