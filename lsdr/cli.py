@@ -127,6 +127,9 @@ def _simulate(
     start = time.monotonic()
     result = simulate_survey(out, config)
     out.mkdir(parents=True, exist_ok=True)
+    if result.reused:
+        print(f"survey already simulated with this configuration in {out}: nothing written")
+        return
     print(
         f"simulated {result.exposures} exposures ({result.ccds} CCDs), {result.sources} sources, "
         f"{result.reference_stars} reference stars in {time.monotonic() - start:.1f} s -> {out}"
@@ -149,7 +152,15 @@ def demo(
     try:
         run_pretractor(out, region="cookbook", workers=workers)
     finally:
-        print(f"Prefect UI: `lsdr server url --release-dir {out}` (stop it: lsdr server down)")
+        from lsdr.infra.prefect_server import server_status
+        from lsdr.survey.layout import ReleaseLayout
+
+        info = server_status(ReleaseLayout(out).state_dir)
+        if info is not None:
+            print(
+                f"Prefect UI: {info.url.removesuffix('/api')} "
+                f"(stop it: lsdr server down --release-dir {out})"
+            )
     touched = (out / "bricks.txt").read_text().split()
     print(f"{len(touched)} bricks in the brick list ({out / 'bricks.txt'}):")
     for name in touched:

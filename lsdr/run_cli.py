@@ -162,7 +162,12 @@ def _execute(
 
 def _report(results: list[dict[str, Any]]) -> None:
     failed = 0
+    flat: list[dict[str, Any]] = []
     for result in results:
+        if "merge_calibs" in result:
+            flat.append({**result["merge_calibs"], "failed": []})  # its failures are in merge's
+        flat.append(result)
+    for result in flat:
         c = result["counts"]
         print(
             f"{result['phase']}: {c['done']} done, {c['cached']} already done, {c['failed']} failed"

@@ -15,19 +15,22 @@ own child sequence, so the files are identical whatever the number of worker pro
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from lsdr import __version__
 from lsdr.survey import bricks as grid
 from lsdr.survey.cameras import BandFacts, Camera, get_camera
 from lsdr.survey.errors import RegionError, UsageError
-from lsdr.survey.fileio import atomic_path
+from lsdr.survey.fileio import atomic_path, write_text_atomic
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.refcat import GAIA_DTYPE, GAIA_REF_EPOCH, write_gaia_chunks
 from lsdr.survey.render import (
@@ -881,13 +884,64 @@ class SimulationResult:
     sources: int
     reference_stars: int
     images: list[Path]
+    reused: bool = False
+    """True when the survey was already on disk with this configuration (nothing written)."""
+
+
+SIMULATION_RECORD = "simulation.json"
+"""``truth/simulation.json``: the configuration and files of the last simulation."""
+
+
+def _config_key(config: SimulationConfig) -> str:
+    """The configuration as stable text; ``workers`` changes how, not what, is written."""
+    import dataclasses
+
+    fields = {
+        f.name: getattr(config, f.name) for f in dataclasses.fields(config) if f.name != "workers"
+    }
+    return json.dumps(fields, sort_keys=True, default=repr)
+
+
+def _stamp(path: Path) -> list[Any]:
+    st = path.stat()
+    return [str(path), st.st_size, st.st_mtime_ns]
+
+
+def _already_simulated(layout: ReleaseLayout, config: SimulationConfig) -> SimulationResult | None:
+    """The recorded result when this exact survey is already on disk, untouched."""
+    try:
+        record = json.loads((layout.truth_dir / SIMULATION_RECORD).read_text())
+        if record["config"] != _config_key(config) or record["version"] != __version__:
+            return None
+        for stamp in record["files"]:
+            if _stamp(Path(stamp[0])) != stamp:
+                return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    result = record["result"]
+    return SimulationResult(
+        root=layout.root,
+        exposures=int(result["exposures"]),
+        ccds=int(result["ccds"]),
+        sources=int(result["sources"]),
+        reference_stars=int(result["reference_stars"]),
+        images=[Path(p) for p in result["images"]],
+        reused=True,
+    )
 
 
 def simulate_survey(root: Path, config: SimulationConfig | None = None) -> SimulationResult:
-    """Write a synthetic survey under ``root`` (a release directory) and return what it wrote."""
+    """Write a synthetic survey under ``root`` (a release directory) and return what it wrote.
+
+    A survey already simulated with the same configuration (and untouched since) is not
+    written again: its files keep their modification times, so nothing downstream reruns.
+    """
     config = config or SimulationConfig()
     layout = ReleaseLayout(Path(root))
     coverage_for(config)  # validate the region before anything is written
+    done = _already_simulated(layout, config)
+    if done is not None:
+        return done
     truth_seq, gaia_seq, plan_seq = np.random.SeedSequence(config.seed).spawn(3)
     truth = make_truth(config, np.random.default_rng(truth_seq))
     gaia = make_gaia(truth, np.random.default_rng(gaia_seq))
@@ -913,7 +967,7 @@ def simulate_survey(root: Path, config: SimulationConfig | None = None) -> Simul
     write_gaia_chunks(layout, gaia)
     images = sorted(layout.image(p.image_relpath()) for p in plans)
     images += [layout.image(superseded(j.plan).image_relpath()) for j in jobs if j.also_superseded]
-    return SimulationResult(
+    result = SimulationResult(
         root=layout.root,
         exposures=len(images),
         ccds=len(truth_ccds),
@@ -921,3 +975,23 @@ def simulate_survey(root: Path, config: SimulationConfig | None = None) -> Simul
         reference_stars=len(gaia),
         images=images,
     )
+    files = [layout.truth_catalog, layout.truth_ccds, *sorted(layout.gaia_dir.glob("*.fits"))]
+    for image in images:
+        files += [
+            image,
+            *(image.with_name(image.name.replace("_ooi_", k)) for k in ("_ood_", "_oow_")),
+        ]
+    record = {
+        "version": __version__,
+        "config": _config_key(config),
+        "files": [_stamp(f) for f in files if f.exists()],
+        "result": {
+            "exposures": result.exposures,
+            "ccds": result.ccds,
+            "sources": result.sources,
+            "reference_stars": result.reference_stars,
+            "images": [str(p) for p in images],
+        },
+    }
+    write_text_atomic(layout.truth_dir / SIMULATION_RECORD, json.dumps(record, indent=1))
+    return result

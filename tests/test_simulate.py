@@ -275,7 +275,7 @@ def test_same_seed_gives_identical_files(tmp_path: Path):
         return {
             str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(root.rglob("*"))
-            if p.is_file()
+            if p.is_file() and p.name != "simulation.json"  # records paths and mtimes
         }
 
     da, db = digests(a), digests(b)
@@ -332,3 +332,20 @@ def test_region_without_bricks_is_refused(tmp_path: Path):
             tmp_path / "x", small_config(region=grid.RaDecBox(180.0, 180.01, 32.0, 32.01))
         )
     assert not (tmp_path / "x").exists()
+
+
+def test_rerun_with_the_same_configuration_writes_nothing(tmp_path: Path):
+    """The same survey again is reused untouched; a touched file or new seed rewrites it."""
+    config = small_config(binning=8, galaxy_density=500.0)
+    first = simulate_survey(tmp_path, config)
+    assert not first.reused
+
+    def mtimes() -> dict[str, int]:
+        return {str(p): p.stat().st_mtime_ns for p in tmp_path.rglob("*.fits*")}
+
+    before = mtimes()
+    again = simulate_survey(tmp_path, small_config(binning=8, galaxy_density=500.0, workers=2))
+    assert again.reused and again.images == first.images and mtimes() == before
+    first.images[0].write_bytes(first.images[0].read_bytes())  # same bytes, new mtime
+    assert not simulate_survey(tmp_path, config).reused
+    assert not simulate_survey(tmp_path, small_config(binning=8, seed=5)).reused
