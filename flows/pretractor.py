@@ -20,6 +20,7 @@ from lsdr.flows.discover import discover
 from lsdr.flows.kdtree import kdtree
 from lsdr.flows.merge import merge
 from lsdr.flows.runner import settings_for
+from lsdr.flows.tractor import tractor
 from lsdr.flows.zeropoints import zeropoints
 from lsdr.infra.cluster import dask_cluster, task_runner
 from lsdr.infra.settings import Settings
@@ -33,8 +34,9 @@ PHASE_FLOWS: dict[str, Any] = {
     "kdtree": kdtree,
     "bricks": bricks,
     "depthcut": depthcut,
+    "tractor": tractor,
 }
-"""The pre-tractor phase flows by name, in chain order."""
+"""The phase flows by name, in chain order (``pretractor`` runs all but tractor)."""
 
 STOPPING = {"discover", "merge", "kdtree"}
 """Phases whose failure leaves nothing for the next phase to use."""

@@ -23,8 +23,8 @@ from lsdr.survey.errors import SurveyError
 from lsdr.survey.simulate import DEMO_BINNING
 
 COMING = (
-    "Commands still to come (later issues): run tractor, the post-processing phases and "
-    "run release."
+    "Commands still to come (later issues): the post-processing phases and run release; "
+    "`run tractor` is a first version (lite runbrick, no time-budget policy yet)."
 )
 
 app = typer.Typer(

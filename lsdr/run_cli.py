@@ -241,6 +241,34 @@ def run_depthcut(release_dir: ReleaseDir) -> None:
     _execute(release_dir, {}, [("depthcut", {})])
 
 
+@run_app.command("tractor")
+def run_tractor(
+    release_dir: ReleaseDir,
+    brick: Annotated[
+        list[str] | None, typer.Option("--brick", help="Only these bricks (repeatable).")
+    ] = None,
+    width: Annotated[int, typer.Option("--width", "-W", help="Brick grid width, pixels.")] = 3600,
+    height: Annotated[
+        int, typer.Option("--height", "-H", help="Brick grid height, pixels.")
+    ] = 3600,
+    keep_checkpoints: Annotated[
+        bool, typer.Option(help="Keep each brick's checkpoint after it is done.")
+    ] = False,
+    workers: Workers = None,
+    threads: Threads = None,
+) -> None:
+    """The lite runbrick on every brick of the brick list (tractor/, coadd/ products)."""
+    params = {
+        "bricks": brick,
+        "width": width,
+        "height": height,
+        "keep_checkpoints": keep_checkpoints,
+    }
+    _execute(
+        release_dir, _overrides(n_workers=workers, unit_threads=threads), [("tractor", params)]
+    )
+
+
 @run_app.command("pretractor")
 def run_pretractor(
     release_dir: ReleaseDir,

@@ -174,3 +174,29 @@ def test_truncated_image_fails_alone_with_file_and_hdu(release: Path, tmp_path: 
     assert image in line and "[science]" in line and path.name in line and "HDU" in line
     [failed] = ledger_for(load_settings(release)).failed("zeropoints")
     assert failed.key == image and failed.failure_class == "science"
+
+
+def test_tractor_phase_on_one_brick_and_rerun(release: Path):
+    """`lsdr run tractor` (a 400² cut of one brick): catalogue, coadds, checksums; rerun skips."""
+    from lsdr.survey.runbrick.writecat import read_catalog
+
+    layout = ReleaseLayout(release)
+    args = ["run", "tractor", "--release-dir", str(release), "--brick", "1804p325"]
+    result = lsdr(*args, "-W", "400", "-H", "400")
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "tractor: 1 done" in result.stdout
+    cat = read_catalog(layout.tractor("1804p325"))
+    assert len(cat) > 5 and set(np.unique(cat["type"])) <= {"PSF", "REX", "EXP", "DEV", "SER"}
+    for band in ("g", "r", "z"):
+        assert layout.coadd("1804p325", "image", band).exists()
+    check = subprocess.run(
+        ["sha256sum", "-c", str(layout.brick_checksums("1804p325").relative_to(release))],
+        cwd=release,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert not layout.checkpoint("1804p325").exists()  # removed once the brick is done
+    again = lsdr(*args, "-W", "400", "-H", "400")
+    assert "tractor: 0 done, 1 already done, 0 failed" in again.stdout

@@ -1,0 +1,45 @@
+"""Phase ``tractor``: the lite runbrick on every brick of the brick list."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from prefect import flow
+
+from lsdr.flows.runner import phase_summary, run_units, settings_for
+from lsdr.survey.layout import ReleaseLayout
+from lsdr.tasks.tractor import plan_tractor, tractor_unit
+
+log = logging.getLogger("lsdr.flows")
+
+
+@flow(name="tractor")
+def tractor(
+    release_dir: str,
+    bricks: list[str] | None = None,
+    width: int = 3600,
+    height: int = 3600,
+    keep_checkpoints: bool = False,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Catalogues, coadds and maskbits for each brick (default: every brick of bricks.txt)."""
+    from lsdr.survey.bricklist import read_brick_list
+    from lsdr.survey.layout import checked_brick
+
+    s = settings_for(release_dir, settings)
+    layout = ReleaseLayout(s.release_dir)
+    names = [checked_brick(b) for b in bricks] if bricks else read_brick_list(layout)
+    units = plan_tractor(
+        layout,
+        names,
+        width=width,
+        height=height,
+        keep_checkpoints=keep_checkpoints,
+        threads=s.unit_threads,
+    )
+    report = run_units("tractor", tractor_unit, units, s)
+    empty = [r.key for r in report.results if r.summary.get("status") == "nothing-to-do"]
+    for brick in empty:
+        log.warning("tractor: %s has no CCDs: nothing to do, no catalogue", brick)
+    return phase_summary(report, nothing_to_do=empty)

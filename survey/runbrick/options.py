@@ -1,0 +1,68 @@
+"""The lite runbrick's options: legacypipe's runbrick flags that the lite engine honours.
+
+One frozen dataclass so that a brick's options travel to a worker (and into logs) as a value;
+``__post_init__`` rejects combinations runbrick itself would reject.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from lsdr.survey.errors import UsageError
+
+STAGES = ("tims", "refs", "outliers", "srcs", "fitblobs", "coadds", "writecat")
+"""legacypipe's stage chain as far as the lite engine implements it, in order (``--no-wise``)."""
+
+
+@dataclass(frozen=True)
+class RunbrickOptions:
+    """What to run for a brick: bands, grid size, stages, pickles, checkpoints (runbrick flags)."""
+
+    bands: tuple[str, ...] = ("g", "r", "z")
+    """``--bands``."""
+    width: int = 3600
+    """``-W``: brick grid width in pixels."""
+    height: int = 3600
+    """``-H``: brick grid height in pixels."""
+    pixscale: float = 0.262
+    """``--pixscale``: arcsec per brick pixel."""
+    stages: tuple[str, ...] = ("writecat",)
+    """``--stage`` (repeatable): stages run even if their pickle exists."""
+    write_stages: tuple[str, ...] = ()
+    """``--write-stage``: stages whose state is pickled after they run."""
+    force_all: bool = False
+    """``--force-all``: ignore every pickle (checkpoints are still read, as legacypipe does)."""
+    pickle_pattern: str | None = None
+    """``--pickle`` with ``%(stage)s``; None = the release layout's pattern for the brick."""
+    checkpoint: str | None = None
+    """``--checkpoint`` file; None = no checkpointing of fitted blobs."""
+    checkpoint_period: float = 600.0
+    """``--checkpoint-period``: seconds between checkpoint rewrites."""
+    skip: bool = False
+    """``--skip``: do nothing when the brick's tractor catalogue exists and reads."""
+    bail_out: bool = False
+    """``--bail-out``: skip the blobs not in the checkpoint and flag them BAILOUT."""
+    threads: int = 1
+    """``--threads``."""
+    release: int = 10000
+    """``--release`` written in the catalogue."""
+
+    def __post_init__(self) -> None:
+        """Reject values runbrick would reject."""
+        if not self.bands or len(set(self.bands)) != len(self.bands):
+            raise UsageError(f"bands {self.bands!r} must be a non-empty list without repeats")
+        if self.width < 1 or self.height < 1:
+            raise UsageError(f"brick size {self.width}x{self.height} must be positive")
+        if not 0.01 <= self.pixscale <= 60.0:
+            raise UsageError(f"pixscale {self.pixscale} arcsec/pixel is out of range")
+        for stage in (*self.stages, *self.write_stages):
+            if stage not in STAGES:
+                raise UsageError(f"unknown stage {stage!r}; expected one of {STAGES}")
+        if not self.stages:
+            raise UsageError("no stage to run")
+        if self.checkpoint_period < 0:
+            raise UsageError(f"checkpoint period {self.checkpoint_period} s must be >= 0")
+        if self.threads < 1:
+            raise UsageError(f"threads {self.threads} must be at least 1")
+        if self.pickle_pattern is not None and "%(stage)s" not in self.pickle_pattern:
+            raise UsageError(f"pickle pattern {self.pickle_pattern!r} lacks '%(stage)s'")

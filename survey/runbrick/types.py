@@ -1,0 +1,156 @@
+"""Types shared by the lite runbrick's stages: the brick's pixel grid, one CCD's pixels, a source.
+
+Every runbrick module imports these; keeping them in one small module keeps the stage state
+(a plain dict passed from stage to stage, and pickled between runs) made of the same classes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from lsdr.survey.bricks import brick_by_name
+from lsdr.survey.psfex import PsfModel
+from lsdr.survey.tan import TanWcs
+
+DEFAULT_SIZE = 3600
+"""Brick width and height in pixels (legacypipe's default)."""
+DEFAULT_PIXSCALE = 0.262
+"""Brick pixel scale, arcsec/pixel (legacypipe's default)."""
+
+
+@dataclass(frozen=True)
+class BrickGeometry:
+    """The brick being processed: its identity, unique area and the TAN pixel grid of its coadds."""
+
+    brickname: str
+    brickid: int
+    ra: float
+    dec: float
+    ra1: float
+    ra2: float
+    dec1: float
+    dec2: float
+    width: int = DEFAULT_SIZE
+    height: int = DEFAULT_SIZE
+    pixscale: float = DEFAULT_PIXSCALE
+
+    def wcs(self) -> TanWcs:
+        """legacypipe's ``wcs_for_brick``: TAN at the centre, CRPIX W/2+0.5, CD diag(−p, p)."""
+        p = self.pixscale / 3600.0
+        return TanWcs(
+            crval1=self.ra,
+            crval2=self.dec,
+            crpix1=self.width / 2.0 + 0.5,
+            crpix2=self.height / 2.0 + 0.5,
+            cd1_1=-p,
+            cd1_2=0.0,
+            cd2_1=0.0,
+            cd2_2=p,
+        )
+
+    @property
+    def bri(self) -> str:
+        """The three-character directory prefix of the brick's outputs."""
+        return self.brickname[:3]
+
+    @classmethod
+    def for_brick(
+        cls,
+        brickname: str,
+        *,
+        width: int = DEFAULT_SIZE,
+        height: int = DEFAULT_SIZE,
+        pixscale: float = DEFAULT_PIXSCALE,
+    ) -> BrickGeometry:
+        """The geometry of a brick of the grid (raises ``BrickNameError`` for unknown names)."""
+        b = brick_by_name(brickname)
+        return cls(
+            brickname=b.brickname,
+            brickid=b.brickid,
+            ra=b.ra,
+            dec=b.dec,
+            ra1=b.ra1,
+            ra2=b.ra2,
+            dec1=b.dec1,
+            dec2=b.dec2,
+            width=int(width),
+            height=int(height),
+            pixscale=float(pixscale),
+        )
+
+
+@dataclass
+class Tim:
+    """One CCD's calibrated pixels overlapping the brick (legacypipe's "tractor image").
+
+    ``image`` is sky-subtracted and in nanomaggies per pixel (zeropoint ``ccdzpt + 2.5 log10
+    exptime``); ``invvar`` is 1/nanomaggies², zero where the DQ plane flags a pixel. Cut-out
+    pixel (i, j), 0-based, is CCD pixel (x0 + i + 1, y0 + j + 1) of ``wcs`` (1-based, FITS).
+    """
+
+    name: str
+    camera: str
+    expnum: int
+    ccdname: str
+    band: str
+    mjd_obs: float
+    image: npt.NDArray[np.float32]
+    invvar: npt.NDArray[np.float32]
+    dq: npt.NDArray[np.int16]
+    x0: int
+    y0: int
+    wcs: TanWcs
+    psf: PsfModel
+    psf_fwhm: float
+    sig1: float
+    psfnorm: float
+    galnorm: float
+    exptime: float = 0.0
+    zpt: float = 0.0
+    """Zeropoint of the CCD for 1-second counts (survey-ccds ``ccdzpt``)."""
+    image_filename: str = ""
+    ccd_row: int = -1
+    """Index of the CCD's row in the survey-ccds table the tims were selected from."""
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """(height, width) of the cut-out."""
+        return int(self.image.shape[0]), int(self.image.shape[1])
+
+
+@dataclass
+class Source:
+    """One catalogue source during detection and fitting; fluxes are nanomaggies per band."""
+
+    ra: float
+    dec: float
+    type: str
+    """"PSF" | "REX" | "EXP" | "DEV" | "SER" | "DUP"."""
+    flux: dict[str, float] = field(default_factory=dict)
+    flux_ivar: dict[str, float] = field(default_factory=dict)
+    shape_r: float = 0.0
+    """Half-light radius, arcsec (REX/EXP/DEV/SER)."""
+    shape_r_ivar: float = 0.0
+    shape_e1: float = 0.0
+    shape_e2: float = 0.0
+    sersic: float = 0.0
+    ra_ivar: float = 0.0
+    dec_ivar: float = 0.0
+    bx: float = 0.0
+    by: float = 0.0
+    """0-based brick-grid pixel position."""
+    ref_cat: str = ""
+    ref_id: int = -1
+    blob: int = -1
+    dchisq: tuple[float, ...] = (0.0, 0.0, 0.0, 0.0, 0.0)
+    """χ² improvements of PSF, REX, DEV, EXP, SER over no source."""
+    rchisq: dict[str, float] = field(default_factory=dict)
+    fracflux: dict[str, float] = field(default_factory=dict)
+    fracmasked: dict[str, float] = field(default_factory=dict)
+    fracin: dict[str, float] = field(default_factory=dict)
+    nobs: dict[str, int] = field(default_factory=dict)
+    extra: dict[str, object] = field(default_factory=dict)
+    """Anything else a stage wants to carry (kept out of the typed fields on purpose)."""

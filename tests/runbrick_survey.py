@@ -1,0 +1,66 @@
+"""A small synthetic survey after the pre-tractor phases, for the runbrick tests (built once)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from lsdr.survey import bricks as grid
+from lsdr.survey.calibs import merge_calibs
+from lsdr.survey.ccdcuts import CutOptions
+from lsdr.survey.ccdtables import merge_ccd_tables
+from lsdr.survey.discover import discover_images, read_image_list, write_image_list
+from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.survey.zeropoints import measure_image
+
+BRICK = "1804p325"
+REGION = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)  # around 1804p325's centre
+
+
+def build(root: Path) -> ReleaseLayout:
+    """Simulate g, r, z over the region and run discover, zeropoints and the merges."""
+    config = SimulationConfig(
+        region=REGION,
+        passes=(
+            PassSpec("90prime", "g", 1),
+            PassSpec("90prime", "r", 1),
+            PassSpec("mosaic", "z", 1),
+        ),
+        star_density=8000.0,  # enough stars per CCD for the ccdnmatch cut on this small sky
+        reprocessed=0,
+        workers=2,
+    )
+    simulate_survey(root, config)
+    layout = ReleaseLayout(root)
+    write_image_list(layout, discover_images(layout))
+    images = read_image_list(layout)
+    for image in images:
+        measure_image(layout, image, run_calibs=True)
+        merge_calibs(layout, image)
+    merge_ccd_tables(
+        layout,
+        [layout.zpt_annotated(i) for i in images],
+        cut_options=CutOptions(present_ccds_only=True, binned_pixels=True),
+    )
+    return layout
+
+
+def prepared_survey(factory: pytest.TempPathFactory) -> ReleaseLayout:
+    """The survey, built on first use in the session's base temp dir (read-only for callers)."""
+    root = factory.getbasetemp() / "runbrick-survey"
+    done = root / ".ready"
+    if not done.exists():
+        if root.exists():
+            shutil.rmtree(root)
+        build(root)
+        done.write_text("ok\n")
+    return ReleaseLayout(root)
+
+
+def private_copy(layout: ReleaseLayout, dest: Path) -> ReleaseLayout:
+    """A copy of the prepared survey a test may write into or delete from."""
+    shutil.copytree(layout.root, dest, ignore=shutil.ignore_patterns("coadd", "pickles"))
+    return ReleaseLayout(dest)
