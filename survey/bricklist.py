@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from lsdr.survey import bricks as grid
-from lsdr.survey.errors import BrickNameError, InputFileError, SurveyError
-from lsdr.survey.fileio import write_text_atomic
+from lsdr.survey.errors import BrickNameError, SurveyError
+from lsdr.survey.fileio import read_name_list, write_text_atomic
 from lsdr.survey.layout import ReleaseLayout
 
 log = logging.getLogger(__name__)
@@ -94,18 +94,6 @@ def write_brick_list(layout: ReleaseLayout, bricks: Sequence[str]) -> Path:
 
 def read_brick_list(layout: ReleaseLayout) -> list[str]:
     """The brick names of ``layout.brick_list``, each validated against the grid."""
-    path = layout.brick_list
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as err:
-        raise InputFileError(f"{path}: cannot read the brick list ({err.strerror})") from err
-    out = []
-    for number, line in enumerate(lines, start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        try:
-            out.append(grid.validate_brickname(text))
-        except BrickNameError as err:
-            raise InputFileError(f"{path}, line {number}: {err}") from err
-    return out
+    return read_name_list(
+        layout.brick_list, "brick list", grid.validate_brickname, (BrickNameError,)
+    )

@@ -29,7 +29,7 @@ from typing import Any
 
 from lsdr.survey.cameras import CAMERAS, Camera, get_camera
 from lsdr.survey.errors import InputFileError, UsageError
-from lsdr.survey.fileio import write_text_atomic
+from lsdr.survey.fileio import read_name_list, write_text_atomic
 from lsdr.survey.layout import ReleaseLayout, image_relpath
 
 log = logging.getLogger(__name__)
@@ -150,21 +150,9 @@ def write_image_list(layout: ReleaseLayout, discovery: Discovery) -> Path:
 
 def read_image_list(layout: ReleaseLayout) -> list[str]:
     """The image paths of ``layout.image_list`` (blank lines and ``#`` comments skipped)."""
-    path = layout.image_list
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as err:
-        raise InputFileError(f"{path}: cannot read the image list ({err.strerror})") from err
-    out = []
-    for number, line in enumerate(lines, start=1):
-        text = line.strip()
-        if not text or text.startswith("#"):
-            continue
-        try:
-            out.append(image_relpath(text).as_posix())
-        except UsageError as err:
-            raise InputFileError(f"{path}, line {number}: {err}") from err
-    return out
+    return read_name_list(
+        layout.image_list, "image list", lambda t: image_relpath(t).as_posix(), (UsageError,)
+    )
 
 
 # ----------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -37,3 +37,29 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write text to ``path`` atomically."""
     return write_bytes_atomic(path, text.encode())
+
+
+def read_name_list(
+    path: Path, what: str, parse: Callable[[str], str], errors: tuple[type[Exception], ...]
+) -> list[str]:
+    """The names in a one-name-a-line list file (blank lines and ``#`` comments skipped).
+
+    Each name goes through ``parse``; an error of a type in ``errors`` becomes an
+    ``InputFileError`` naming the file and the line.
+    """
+    from lsdr.survey.errors import InputFileError
+
+    try:
+        lines = Path(path).read_text().splitlines()
+    except OSError as err:
+        raise InputFileError(f"{path}: cannot read the {what} ({err.strerror})") from err
+    out = []
+    for number, line in enumerate(lines, start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        try:
+            out.append(parse(text))
+        except errors as err:
+            raise InputFileError(f"{path}, line {number}: {err}") from err
+    return out

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from lsdr.survey.calibtable import read_ccd_row, text
 from lsdr.survey.errors import InputFileError
 from lsdr.survey.fileio import atomic_path
 
@@ -331,12 +332,6 @@ def write_psfex(path: Path, model: PsfModel, meta: CalibMeta) -> Path:
     return write_psf_table(path, psf_row(model, meta), _psf_header(model, meta))
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode().strip()
-    return str(value).strip()
-
-
 def model_from_row(row: np.void, path: Path) -> PsfModel:
     """A PsfModel from a row of a merged-format table (padding removed)."""
     names = row.dtype.names or ()
@@ -364,22 +359,7 @@ def model_from_row(row: np.void, path: Path) -> PsfModel:
 
 def read_psfex(path: Path, expnum: int, ccdname: str) -> PsfModel:
     """Read the model of CCD ``ccdname`` of exposure ``expnum`` from a per-CCD or merged file."""
-    import fitsio
-
-    try:
-        rows = np.asarray(fitsio.read(str(path), ext=1))
-    except OSError as err:
-        raise InputFileError(f"{path}: cannot read PsfEx table ({err})") from err
-    match = [
-        i
-        for i, r in enumerate(rows)
-        if int(r["expnum"]) == int(expnum) and _text(r["ccdname"]) == ccdname.strip()
-    ]
-    if len(match) != 1:
-        raise InputFileError(
-            f"{path}: {len(match)} rows for exposure {expnum} CCD {ccdname} (expected 1)"
-        )
-    return model_from_row(rows[match[0]], path)
+    return model_from_row(read_ccd_row(path, expnum, ccdname, "PsfEx table"), path)
 
 
 def read_calib_provenance(path: Path) -> list[tuple[int, str, str, str]]:
@@ -393,8 +373,7 @@ def read_calib_provenance(path: Path) -> list[tuple[int, str, str, str]]:
     except (OSError, ValueError) as err:
         raise InputFileError(f"{path}: cannot read calib table ({err})") from err
     return [
-        (int(r["expnum"]), _text(r["ccdname"]), _text(r["plver"]), _text(r["plprocid"]))
-        for r in rows
+        (int(r["expnum"]), text(r["ccdname"]), text(r["plver"]), text(r["plprocid"])) for r in rows
     ]
 
 

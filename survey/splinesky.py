@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from lsdr.survey.calibtable import read_ccd_row
 from lsdr.survey.errors import InputFileError
 from lsdr.survey.fileio import atomic_path
 from lsdr.survey.psfex import CalibMeta
@@ -257,12 +258,6 @@ def write_splinesky(path: Path, model: SplineSkyModel, meta: CalibMeta) -> Path:
     return write_sky_table(path, sky_row(model, meta), meta)
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        return value.decode().strip()
-    return str(value).strip()
-
-
 def model_from_row(row: np.void, path: Path) -> SplineSkyModel:
     """A SplineSkyModel from a table row (zero padding of merged files removed)."""
     try:
@@ -287,19 +282,4 @@ def model_from_row(row: np.void, path: Path) -> SplineSkyModel:
 
 def read_splinesky(path: Path, expnum: int, ccdname: str) -> SplineSkyModel:
     """Read the sky of CCD ``ccdname`` of exposure ``expnum`` from a per-CCD or merged file."""
-    import fitsio
-
-    try:
-        rows = np.asarray(fitsio.read(str(path), ext=1))
-    except OSError as err:
-        raise InputFileError(f"{path}: cannot read spline-sky table ({err})") from err
-    match = [
-        i
-        for i, r in enumerate(rows)
-        if int(r["expnum"]) == int(expnum) and _text(r["ccdname"]) == ccdname.strip()
-    ]
-    if len(match) != 1:
-        raise InputFileError(
-            f"{path}: {len(match)} rows for exposure {expnum} CCD {ccdname} (expected 1)"
-        )
-    return model_from_row(rows[match[0]], path)
+    return model_from_row(read_ccd_row(path, expnum, ccdname, "spline-sky table"), path)
