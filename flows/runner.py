@@ -166,15 +166,23 @@ def batch_size_for(n_units: int, settings: Settings) -> int:
     return max(1, min(settings.batch_size, per_worker))
 
 
+TimeoutPolicy = Callable[[Unit], Unit | None]
+"""What to do with a unit that ran out of time: the unit to resubmit, or None to give up."""
+
+
 def run_units(
     phase: str,
     fn: Callable[[ReleaseLayout, Unit], UnitOutput],
     units: Sequence[Unit],
     settings: Settings,
+    *,
+    on_timeout: TimeoutPolicy | None = None,
 ) -> PhaseReport:
     """Run a phase's units through the current flow's task runner; return every result.
 
     Must be called inside a flow (it submits :func:`lsdr.tasks.batch.run_batch`).
+    ``on_timeout`` is the phase's timeout policy (bricks: rerun from the checkpoint with
+    ``--bail-out``); without one a timeout is a recorded failure.
     """
     from prefect.futures import as_completed
 
@@ -229,7 +237,19 @@ def run_units(
                 todo.extend(_after_lost_batch(phase, batch, err, ledger, settings, results, lost))
             else:
                 for r in batch_results:
-                    if r.state == "failed" and r.failure_class == "oom" and r.threads > 1:
+                    retry = None
+                    if r.state == "failed" and r.failure_class == "timeout" and on_timeout:
+                        retry = on_timeout(next(u for u in batch if u.key == r.key))
+                    if retry is not None:
+                        log.warning(
+                            "%s %s: %s; resubmitting (%s)",
+                            phase,
+                            r.key,
+                            r.message,
+                            ", ".join(f"{k}={v}" for k, v in retry.flags),
+                        )
+                        todo.append(retry)
+                    elif r.state == "failed" and r.failure_class == "oom" and r.threads > 1:
                         unit = next(u for u in batch if u.key == r.key)
                         log.warning(
                             "%s %s: out of memory with %d threads; retrying with %d",

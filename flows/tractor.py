@@ -9,7 +9,7 @@ from prefect import flow
 
 from lsdr.flows.runner import phase_summary, run_units, settings_for
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.tractor import plan_tractor, tractor_unit
+from lsdr.tasks.tractor import bail_out_after_timeout, plan_tractor, tractor_unit
 
 log = logging.getLogger("lsdr.flows")
 
@@ -21,9 +21,14 @@ def tractor(
     width: int = 3600,
     height: int = 3600,
     keep_checkpoints: bool = False,
+    fit_budget_s: float | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Catalogues, coadds and maskbits for each brick (default: every brick of bricks.txt)."""
+    """Catalogues, coadds and maskbits for each brick (default: every brick of bricks.txt).
+
+    ``fit_budget_s``: seconds of fitting a brick may take; past it the brick saves its
+    checkpoint and is rerun with ``--bail-out`` (its unfit blobs flagged BAILOUT).
+    """
     from lsdr.survey.bricklist import read_brick_list
     from lsdr.survey.layout import checked_brick
 
@@ -37,8 +42,9 @@ def tractor(
         height=height,
         keep_checkpoints=keep_checkpoints,
         threads=s.unit_threads,
+        fit_budget_s=fit_budget_s,
     )
-    report = run_units("tractor", tractor_unit, units, s)
+    report = run_units("tractor", tractor_unit, units, s, on_timeout=bail_out_after_timeout)
     empty = [r.key for r in report.results if r.summary.get("status") == "nothing-to-do"]
     for brick in empty:
         log.warning("tractor: %s has no CCDs: nothing to do, no catalogue", brick)

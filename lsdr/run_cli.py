@@ -254,6 +254,14 @@ def run_tractor(
     keep_checkpoints: Annotated[
         bool, typer.Option(help="Keep each brick's checkpoint after it is done.")
     ] = False,
+    fit_budget: Annotated[
+        float | None,
+        typer.Option(
+            "--fit-budget",
+            help="Seconds of fitting per brick; past it, rerun from the checkpoint with "
+            "--bail-out.",
+        ),
+    ] = None,
     workers: Workers = None,
     threads: Threads = None,
 ) -> None:
@@ -263,6 +271,7 @@ def run_tractor(
         "width": width,
         "height": height,
         "keep_checkpoints": keep_checkpoints,
+        "fit_budget_s": fit_budget,
     }
     _execute(
         release_dir, _overrides(n_workers=workers, unit_threads=threads), [("tractor", params)]

@@ -27,8 +27,9 @@ def plan_tractor(
     release: int = 10000,
     keep_checkpoints: bool = False,
     threads: int = 1,
+    fit_budget_s: float | None = None,
 ) -> list[Unit]:
-    """One unit per brick of the brick list."""
+    """One unit per brick of the brick list (``fit_budget_s``: the time-budget flag)."""
     inputs = tuple(str(p) for p in (*survey_ccds_tables(layout), *gaia_chunks(layout)))
     options = (
         ("width", width),
@@ -38,7 +39,17 @@ def plan_tractor(
         ("release", release),
         ("keep_checkpoints", keep_checkpoints),
     )
-    return [Unit("tractor", brick, inputs, options, threads=threads) for brick in bricks]
+    flags = (("fit_budget_s", fit_budget_s),) if fit_budget_s is not None else ()
+    return [
+        Unit("tractor", brick, inputs, options, threads=threads, flags=flags) for brick in bricks
+    ]
+
+
+def bail_out_after_timeout(unit: Unit) -> Unit | None:
+    """The tractor phase's timeout policy: rerun from the checkpoint with ``--bail-out``, once."""
+    if unit.flag("bail_out", False):
+        return None
+    return unit.with_flag("bail_out", True)
 
 
 def tractor_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
@@ -56,7 +67,8 @@ def tractor_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
         release=int(unit.option("release", 10000)),
         checkpoint=str(checkpoint),
         checkpoint_period=60.0,
-        bail_out=bool(unit.option("bail_out", False)),
+        bail_out=bool(unit.flag("bail_out", False)),
+        fit_budget_s=unit.flag("fit_budget_s"),
         threads=unit.threads,
     )
     result = run_brick(layout, brick, options)

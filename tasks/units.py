@@ -42,10 +42,22 @@ class Unit:
     inputs: tuple[str, ...] = ()
     options: tuple[tuple[str, Any], ...] = ()
     threads: int = 1
+    flags: tuple[tuple[str, Any], ...] = ()
+    """How to run, not what to make (a time budget, ``bail_out`` after a timeout): like
+    ``threads``, not part of the fingerprint, so a retry with other flags finds the same unit."""
 
     def option(self, name: str, default: Any = None) -> Any:
         """The value of one option."""
         return dict(self.options).get(name, default)
+
+    def flag(self, name: str, default: Any = None) -> Any:
+        """The value of one execution flag."""
+        return dict(self.flags).get(name, default)
+
+    def with_flag(self, name: str, value: Any) -> Unit:
+        """The same unit with one execution flag set."""
+        flags = {**dict(self.flags), name: value}
+        return replace(self, flags=tuple(sorted(flags.items())))
 
     def with_threads(self, threads: int) -> Unit:
         """The same unit with another thread count (threads are not part of the fingerprint)."""

@@ -186,7 +186,8 @@ def test_tractor_phase_on_one_brick_and_rerun(release: Path):
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "tractor: 1 done" in result.stdout
     cat = read_catalog(layout.tractor("1804p325"))
-    assert len(cat) > 5 and set(np.unique(cat["type"])) <= {"PSF", "REX", "EXP", "DEV", "SER"}
+    types = {t.decode() if isinstance(t, bytes) else str(t) for t in np.unique(cat["type"])}
+    assert len(cat) > 5 and types <= {"PSF", "REX", "EXP", "DEV", "SER"}
     for band in ("g", "r", "z"):
         assert layout.coadd("1804p325", "image", band).exists()
     check = subprocess.run(
@@ -200,3 +201,24 @@ def test_tractor_phase_on_one_brick_and_rerun(release: Path):
     assert not layout.checkpoint("1804p325").exists()  # removed once the brick is done
     again = lsdr(*args, "-W", "400", "-H", "400")
     assert "tractor: 0 done, 1 already done, 0 failed" in again.stdout
+
+
+def test_brick_past_its_fit_budget_reruns_with_bail_out(release: Path):
+    """A brick out of fitting time saves its checkpoint, then reruns with --bail-out."""
+    import fitsio as fio
+
+    from lsdr.survey import tractorschema as ts
+
+    layout = ReleaseLayout(release)
+    brick = "1804p322"
+    result = lsdr(
+        "run", "tractor", "--release-dir", str(release), "--brick", brick,
+        "-W", "500", "-H", "500", "--fit-budget", "0",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "tractor: 1 done" in result.stdout
+    assert "fit budget of 0 s spent" in result.stderr and "bail_out=True" in result.stderr
+    row = ledger_for(load_settings(release)).get("tractor", brick)
+    assert row is not None and row.state == "done" and row.attempts == 2
+    mask = fio.read(str(layout.coadd_maskbits(brick)))
+    assert np.any(mask & ts.maskbits(("g", "r", "z"))["BAILOUT"])

@@ -739,6 +739,20 @@ def _bailed_refs(blob: Blob, sources: Sequence[Source], bands: Sequence[str]) ->
     return out
 
 
+def _check_budget(budget: float | None, t0: float, done: int, total: int, brickname: str) -> None:
+    """Stop fitting once the brick's fit budget is spent.
+
+    The checkpoint is saved on the way out, so the flow can rerun the brick with ``--bail-out``.
+    """
+    import time
+
+    if budget is not None and time.perf_counter() - t0 > budget and done < total:
+        raise TimeoutError(
+            f"{brickname}: fit budget of {budget:g} s spent with {done} of {total} blobs "
+            "fitted (checkpoint saved; rerun with --bail-out)"
+        )
+
+
 def stage_fitblobs(
     *,
     tims: Sequence[Tim],
@@ -768,6 +782,7 @@ def stage_fitblobs(
     period = float(getattr(options, "checkpoint_period", 600.0))
     bail_out = bool(getattr(options, "bail_out", False))
     threads = max(int(getattr(options, "threads", 1)), 1)
+    budget = getattr(options, "fit_budget_s", None)
     bboxes = {b.blob_id: (b.x0, b.x1, b.y0, b.y1) for b in blobs}
     path = Path(checkpoint) if checkpoint else None
     done: dict[int, object] = read_checkpoint(path, geom.brickname, bboxes) if path else {}
@@ -807,6 +822,7 @@ def stage_fitblobs(
                     results[blob.blob_id] = kept
                     fit_seconds += sec
                     saver.add(blob.blob_id, bboxes[blob.blob_id], kept)
+                    _check_budget(budget, t0, len(results), len(blobs), geom.brickname)
         else:
             for k in todo:
                 _, kept, sec = _fit_blob_in_worker(k)
@@ -814,6 +830,7 @@ def stage_fitblobs(
                 results[blob.blob_id] = kept
                 fit_seconds += sec
                 saver.add(blob.blob_id, bboxes[blob.blob_id], kept)
+                _check_budget(budget, t0, len(results), len(blobs), geom.brickname)
     finally:
         _POOL_STATE.clear()
         saver.flush()

@@ -46,6 +46,9 @@ class RunbrickOptions:
     """``--threads``."""
     release: int = 10000
     """``--release`` written in the catalogue."""
+    fit_budget_s: float | None = None
+    """Seconds the fitblobs stage may spend before it saves its checkpoint and raises
+    ``TimeoutError`` (failure class ``timeout``: the flow reruns the brick with ``bail_out``)."""
 
     def __post_init__(self) -> None:
         """Reject values runbrick would reject."""
@@ -62,6 +65,8 @@ class RunbrickOptions:
             raise UsageError("no stage to run")
         if self.checkpoint_period < 0:
             raise UsageError(f"checkpoint period {self.checkpoint_period} s must be >= 0")
+        if self.fit_budget_s is not None and self.fit_budget_s < 0:
+            raise UsageError(f"fit budget {self.fit_budget_s} s must be >= 0")
         if self.threads < 1:
             raise UsageError(f"threads {self.threads} must be at least 1")
         if self.pickle_pattern is not None and "%(stage)s" not in self.pickle_pattern:
