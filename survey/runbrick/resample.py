@@ -13,6 +13,14 @@ survey's binned cameras) the resampled image is scaled by the pixel-area ratio
 flux of a source unchanged.  ``invvar_tim`` keeps the CCD-pixel inverse variance for the depth
 maps (legacypipe's ``psfnorm² · invvar`` is in CCD pixels).  The rows are processed in chunks so
 memory stays a few times the output size.
+
+``resample_tim`` is the fast path (about 6× faster on a full brick): the CCD coordinates are
+bilinear between exact nodes every ``GRID_STEP`` pixels (the TAN→TAN curvature keeps that
+within ~1e-6 pixel), the Lanczos weights need one sine and one cosine per pixel and axis
+(``fast_lanczos_weights``) and the 36 taps are gathered into preallocated float32 buffers.
+``resample_tim_reference`` is the first implementation (spline coordinates, float64 sinc
+weights); the tests pin the two together (images to 1e-6 of the peak, invvar bit for bit but
+for pixels sitting on a rounding edge).
 """
 
 from __future__ import annotations
@@ -124,13 +132,17 @@ def tim_coordinates(
         yield r0, su(rows, xs), sv(rows, xs)
 
 
-def resample_tim(
+def resample_tim_reference(
     tim: Tim,
     geom: BrickGeometry,
     tim_index: int = -1,
     extra_images: Sequence[npt.NDArray[np.float32]] = (),
 ) -> Resampled | None:
-    """Resample a tim (and optional same-shape images, e.g. its model) onto the brick grid."""
+    """The first, straightforward implementation of ``resample_tim``, kept as its reference.
+
+    Cubic-spline coordinates, float64 sinc weights, a fresh array per tap; the tests pin the
+    fast path to it and ``bench/bench_coadds.py`` times against it.
+    """
     bbox = brick_bbox(tim, geom)
     if bbox is None:
         return None
@@ -180,6 +192,156 @@ def resample_tim(
         oiv[r0 - y0 : r0 - y0 + nr] = block.reshape(nr, x1 - x0)
     for out in outs:
         out[oiv == 0] = 0.0
+    return Resampled(
+        tim_index=tim_index,
+        band=tim.band,
+        y0=y0,
+        y1=y1,
+        x0=x0,
+        x1=x1,
+        image=outs[0],
+        invvar=oiv,
+        area_ratio=float(area_ratio),
+        extras=outs[1:],
+    )
+
+
+def _axis_grid(lo: int, hi: int) -> npt.NDArray[np.float64]:
+    """Coarse grid nodes over ``[lo, hi)``: every ``GRID_STEP`` pixels plus the end ``hi``."""
+    return np.append(np.arange(lo, hi, GRID_STEP, dtype=np.float64), float(hi))
+
+
+def _linear_stencil(
+    grid: npt.NDArray[np.float64], lo: int, hi: int
+) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.float64]]:
+    """Per pixel in ``[lo, hi)``: the grid interval index and the fraction along it."""
+    xs = np.arange(lo, hi, dtype=np.float64)
+    idx = np.minimum(np.searchsorted(grid, xs, side="right") - 1, len(grid) - 2)
+    frac = (xs - grid[idx]) / (grid[idx + 1] - grid[idx])
+    return idx.astype(np.intp), frac
+
+
+def fast_coordinates(
+    tim: Tim, geom: BrickGeometry, bbox: tuple[int, int, int, int]
+) -> Iterator[tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
+    """As ``tim_coordinates``, bilinear between exact nodes (TAN→TAN: error ≪ 0.01 pixel)."""
+    x0, x1, y0, y1 = bbox
+    gx, gy = _axis_grid(x0, x1), _axis_grid(y0, y1)
+    xx, yy = np.meshgrid(gx, gy)
+    ra, dec = geom.wcs().pixel_to_radec(xx + 1.0, yy + 1.0)
+    cx, cy = tim.wcs.radec_to_pixel(ra, dec)
+    grids = (cx - 1.0 - tim.x0, cy - 1.0 - tim.y0)
+    ix, tx = _linear_stencil(gx, x0, x1)
+    iy, ty = _linear_stencil(gy, y0, y1)
+    for r0 in range(y0, y1, CHUNK_ROWS):
+        r1 = min(y1, r0 + CHUNK_ROWS)
+        j, t = iy[r0 - y0 : r1 - y0], ty[r0 - y0 : r1 - y0, None]
+        out = []
+        for g in grids:
+            rows = g[j] * (1.0 - t) + g[j + 1] * t
+            out.append(rows[:, ix] * (1.0 - tx) + rows[:, ix + 1] * tx)
+        yield r0, out[0], out[1]
+
+
+_TAPS = np.arange(-LANCZOS_ORDER + 1, LANCZOS_ORDER + 1)
+_SIGN = np.where(_TAPS % 2 == 0, 1.0, -1.0)
+_SC = (_SIGN * np.cos(np.pi * _TAPS / LANCZOS_ORDER)).astype(np.float32)
+_SS = (_SIGN * np.sin(np.pi * _TAPS / LANCZOS_ORDER)).astype(np.float32)
+_TINY = 2.0**-40
+"""Fractions below this are taken as 0 (their off-centre weights are < 1e-11)."""
+
+
+def fast_lanczos_weights(frac: npt.NDArray[np.float64]) -> npt.NDArray[np.float32]:
+    """``lanczos_weights`` in float32 with one sine and one cosine per pixel, not twelve sines.
+
+    With d = f − t: sin(πd) = (−1)ᵗ sin(πf) and sin(πd/3) = sin(πf/3)cos(πt/3) −
+    cos(πf/3)sin(πt/3); sin(πf) and 3/π² are common to the six taps and cancel in the
+    normalisation, leaving (−1)ᵗ(…)/d².  f ≈ 0 (d = 0 at the centre tap) is exactly one-hot.
+    """
+    f = np.minimum(np.asarray(frac, np.float32), np.float32(1.0 - 2.0**-24))
+    zero = f < _TINY
+    f[zero] = 0.5
+    a = f * np.float32(np.pi / LANCZOS_ORDER)
+    s, c = np.sin(a), np.cos(a)
+    w = np.empty((len(_TAPS), len(f)), np.float32)
+    d = np.empty_like(f)
+    for k, tap in enumerate(_TAPS):
+        np.subtract(f, np.float32(tap), out=d)
+        np.multiply(d, d, out=d)
+        np.multiply(s, _SC[k], out=w[k])
+        np.multiply(c, _SS[k], out=a)
+        w[k] -= a
+        w[k] /= d
+    w /= w.sum(axis=0, keepdims=True)
+    if zero.any():
+        w[:, zero] = (_TAPS == 0)[:, None]
+    return w
+
+
+def resample_tim(
+    tim: Tim,
+    geom: BrickGeometry,
+    tim_index: int = -1,
+    extra_images: Sequence[npt.NDArray[np.float32]] = (),
+) -> Resampled | None:
+    """Resample a tim (and optional same-shape images, e.g. its model) onto the brick grid.
+
+    The same sampling as ``resample_tim_reference`` (to float32 rounding): coordinates
+    bilinear between exact nodes, Lanczos weights from two sines per pixel, the 36 taps gathered
+    into preallocated buffers.
+    """
+    bbox = brick_bbox(tim, geom)
+    if bbox is None:
+        return None
+    x0, x1, y0, y1 = bbox
+    h, w = tim.shape
+    area_ratio = (geom.pixscale / tim.wcs.pixscale) ** 2
+    good = tim.invvar > 0
+    zero32 = np.float32(0.0)
+    sources = [np.where(good, tim.image, zero32).astype(np.float32, copy=False).ravel()]
+    sources += [
+        np.where(good, e, zero32).astype(np.float32, copy=False).ravel() for e in extra_images
+    ]
+    ivflat = tim.invvar.ravel()
+    # A pixel has weight only if its four bilinear neighbours are all unmasked.
+    good4 = good.copy()
+    good4[:, :-1] &= good[:, 1:]
+    good4[:-1, :] &= good4[1:, :]
+    good4flat = good4.ravel()
+    nx = x1 - x0
+    outs = [np.zeros((y1 - y0, nx), np.float32) for _ in sources]
+    oiv = np.zeros((y1 - y0, nx), np.float32)
+    lo = LANCZOS_ORDER - 1
+    ntap = 2 * LANCZOS_ORDER
+    scale = np.float32(area_ratio)
+    ivscale = np.float32(area_ratio**2)
+    for r0, u, v in fast_coordinates(tim, geom, bbox):
+        nr = u.shape[0]
+        uf, vf = u.ravel(), v.ravel()
+        fu, fv = np.floor(uf), np.floor(vf)
+        ok = (fu >= lo) & (fu + LANCZOS_ORDER < w) & (fv >= lo) & (fv + LANCZOS_ORDER < h)
+        sel = np.flatnonzero(ok)
+        if len(sel) == 0:
+            continue
+        ixs, iys = fu[sel].astype(np.intp), fv[sel].astype(np.intp)
+        wx = fast_lanczos_weights(uf[sel] - fu[sel])
+        wy = fast_lanczos_weights(vf[sel] - fv[sel])
+        base = iys * w + ixs
+        near = np.rint(vf[sel]).astype(np.intp) * w + np.rint(uf[sel]).astype(np.intp)
+        iv = np.where(good4flat[base], ivflat[near], zero32)
+        n = len(sel)
+        corner = base - (lo * w + lo)
+        taps = np.empty((ntap, n), np.float32)
+        for src, out in zip(sources, outs, strict=True):
+            acc = np.zeros(n, np.float32)
+            for j in range(ntap):
+                for k in range(ntap):
+                    np.take(src[j * w + k :], corner, out=taps[k])
+                acc += wy[j] * np.einsum("kn,kn->n", wx, taps)
+            acc *= scale
+            acc[iv == 0] = 0.0
+            out[r0 - y0 : r0 - y0 + nr].ravel()[sel] = acc
+        oiv[r0 - y0 : r0 - y0 + nr].ravel()[sel] = iv / ivscale
     return Resampled(
         tim_index=tim_index,
         band=tim.band,
