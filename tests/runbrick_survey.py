@@ -20,16 +20,19 @@ BRICK = "1804p325"
 REGION = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)  # around 1804p325's centre
 
 
-def build(root: Path) -> ReleaseLayout:
-    """Simulate g, r, z over the region and run discover, zeropoints and the merges."""
+def build(root: Path, *, passes: int = 1, star_density: float = 8000.0) -> ReleaseLayout:
+    """Simulate g, r, z over the region and run discover, zeropoints and the merges.
+
+    The default star density gives enough stars per CCD for the ccdnmatch cut on this small sky.
+    """
     config = SimulationConfig(
         region=REGION,
         passes=(
-            PassSpec("90prime", "g", 1),
-            PassSpec("90prime", "r", 1),
-            PassSpec("mosaic", "z", 1),
+            PassSpec("90prime", "g", passes),
+            PassSpec("90prime", "r", passes),
+            PassSpec("mosaic", "z", passes),
         ),
-        star_density=8000.0,  # enough stars per CCD for the ccdnmatch cut on this small sky
+        star_density=star_density,
         reprocessed=0,
         workers=2,
     )

@@ -192,39 +192,9 @@ def test_combine_concatenates_bricks_and_plots_are_written(tmp_path: Path):
 
 def dense_survey(root: Path) -> ReleaseLayout:
     """The runbrick test survey's region with two passes per band and many more stars."""
-    from runbrick_survey import REGION
+    from runbrick_survey import build
 
-    from lsdr.survey.calibs import merge_calibs
-    from lsdr.survey.ccdcuts import CutOptions
-    from lsdr.survey.ccdtables import merge_ccd_tables
-    from lsdr.survey.discover import discover_images, read_image_list, write_image_list
-    from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
-    from lsdr.survey.zeropoints import measure_image
-
-    config = SimulationConfig(
-        region=REGION,
-        passes=(
-            PassSpec("90prime", "g", 2),
-            PassSpec("90prime", "r", 2),
-            PassSpec("mosaic", "z", 2),
-        ),
-        star_density=40000.0,
-        reprocessed=0,
-        workers=2,
-    )
-    simulate_survey(root, config)
-    layout = ReleaseLayout(root)
-    write_image_list(layout, discover_images(layout))
-    images = read_image_list(layout)
-    for image in images:
-        measure_image(layout, image, run_calibs=True)
-        merge_calibs(layout, image)
-    merge_ccd_tables(
-        layout,
-        [layout.zpt_annotated(i) for i in images],
-        cut_options=CutOptions(present_ccds_only=True, binned_pixels=True),
-    )
-    return layout
+    return build(root, passes=2, star_density=40000.0)
 
 
 @pytest.fixture(scope="module")
