@@ -24,10 +24,9 @@ from lsdr.tasks.units import (
     UnitOutput,
     UnitResult,
     batches,
-    done_result,
-    earlier_failure,
     engine_version,
     fingerprint,
+    recorded_result,
 )
 
 log = logging.getLogger("lsdr.flows")
@@ -197,7 +196,7 @@ def run_units(
     todo: list[Unit] = []
     for unit in units:
         fp = fingerprint(unit, version)
-        known = done_result(layout, unit, fp) or earlier_failure(layout, unit, fp)
+        known = recorded_result(layout, unit, fp)
         if known is None:
             todo.append(unit)
         else:

@@ -151,7 +151,10 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
 
 def done_result(layout: ReleaseLayout, unit: Unit, fp: str) -> UnitResult | None:
     """The cached result of a unit whose sidecar matches ``fp`` and whose outputs are intact."""
-    data = read_sidecar(sidecar_path(layout, unit.phase, unit.key))
+    return _done(read_sidecar(sidecar_path(layout, unit.phase, unit.key)), unit, fp)
+
+
+def _done(data: dict[str, Any] | None, unit: Unit, fp: str) -> UnitResult | None:
     if data is None or data.get("state") != "done" or data.get("fingerprint") != fp:
         return None
     outputs = data.get("outputs", [])
@@ -175,13 +178,12 @@ NO_BLIND_RETRY = ("science", "usage")
 """Failure classes a rerun does not retry while the unit's inputs are unchanged."""
 
 
-def earlier_failure(layout: ReleaseLayout, unit: Unit, fp: str) -> UnitResult | None:
+def _failed(data: dict[str, Any] | None, unit: Unit, fp: str) -> UnitResult | None:
     """A science (or usage) failure recorded for these very inputs: not retried blindly.
 
     Changing an input (replacing a bad file) changes the fingerprint and the unit runs again;
     ``lsdr retry`` removes the record after a fix elsewhere (code, configuration).
     """
-    data = read_sidecar(sidecar_path(layout, unit.phase, unit.key))
     if data is None or data.get("state") != "failed" or data.get("fingerprint") != fp:
         return None
     if data.get("failure_class") not in NO_BLIND_RETRY:
@@ -196,6 +198,15 @@ def earlier_failure(layout: ReleaseLayout, unit: Unit, fp: str) -> UnitResult | 
         f"`lsdr retry --phase {unit.phase}` after a fix)",
         threads=unit.threads,
     )
+
+
+def recorded_result(layout: ReleaseLayout, unit: Unit, fp: str) -> UnitResult | None:
+    """What the sidecar already settles for ``fp``: done (cached) or a failure not to retry.
+
+    One read of the sidecar, for the flow's planning of every unit.
+    """
+    data = read_sidecar(sidecar_path(layout, unit.phase, unit.key))
+    return _done(data, unit, fp) or _failed(data, unit, fp)
 
 
 def write_sidecar(layout: ReleaseLayout, result: UnitResult, traceback_text: str = "") -> Path:
