@@ -32,6 +32,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from lsdr.infra.processes import pid_alive
+
 STATES = ("pending", "running", "done", "failed")
 """Unit states: planned, started by a worker, finished with valid outputs, failed."""
 
@@ -305,7 +307,7 @@ class Ledger:
         with Session(self.engine) as session, session.begin():
             for row in session.scalars(query):
                 dead = (
-                    all_hosts if row.host != host else (row.pid is None or not _pid_alive(row.pid))
+                    all_hosts if row.host != host else (row.pid is None or not pid_alive(row.pid))
                 )
                 if dead:
                     row.state = "pending"
@@ -337,13 +339,3 @@ class Ledger:
                         updated=_now(),
                     )
                 )
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from lsdr.infra.processes import pid_alive
 from lsdr.survey.errors import SurveyError, UsageError
 from lsdr.survey.fileio import write_text_atomic
 
@@ -406,24 +407,14 @@ def _alive(pid: int) -> bool:
     """True if ``pid`` is a live process; a zombie counts as dead (and is reaped if ours)."""
     if _reap(pid):
         return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
+    if pid_alive(pid):
         return True
-    stat = Path(f"/proc/{pid}/stat")
-    try:
-        zombie = stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return True  # no /proc (not Linux) or the process just went: kill(0) answered
-    if zombie:
-        # The main thread has exited; a child of ours is reaped once its other threads are
-        # gone too, so that nothing is left of it when this returns.
-        deadline = time.monotonic() + 5.0
-        while not _reap(pid) and _is_child(pid) and time.monotonic() < deadline:
-            time.sleep(0.05)
-    return not zombie
+    # Gone, or a zombie whose main thread has exited: a child of ours is reaped once its other
+    # threads are gone too, so that nothing is left of it when this returns.
+    deadline = time.monotonic() + 5.0
+    while not _reap(pid) and _is_child(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return False
 
 
 def _is_child(pid: int) -> bool:
