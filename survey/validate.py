@@ -513,6 +513,11 @@ def plot_completeness(match: BrickMatch, path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.set_title(f"completeness: {match.brick}", fontsize=9)
     fig.tight_layout()
+    return _save_png(plt, fig, path)
+
+
+def _save_png(plt: Any, fig: Any, path: Path) -> Path:
+    """Write a figure as PNG atomically and close it."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
     plt.close(fig)
@@ -542,10 +547,7 @@ def plot_flux_residuals(match: BrickMatch, path: Path) -> Path:
     axes[-1].set_xlabel("true AB mag")
     fig.suptitle(f"star flux residuals: {match.brick}", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return _save_png(plt, fig, path)
 
 
 def plot_flux_ratio(match: BrickMatch, path: Path) -> Path:
@@ -565,7 +567,4 @@ def plot_flux_ratio(match: BrickMatch, path: Path) -> Path:
     axes[-1].set_xlabel("true AB mag")
     fig.suptitle(f"star flux ratio: {match.brick}", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return _save_png(plt, fig, path)
