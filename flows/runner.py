@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
+from lsdr.infra.cluster import MEMORY_RESOURCE
 from lsdr.infra.ledger import Ledger, UnitFinish, default_url
 from lsdr.infra.settings import Settings
 from lsdr.survey.layout import ReleaseLayout
@@ -165,6 +167,41 @@ def batch_size_for(n_units: int, settings: Settings) -> int:
     return max(1, min(settings.batch_size, per_worker))
 
 
+def memory_capacity_mb() -> int | None:
+    """The smallest ``MEMORY_MB`` resource of the flow's Dask workers, if they all have one.
+
+    None outside a Dask task runner or when a worker lacks the resource: then units are not
+    annotated, since a task asking for a resource no worker has would wait forever.
+    """
+    try:
+        from prefect.context import FlowRunContext
+
+        context = FlowRunContext.get()
+        client = getattr(context.task_runner, "client", None) if context else None
+        if client is None:
+            return None
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    except Exception as err:
+        log.warning("could not read the workers' memory resources (%s)", err)
+        return None
+    caps = [w.get("resources", {}).get(MEMORY_RESOURCE) for w in workers]
+    if not caps or any(not c for c in caps):
+        return None
+    return int(min(caps))
+
+
+def memory_request(batch: Sequence[Unit], capacity: int | None) -> dict[str, int] | None:
+    """The Dask resources a batch asks for: its units' memory estimates, at most a worker's.
+
+    A worker runs as many bricks at once as its threads allow while their estimates fit in its
+    memory ("two bricks per node"); an estimate above a whole worker still runs, alone.
+    """
+    need = sum(u.memory_mb for u in batch)
+    if capacity is None or need <= 0:
+        return None
+    return {MEMORY_RESOURCE: min(need, capacity)}
+
+
 TimeoutPolicy = Callable[[Unit], Unit | None]
 """What to do with a unit that ran out of time: the unit to resubmit, or None to give up."""
 
@@ -176,13 +213,18 @@ def run_units(
     settings: Settings,
     *,
     on_timeout: TimeoutPolicy | None = None,
+    batch_size: int | None = None,
 ) -> PhaseReport:
     """Run a phase's units through the current flow's task runner; return every result.
 
     Must be called inside a flow (it submits :func:`lsdr.tasks.batch.run_batch`).
     ``on_timeout`` is the phase's timeout policy (bricks: rerun from the checkpoint with
-    ``--bail-out``); without one a timeout is a recorded failure.
+    ``--bail-out``); without one a timeout is a recorded failure.  ``batch_size`` fixes the
+    units per Prefect task (bricks: 1, each brick its own task) instead of
+    :func:`batch_size_for`.  Units with a memory estimate ask their worker for that much of
+    its ``MEMORY_MB`` resource.
     """
+    from dask.base import annotate
     from prefect.futures import as_completed
 
     from lsdr.tasks.batch import run_batch
@@ -211,19 +253,22 @@ def run_units(
 
     number = 0
     lost: dict[str, int] = {}
+    capacity = memory_capacity_mb() if any(u.memory_mb for u in todo) else None
     while todo:
         futures: dict[Any, list[Unit]] = {}
-        for batch in batches(todo, batch_size_for(len(todo), settings)):
+        for batch in batches(todo, batch_size or batch_size_for(len(todo), settings)):
             number += 1
-            future = run_batch.submit(
-                fn,
-                batch,
-                str(settings.release_dir),
-                ledger.url,
-                version,
-                settings.unit_memory_limit_mb,
-                batch_number=number,
-            )
+            request = memory_request(batch, capacity)
+            with annotate(resources=request) if request else nullcontext():
+                future = run_batch.submit(
+                    fn,
+                    batch,
+                    str(settings.release_dir),
+                    ledger.url,
+                    version,
+                    settings.unit_memory_limit_mb,
+                    batch_number=number,
+                )
             futures[future] = batch
         todo = []
         for future in as_completed(list(futures)):

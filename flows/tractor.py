@@ -22,12 +22,15 @@ def tractor(
     height: int = 3600,
     keep_checkpoints: bool = False,
     fit_budget_s: float | None = None,
+    checkpoint_period: float | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Catalogues, coadds and maskbits for each brick (default: every brick of bricks.txt).
 
     ``fit_budget_s``: seconds of fitting a brick may take; past it the brick saves its
     checkpoint and is rerun with ``--bail-out`` (its unfit blobs flagged BAILOUT).
+    ``checkpoint_period``: seconds between checkpoint rewrites (default 60).  Each brick is
+    its own Prefect task, placed on a worker with room for its memory estimate.
     """
     from lsdr.survey.bricklist import read_brick_list
     from lsdr.survey.layout import checked_brick
@@ -43,8 +46,11 @@ def tractor(
         keep_checkpoints=keep_checkpoints,
         threads=s.unit_threads,
         fit_budget_s=fit_budget_s,
+        checkpoint_period=checkpoint_period,
     )
-    report = run_units("tractor", tractor_unit, units, s, on_timeout=bail_out_after_timeout)
+    report = run_units(
+        "tractor", tractor_unit, units, s, on_timeout=bail_out_after_timeout, batch_size=1
+    )
     empty = [r.key for r in report.results if r.summary.get("status") == "nothing-to-do"]
     for brick in empty:
         log.warning("tractor: %s has no CCDs: nothing to do, no catalogue", brick)

@@ -15,14 +15,37 @@ from typing import Any
 from lsdr.infra.settings import Settings
 from lsdr.survey.errors import UsageError
 
+MEMORY_RESOURCE = "MEMORY_MB"
+"""Dask worker resource holding the worker's memory in MB: units with a memory estimate (bricks)
+ask for their share, so a worker runs several at once only while they fit."""
+
+
+def worker_memory_mb(settings: Settings) -> int:
+    """A worker's memory in MB: ``worker_memory``, or this machine's RAM over the workers.
+
+    "auto" shares the RAM evenly between the workers, as Dask's own "auto" does.
+    """
+    from dask.utils import parse_bytes
+
+    if settings.worker_memory.strip().lower() == "auto":
+        import os
+
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        return max(1, total // settings.n_workers // 2**20)
+    return max(1, int(parse_bytes(settings.worker_memory)) // 2**20)
+
 
 def local_cluster_kwargs(settings: Settings) -> dict[str, Any]:
-    """``LocalCluster`` arguments: worker processes, threads, memory; dashboard on a free port."""
+    """``LocalCluster`` arguments: worker processes, threads, memory, free dashboard port.
+
+    The worker memory is also the ``MEMORY_MB`` resource that bricks ask their share of.
+    """
     return {
         "n_workers": settings.n_workers,
         "threads_per_worker": settings.threads_per_worker,
         "processes": True,
         "memory_limit": settings.worker_memory,
+        "resources": {MEMORY_RESOURCE: worker_memory_mb(settings)},
         "dashboard_address": ":0",
     }
 

@@ -23,8 +23,8 @@ from lsdr.survey.errors import SurveyError
 from lsdr.survey.simulate import DEMO_BINNING
 
 COMING = (
-    "Commands still to come (later issues): the post-processing phases and run release; "
-    "`run tractor` is a first version (lite runbrick, no time-budget policy yet)."
+    "Commands still to come (later issues): the post-tractor phases (bright neighbours, "
+    "summaries, sweeps, external matches, packaging) and `run release`."
 )
 
 app = typer.Typer(
@@ -142,29 +142,53 @@ def demo(
         "demo-release"
     ),
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic survey.")] = 1,
-    workers: Annotated[int, typer.Option(help="Processes rendering exposures.")] = 2,
+    workers: Annotated[int, typer.Option(help="Dask workers (and processes rendering).")] = 2,
+    tractor: Annotated[
+        bool, typer.Option(help="Also run the tractor phase (the lite runbrick per brick).")
+    ] = True,
 ) -> None:
-    """The cookbook's worked example: simulate RA 180-181, Dec 32-33, run the pre-tractor phases."""
-    from lsdr.run_cli import NAMED_REGIONS, run_pretractor
+    """The cookbook's worked example: simulate RA 180-181, Dec 32-33, then run the release.
+
+    Pre-tractor phases, then the lite runbrick on the 15 bricks; prints where the catalogues
+    and coadd JPEGs are.  A rerun recomputes nothing.
+    """
+    from lsdr.run_cli import NAMED_REGIONS, run_pretractor, run_tractor
+    from lsdr.survey.layout import ReleaseLayout
 
     region = grid.RaDecBox(*NAMED_REGIONS["cookbook"])
     _simulate(out, None, None, 2, region, seed, DEMO_BINNING, workers)
+    layout = ReleaseLayout(out)
     try:
         run_pretractor(out, region="cookbook", workers=workers)
+        if tractor:
+            run_tractor(out, workers=workers)
     finally:
         from lsdr.infra.prefect_server import server_status
-        from lsdr.survey.layout import ReleaseLayout
 
-        info = server_status(ReleaseLayout(out).state_dir)
+        info = server_status(layout.state_dir)
         if info is not None:
             print(
                 f"Prefect UI: {info.url.removesuffix('/api')} "
                 f"(stop it: lsdr server down --release-dir {out})"
             )
     touched = (out / "bricks.txt").read_text().split()
-    print(f"{len(touched)} bricks in the brick list ({out / 'bricks.txt'}):")
+    print(f"{len(touched)} bricks in the brick list ({out / 'bricks.txt'})")
+    if not tractor:
+        print("\n".join(touched))
+        return
+    table = Table(title="demo bricks")
+    for column in ("brick", "catalogue", "colour image"):
+        table.add_column(column, no_wrap=True)
     for name in touched:
-        print(name)
+        cat, jpg = layout.tractor(name), layout.coadd_jpeg(name, "image")
+        table.add_row(
+            name,
+            str(cat) if cat.exists() else "(none)",
+            str(jpg) if jpg.exists() else "(none)",
+        )
+    out_console = Console(width=max(200, Console().width))
+    out_console.print(table)
+    print(f"status of every unit: lsdr status --release-dir {out}")
 
 
 @app.command()

@@ -262,6 +262,10 @@ def run_tractor(
             "--bail-out.",
         ),
     ] = None,
+    checkpoint_period: Annotated[
+        float | None,
+        typer.Option(help="Seconds between checkpoint rewrites while fitting (default 60)."),
+    ] = None,
     workers: Workers = None,
     threads: Threads = None,
 ) -> None:
@@ -272,6 +276,7 @@ def run_tractor(
         "height": height,
         "keep_checkpoints": keep_checkpoints,
         "fit_budget_s": fit_budget,
+        "checkpoint_period": checkpoint_period,
     }
     _execute(
         release_dir, _overrides(n_workers=workers, unit_threads=threads), [("tractor", params)]
@@ -320,11 +325,18 @@ def _ledger(release_dir: Path) -> Any:
     return ledger_for(load_settings(release_dir))
 
 
+BRICK_TABLE_MAX = 30
+"""``lsdr status`` lists the bricks one by one up to this many (more with ``--bricks``)."""
+
+
 def status(
     release_dir: ReleaseDir,
     phase: Annotated[str | None, typer.Option(help="Only this phase.")] = None,
+    bricks: Annotated[
+        bool, typer.Option("--bricks", help="List every brick of the tractor phase.")
+    ] = False,
 ) -> None:
-    """Units by phase and state (the ``qdo list`` view), then failed units and why."""
+    """Units by phase and state (the ``qdo list`` view), the bricks, failed units and why."""
     ledger = _ledger(release_dir)
     table = Table(title=f"units of {release_dir}")
     for column in ("phase", "pending", "running", "done", "failed", "total"):
@@ -338,8 +350,35 @@ def status(
             str(pc.total),
         )
     Console().print(table)
+    if phase in (None, "tractor"):
+        rows_t = ledger.rows("tractor")
+        if rows_t and (bricks or len(rows_t) <= BRICK_TABLE_MAX):
+            Console().print(brick_table(rows_t))
+        elif rows_t:
+            print(f"{len(rows_t)} bricks in the tractor phase: `lsdr status --bricks` lists them")
     for f in ledger.failed(phase):
         print(f"FAILED {f.phase} {f.key} [{f.failure_class}, {f.attempts} start(s)]: {f.message}")
+
+
+def brick_table(rows: list[Any]) -> Table:
+    """One line per brick: state, threads and starts, wall time, peak memory, where it ran."""
+    table = Table(title="bricks (tractor phase)")
+    for column in ("brick", "state", "threads", "starts", "wall s", "peak MB", "worker", "note"):
+        left = column in ("brick", "state", "note")
+        table.add_column(column, justify="left" if left else "right")
+    for r in sorted(rows, key=lambda row: row.key):
+        note = (f"[{r.failure_class}] " if r.failure_class else "") + (r.message or "")
+        table.add_row(
+            r.key,
+            r.state,
+            "" if r.threads is None else str(r.threads),
+            str(r.attempts),
+            "" if r.wall_s is None else f"{r.wall_s:.0f}",
+            "" if r.peak_mem_mb is None else f"{r.peak_mem_mb:.0f}",
+            "" if r.host is None else f"{r.host}:{r.pid}",
+            note[:60],
+        )
+    return table
 
 
 def retry(

@@ -45,6 +45,9 @@ class Unit:
     flags: tuple[tuple[str, Any], ...] = ()
     """How to run, not what to make (a time budget, ``bail_out`` after a timeout): like
     ``threads``, not part of the fingerprint, so a retry with other flags finds the same unit."""
+    memory_mb: int = 0
+    """Estimated peak memory (MB), 0 when unknown: places the unit on a worker with room for
+    it (Dask resource ``MEMORY_MB``); not part of the fingerprint."""
 
     def option(self, name: str, default: Any = None) -> Any:
         """The value of one option."""

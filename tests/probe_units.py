@@ -54,3 +54,11 @@ def hungry_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     total = float(block.sum())
     out = write_text_atomic(output_of(layout, unit.key), f"{unit.threads} {total}")
     return UnitOutput((out,), {"threads": unit.threads})
+
+
+def interval_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Sleep ``seconds`` and write when the unit started and ended (to see which overlapped)."""
+    start = time.time()
+    time.sleep(float(unit.option("seconds", 1.0)))
+    out = write_text_atomic(output_of(layout, unit.key), f"{start} {time.time()}")
+    return UnitOutput((out,), {})

@@ -234,6 +234,8 @@ class BrickResult:
     stages_loaded: tuple[str, ...] = ()
     seconds: float = 0.0
     notes: tuple[str, ...] = ()
+    fit_stats: Mapping[str, float] = field(default_factory=dict)
+    """fitblobs' counts: blobs fitted, resumed from the checkpoint, bailed out; seconds."""
 
 
 def stage_outliers() -> dict[str, Any]:
@@ -359,6 +361,7 @@ def run_brick(
         stages_loaded=tuple(state["_stages_loaded"]),
         seconds=time.monotonic() - t0,
         notes=tuple(notes),
+        fit_stats=dict(state.get("fit_stats", {})),
     )
 
 

@@ -1,0 +1,206 @@
+"""The tractor phase's policies, provoked for real on lite runbrick bricks and a real cluster.
+
+A worker SIGKILLed while a brick fits its blobs: the brick reruns on a live worker from its
+shared checkpoint, refits only the blobs not yet saved, and writes the same catalogue as an
+uninterrupted run.  Bricks carry memory estimates that decide how many share a worker.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import pickle
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import numpy as np
+import probe_units as probe
+import pytest
+from prefect import flow
+from runbrick_survey import BRICK, prepared_survey, private_copy
+
+from lsdr.flows.runner import ledger_for, memory_request, phase_summary, run_units, settings_for
+from lsdr.flows.tractor import tractor
+from lsdr.infra.cluster import MEMORY_RESOURCE, task_runner
+from lsdr.infra.settings import load_settings
+from lsdr.survey.layout import ReleaseLayout
+from lsdr.tasks.tractor import brick_memory_mb, plan_tractor
+from lsdr.tasks.units import Unit, read_sidecar, sidecar_path
+
+cloudpickle.register_pickle_by_value(probe)
+
+SIZE = 600
+
+
+def run_tractor_flow(root: Path, address: str, **params: Any) -> dict[str, Any]:
+    """The tractor flow on one 600² brick, on the given cluster."""
+    settings: dict[str, Any] = {"n_workers": 2, **params.pop("settings", {})}
+    s = load_settings(root, **settings)
+    result: dict[str, Any] = tractor.with_options(task_runner=task_runner(s, address))(
+        str(root), bricks=[BRICK], width=SIZE, height=SIZE, settings=settings, **params
+    )
+    return result
+
+
+def read_catalogue(path: Path) -> np.ndarray:
+    """A tractor catalogue's rows."""
+    import fitsio
+
+    return np.asarray(fitsio.read(str(path), ext=1))
+
+
+def assert_same_catalogue(a: np.ndarray, b: np.ndarray) -> None:
+    """Every column equal (NaN equal to NaN)."""
+    assert a.dtype == b.dtype and len(a) == len(b)
+    for name in a.dtype.names or ():
+        x, y = a[name], b[name]
+        same = np.array_equal(x, y, equal_nan=x.dtype.kind == "f")
+        assert same, f"column {name} differs"
+
+
+def unit_summary(layout: ReleaseLayout) -> dict[str, Any]:
+    """The summary the brick's unit recorded in its provenance sidecar."""
+    data = read_sidecar(sidecar_path(layout, "tractor", BRICK))
+    assert data is not None and data.get("state") == "done", data
+    summary: dict[str, Any] = data["summary"]
+    return summary
+
+
+def checkpoint_entries(path: Path) -> int:
+    """Blobs saved in a checkpoint file (0 when absent or being replaced)."""
+    try:
+        with open(path, "rb") as f:
+            return len(pickle.load(f))
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return 0
+
+
+@pytest.mark.slow
+def test_killed_brick_resumes_from_its_checkpoint_with_the_same_catalogue(
+    tmp_path_factory: pytest.TempPathFactory, dask_address: str
+) -> None:
+    """SIGKILL to the worker fitting a brick: only unsaved blobs are refitted; same catalogue."""
+    prepared = prepared_survey(tmp_path_factory)
+    whole = private_copy(prepared, tmp_path_factory.mktemp("uninterrupted") / "release")
+    summary = run_tractor_flow(whole.root, dask_address)
+    assert summary["counts"]["done"] == 1, summary
+    reference = read_catalogue(whole.tractor(BRICK))
+    n_blobs = unit_summary(whole)["blobs_fitted"]
+    assert n_blobs >= 6, "the brick needs enough blobs to be killed half-way"
+
+    killed = private_copy(prepared, tmp_path_factory.mktemp("killed") / "release")
+    ckpt = killed.checkpoint(BRICK)
+    ledger = ledger_for(load_settings(killed.root))
+    victims: list[int] = []
+    saved: list[int] = []
+
+    def kill_half_way() -> None:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if checkpoint_entries(ckpt) >= n_blobs // 3:
+                row = ledger.get("tractor", BRICK)
+                if row is not None and row.pid and row.state == "running":
+                    os.kill(row.pid, signal.SIGKILL)
+                    victims.append(row.pid)
+                    saved.append(checkpoint_entries(ckpt))  # nothing writes it after the kill
+                    return
+            time.sleep(0.01)
+
+    watcher = threading.Thread(target=kill_half_way, daemon=True)
+    watcher.start()
+    summary = run_tractor_flow(
+        killed.root, dask_address, checkpoint_period=0.0, keep_checkpoints=True
+    )
+    watcher.join(timeout=5)
+    assert victims, "the brick finished before the test could kill its worker"
+    assert summary["counts"]["done"] == 1, summary
+    row = ledger.get("tractor", BRICK)
+    assert row is not None and row.attempts == 2 and row.pid != victims[0]
+    stats = unit_summary(killed)
+    assert 0 < saved[0] < n_blobs
+    assert stats["blobs_resumed"] == saved[0], stats
+    assert stats["blobs_fitted"] == n_blobs - saved[0], stats
+    assert_same_catalogue(read_catalogue(killed.tractor(BRICK)), reference)
+
+
+@flow(name="probe-memory")
+def memory_flow(release_dir: str, keys: list[str], memory_mb: int) -> dict[str, Any]:
+    """Interval probe units, each with a memory estimate, one unit per task."""
+    s = settings_for(release_dir, {"n_workers": 1})
+    units = [
+        Unit(
+            "probe",
+            key,
+            (str(s.release_dir / "inputs" / f"{key}.dat"),),
+            (("seconds", 1.5),),
+            memory_mb=memory_mb,
+        )
+        for key in keys
+    ]
+    return phase_summary(run_units("probe", probe.interval_unit, units, s, batch_size=1))
+
+
+def intervals(layout: ReleaseLayout, keys: list[str]) -> list[tuple[float, float]]:
+    """(start, end) of each interval probe."""
+    out = []
+    for key in keys:
+        start, end = probe.output_of(layout, key).read_text().split()
+        out.append((float(start), float(end)))
+    return out
+
+
+def overlapped(spans: list[tuple[float, float]]) -> bool:
+    """Whether any two spans ran at the same time."""
+    spans = sorted(spans)
+    return any(b[0] < a[1] for a, b in itertools.pairwise(spans))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("memory_mb", "together"), [(400, True), (700, False)])
+def test_a_worker_runs_two_bricks_at_once_only_when_both_fit(
+    tmp_path: Path, prefect_api: str, memory_mb: int, together: bool
+) -> None:
+    """One worker, two threads, 1000 MB: two 400 MB units overlap, two 700 MB units do not."""
+    from distributed import LocalCluster
+
+    keys = ["b1", "b2"]
+    (tmp_path / "inputs").mkdir()
+    for key in keys:
+        (tmp_path / "inputs" / f"{key}.dat").write_text(key)
+    cluster = LocalCluster(
+        n_workers=1,
+        threads_per_worker=2,
+        processes=True,
+        resources={MEMORY_RESOURCE: 1000},
+        dashboard_address=":0",
+    )
+    try:
+        s = load_settings(tmp_path, n_workers=1)
+        runner = task_runner(s, str(cluster.scheduler_address))
+        summary = memory_flow.with_options(task_runner=runner)(str(tmp_path), keys, memory_mb)
+    finally:
+        cluster.close()
+    assert summary["counts"]["done"] == 2, summary
+    assert overlapped(intervals(ReleaseLayout(tmp_path), keys)) is together
+
+
+def test_memory_estimates_grow_with_ccds_and_brick_size_and_never_exceed_a_worker() -> None:
+    """The estimate follows CCD count and brick area; a request is capped at a worker's memory."""
+    assert brick_memory_mb(20) > brick_memory_mb(4) > brick_memory_mb(4, 1800, 1800)
+    units = [Unit("tractor", k, memory_mb=m) for k, m in (("a", 1500), ("b", 900))]
+    assert memory_request(units[:1], 4000) == {MEMORY_RESOURCE: 1500}
+    assert memory_request(units, 2000) == {MEMORY_RESOURCE: 2000}
+    assert memory_request(units, None) is None
+    assert memory_request([Unit("tractor", "c")], 4000) is None
+
+
+def test_planned_bricks_carry_their_ccd_counts(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """plan_tractor sizes each brick from the CCDs that overlap it in the survey-ccds tables."""
+    layout = prepared_survey(tmp_path_factory)
+    (unit,) = plan_tractor(layout, [BRICK], width=SIZE, height=SIZE)
+    (empty,) = plan_tractor(layout, ["0001p000"], width=SIZE, height=SIZE)
+    assert unit.memory_mb > empty.memory_mb == brick_memory_mb(0, SIZE, SIZE)
