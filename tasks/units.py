@@ -249,12 +249,12 @@ def iter_sidecars(layout: ReleaseLayout) -> Iterator[dict[str, Any]]:
 
 
 # -- failure classes ---------------------------------------------------------------------------
-INFRA_ERRNOS = {errno.ENOSPC, errno.EIO, errno.ESTALE, errno.EDQUOT, errno.ENOMEM}
+INFRA_ERRNOS = {errno.ENOSPC, errno.EIO, errno.ESTALE, errno.EDQUOT}
 
 
 def classify(err: BaseException) -> str:
     """The failure class of an exception raised by a unit (see docs/orchestration.md)."""
-    if isinstance(err, MemoryError):
+    if isinstance(err, MemoryError) or _out_of_address_space(err):
         return "oom"
     if isinstance(err, UsageError):
         return "usage"
@@ -267,6 +267,20 @@ def classify(err: BaseException) -> str:
     return "science"
 
 
+OUT_OF_MEMORY_TEXTS = ("failed to map segment", "cannot allocate memory")
+"""How the loader and the C library say ENOMEM when no MemoryError is raised (a late import of an
+extension module under the unit's address-space limit fails with an ImportError)."""
+
+
+def _out_of_address_space(err: BaseException) -> bool:
+    if isinstance(err, OSError) and err.errno == errno.ENOMEM:
+        return True
+    if isinstance(err, ImportError | OSError):
+        text = str(err).lower()
+        return any(t in text for t in OUT_OF_MEMORY_TEXTS)
+    return False
+
+
 def one_line(err: BaseException) -> str:
     """A one-line reason: the message, plus where it was raised for unexpected errors."""
     text = " ".join(str(err).split()) or type(err).__name__
@@ -274,6 +288,8 @@ def one_line(err: BaseException) -> str:
         return text
     if isinstance(err, MemoryError):
         return f"out of memory (MemoryError{': ' + text if str(err) else ''})"
+    if _out_of_address_space(err):
+        return f"out of memory ({type(err).__name__}: {text})"
     frames = traceback.extract_tb(err.__traceback__)
     where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
     return f"{type(err).__name__}: {text}{where}"

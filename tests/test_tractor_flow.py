@@ -204,3 +204,20 @@ def test_planned_bricks_carry_their_ccd_counts(tmp_path_factory: pytest.TempPath
     (unit,) = plan_tractor(layout, [BRICK], width=SIZE, height=SIZE)
     (empty,) = plan_tractor(layout, ["0001p000"], width=SIZE, height=SIZE)
     assert unit.memory_mb > empty.memory_mb == brick_memory_mb(0, SIZE, SIZE)
+
+
+@pytest.mark.slow
+def test_brick_out_of_memory_is_rerun_with_half_the_threads_then_recorded(
+    tmp_path_factory: pytest.TempPathFactory, dask_address: str
+) -> None:
+    """A real MemoryError under the unit memory limit: 2 threads, then 1, then a recorded oom."""
+    layout = private_copy(prepared_survey(tmp_path_factory), tmp_path_factory.mktemp("oom") / "r")
+    settings = {"unit_threads": 2, "unit_memory_limit_mb": 64}
+    summary = run_tractor_flow(layout.root, dask_address, settings=settings)
+    assert summary["counts"]["failed"] == 1, summary
+    ((key, failure_class, message),) = summary["failed"]
+    assert (key, failure_class) == (BRICK, "oom") and "out of memory" in message
+    row = ledger_for(load_settings(layout.root)).get("tractor", BRICK)
+    assert row is not None and (row.attempts, row.threads) == (2, 1)
+    assert not layout.tractor(BRICK).exists()
+    assert not list(layout.root.glob("tractor/**/*.tmp*")), "a partial catalogue was left"
