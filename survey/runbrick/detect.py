@@ -109,37 +109,6 @@ def tim_footprint(tim: Tim, geom: BrickGeometry, margin: int = 2) -> tuple[slice
     return slice(y0, y1), slice(x0, x1)
 
 
-COORD_STEP = 16
-"""Brick→tim pixel coordinates are computed exactly every this many pixels and interpolated
-bilinearly in between (the TAN→TAN map is linear to < 1e-4 pixel over that span)."""
-
-
-def _interp_matrix(n: int, step: int) -> tuple[FloatArray, FloatArray]:
-    """Coarse sample positions 0, step, …, n−1 and the (n, m) linear-interpolation weights."""
-    coarse = np.unique(np.append(np.arange(0, n, step), n - 1)).astype(np.float64)
-    fine = np.arange(n, dtype=np.float64)
-    k = np.clip(np.searchsorted(coarse, fine, side="right") - 1, 0, max(len(coarse) - 2, 0))
-    weights = np.zeros((n, len(coarse)))
-    if len(coarse) == 1:
-        weights[:, 0] = 1.0
-        return coarse, weights
-    t = (fine - coarse[k]) / (coarse[k + 1] - coarse[k])
-    weights[np.arange(n), k] = 1.0 - t
-    weights[np.arange(n), k + 1] = t
-    return coarse, weights
-
-
-def _tim_coords_on_box(
-    tim: Tim, brick_wcs: TanWcs, sy: slice, sx: slice
-) -> tuple[FloatArray, FloatArray]:
-    """0-based tim pixel coordinates of every brick pixel of a box (coarse grid, interpolated)."""
-    cy, wy = _interp_matrix(sy.stop - sy.start, COORD_STEP)
-    cx, wx = _interp_matrix(sx.stop - sx.start, COORD_STEP)
-    gx, gy = np.meshgrid(cx + sx.start, cy + sy.start)
-    tx, ty = brick_to_tim_coords(tim, brick_wcs, gx, gy)
-    return wy @ tx @ wx.T, wy @ ty @ wx.T
-
-
 def _filtered_tim(tim: Tim) -> tuple[FloatArray, FloatArray]:
     """Matched-filtered flux map of a tim and its per-pixel inverse variance (cut-out grid)."""
     psf = tim_psf_stamp(tim)
@@ -160,13 +129,13 @@ def detection_maps(tims: Sequence[Tim], geom: BrickGeometry, bands: Sequence[str
 
     Each tim is filtered on its own pixel grid with its own PSF, then sampled bilinearly at the
     brick pixels it covers (pixels whose nearest tim pixel is masked get zero weight); the tims
-    of a band are averaged with inverse-variance weights.
+    of a band are averaged with inverse-variance weights.  Sampling runs in float32, in blocks
+    of brick rows, on the resampler's interpolated coordinates.
     """
-    brick_wcs = geom.wcs()
     out: DetectionMaps = {}
     for band in bands:
-        num = np.zeros((geom.height, geom.width), np.float64)
-        den = np.zeros((geom.height, geom.width), np.float64)
+        num = np.zeros((geom.height, geom.width), np.float32)
+        den = np.zeros((geom.height, geom.width), np.float32)
         for tim in tims:
             if tim.band != band:
                 continue
@@ -174,20 +143,49 @@ def detection_maps(tims: Sequence[Tim], geom: BrickGeometry, bands: Sequence[str
             if box is None:
                 continue
             detmap, detiv = _filtered_tim(tim)
-            sy, sx = box
-            tx, ty = _tim_coords_on_box(tim, brick_wcs, sy, sx)
-            h, w = tim.shape
-            inside = (tx > -0.5) & (tx < w - 0.5) & (ty > -0.5) & (ty < h - 0.5)
-            ix = np.clip(np.rint(tx).astype(np.int64), 0, w - 1)
-            iy = np.clip(np.rint(ty).astype(np.int64), 0, h - 1)
-            iv = np.where(inside, detiv[iy, ix], 0.0)
-            coords = np.array([np.clip(ty, 0, h - 1), np.clip(tx, 0, w - 1)])
-            values = ndimage.map_coordinates(detmap, coords, order=1, mode="nearest")
-            num[sy, sx] += iv * values
-            den[sy, sx] += iv
-        detmap_b = np.where(den > 0, num / np.maximum(den, 1e-300), 0.0)
-        out[band] = (detmap_b.astype(np.float32), den.astype(np.float32))
+            _accumulate(
+                tim, geom, box, detmap.astype(np.float32), detiv.astype(np.float32), num, den
+            )
+        detmap_b = np.zeros_like(num)
+        np.divide(num, den, out=detmap_b, where=den > 0)
+        out[band] = (detmap_b, den)
     return out
+
+
+def _accumulate(
+    tim: Tim,
+    geom: BrickGeometry,
+    box: tuple[slice, slice],
+    detmap: F32Array,
+    detiv: F32Array,
+    num: F32Array,
+    den: F32Array,
+) -> None:
+    """Add one tim's sampled detection map (×weight) and weight to the band's sums."""
+    from lsdr.survey.runbrick.resample import fast_coordinates
+
+    sy, sx = box
+    h, w = tim.shape
+    flat, ivflat = detmap.ravel(), detiv.ravel()
+    bbox = (sx.start, sx.stop, sy.start, sy.stop)
+    for r0, u, v in fast_coordinates(tim, geom, bbox):
+        u32, v32 = u.astype(np.float32), v.astype(np.float32)
+        inside = (u32 > -0.5) & (u32 < w - 0.5) & (v32 > -0.5) & (v32 < h - 0.5)
+        np.clip(u32, 0, w - 1, out=u32)
+        np.clip(v32, 0, h - 1, out=v32)
+        near = np.rint(v32).astype(np.intp) * w + np.rint(u32).astype(np.intp)
+        iv = np.where(inside, ivflat[near], np.float32(0.0))
+        x0 = np.minimum(u32.astype(np.intp), max(w - 2, 0))
+        y0 = np.minimum(v32.astype(np.intp), max(h - 2, 0))
+        fx, fy = u32 - x0, v32 - y0
+        base = y0 * w + x0
+        dx, dy = (1 if w > 1 else 0), (w if h > 1 else 0)
+        top = flat[base] * (1 - fx) + flat[base + dx] * fx
+        bottom = flat[base + dy] * (1 - fx) + flat[base + dy + dx] * fx
+        values = top * (1 - fy) + bottom * fy
+        rows = slice(r0, r0 + u.shape[0])
+        num[rows, sx] += iv * values
+        den[rows, sx] += iv
 
 
 def sed_list(bands: Sequence[str]) -> list[tuple[str, dict[str, float]]]:
