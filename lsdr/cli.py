@@ -176,18 +176,11 @@ def demo(
     if not tractor:
         print("\n".join(touched))
         return
-    table = Table(title="demo bricks")
-    for column in ("brick", "catalogue", "colour image"):
-        table.add_column(column, no_wrap=True)
+    print("brick     catalogue / colour image (coadd)")
     for name in touched:
         cat, jpg = layout.tractor(name), layout.coadd_jpeg(name, "image")
-        table.add_row(
-            name,
-            str(cat) if cat.exists() else "(none)",
-            str(jpg) if jpg.exists() else "(none)",
-        )
-    out_console = Console(width=max(200, Console().width))
-    out_console.print(table)
+        print(f"{name}  {cat if cat.exists() else '(no catalogue)'}")
+        print(f"{'':8}  {jpg if jpg.exists() else '(no image)'}")
     print(f"status of every unit: lsdr status --release-dir {out}")
 
 
