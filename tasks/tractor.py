@@ -17,51 +17,64 @@ from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.pretractor import gaia_chunks, survey_ccds_tables
 from lsdr.tasks.units import Unit, UnitOutput
 
-MEMORY_BASE_MB = 400.0
-"""Peak memory of a brick with no pixels: the interpreter, numpy/astropy/scipy, the tables."""
-MEMORY_PER_MPIX_MB = 110.0
-"""Per million brick pixels: the coadd, detection and maskbits maps of every band."""
-MEMORY_PER_CCD_MB = 25.0
-"""Per overlapping CCD: its tim (image, inverse variance, DQ, sky) and resampling buffers."""
-
-
 CHECKPOINT_PERIOD_S = 60.0
 """Default seconds between checkpoint rewrites while a brick fits its blobs."""
+MEMORY_BASE_MB = 153.0
+"""Peak memory of a brick with no pixels: the interpreter, numpy/astropy/scipy, the tables."""
+MEMORY_PER_BRICK_MPIX_MB = 120.0
+"""Per million brick pixels: coadd, detection and maskbits maps (bench/bench_runbrick.py fitted
+94; +26 since the coadds stage keeps each band's model and weight for the model JPEGs)."""
+MEMORY_PER_CCD_MPIX_MB = 17.0
+"""Per million CCD pixels read under the brick: tims (image, weight, DQ, sky) and buffers."""
 
 
-def brick_memory_mb(n_ccds: int, width: int = 3600, height: int = 3600) -> int:
-    """Estimated peak memory (MB) of the lite runbrick on a brick (bench/bench_runbrick.py)."""
+def brick_memory_mb(ccd_mpix: float, width: int = 3600, height: int = 3600) -> int:
+    """Estimated peak memory (MB) of the lite runbrick on a brick (docs/benchmarks.md).
+
+    ``ccd_mpix``: millions of CCD pixels under the brick, summed over its CCDs.  The fit of
+    bench/bench_runbrick.py (worst error 3 % over its runs); a term per CCD *count* fits badly.
+    """
     mpix = width * height / 1e6
-    return int(MEMORY_BASE_MB + MEMORY_PER_MPIX_MB * mpix + MEMORY_PER_CCD_MB * n_ccds)
+    return int(MEMORY_BASE_MB + MEMORY_PER_BRICK_MPIX_MB * mpix + MEMORY_PER_CCD_MPIX_MB * ccd_mpix)
 
 
-def ccd_counts(
+def ccd_pixels(
     layout: ReleaseLayout, bricks: Sequence[str], width: int = 3600, pixscale: float = 0.262
-) -> dict[str, int]:
-    """CCDs (``ccd_cuts == 0``) whose footprint overlaps each brick's image: the memory input.
+) -> dict[str, tuple[int, float]]:
+    """Per brick: CCDs (``ccd_cuts == 0``) overlapping its image, and their pixels under it (Mpix).
 
     One vectorised footprint test over the merged survey-ccds tables, as the brick list uses.
+    A CCD's pixels under the brick are bounded by the whole CCD and by the brick's area in that
+    CCD's pixels (an upper bound: partial overlaps count as full).
     """
     from lsdr.survey import bricks as grid
     from lsdr.survey.bricklist import ccd_footprints
     from lsdr.survey.ccdtables import read_survey_ccds
 
     wanted = {grid.brick_by_name(b).brickid: b for b in bricks}
-    counts = dict.fromkeys(bricks, 0)
+    load: dict[str, tuple[int, float]] = dict.fromkeys(bricks, (0, 0.0))
     if not wanted or not survey_ccds_tables(layout):
-        return counts
+        return load
     ccds = read_survey_ccds(layout)
     if len(ccds) == 0:
-        return counts
+        return load
     _, _, corner_ra, corner_dec = ccd_footprints(ccds)
-    _, ids = grid.bricks_touching_polygons(
+    index, ids = grid.bricks_touching_polygons(
         corner_ra, corner_dec, width_pix=width, pixscale=pixscale
     )
-    found, n = np.unique(ids, return_counts=True)
-    for brickid, count in zip(found.tolist(), n.tolist(), strict=True):
+    ccd_scale = 3600.0 * np.sqrt(
+        np.abs(ccds["cd1_1"] * ccds["cd2_2"] - ccds["cd1_2"] * ccds["cd2_1"])
+    )
+    brick_side = width * pixscale
+    under = np.minimum(
+        ccds["width"].astype(np.float64) * ccds["height"],
+        (brick_side / np.maximum(ccd_scale, 1e-6)) ** 2,
+    )
+    for i, brickid in zip(index.tolist(), ids.tolist(), strict=True):
         if brickid in wanted:
-            counts[wanted[brickid]] = int(count)
-    return counts
+            n, mpix = load[wanted[brickid]]
+            load[wanted[brickid]] = (n + 1, mpix + float(under[i]) / 1e6)
+    return load
 
 
 def plan_tractor(
@@ -77,15 +90,16 @@ def plan_tractor(
     threads: int = 1,
     fit_budget_s: float | None = None,
     checkpoint_period: float | None = None,
-    n_ccds: Mapping[str, int] | None = None,
+    load: Mapping[str, tuple[int, float]] | None = None,
 ) -> list[Unit]:
     """One unit per brick of the brick list, each with its memory estimate.
 
     ``fit_budget_s`` (the time budget) and ``checkpoint_period`` are execution flags;
-    ``n_ccds`` (CCDs per brick, default: counted from the survey-ccds tables) sizes the
-    memory estimates.
+    ``load`` (per brick: CCDs and CCD Mpix under it; default: from the survey-ccds tables)
+    sizes the memory estimates.
     """
-    counts = n_ccds if n_ccds is not None else ccd_counts(layout, bricks, width, pixscale)
+    if load is None:
+        load = ccd_pixels(layout, bricks, width, pixscale)
     inputs = tuple(str(p) for p in (*survey_ccds_tables(layout), *gaia_chunks(layout)))
     options = (
         ("width", width),
@@ -108,7 +122,7 @@ def plan_tractor(
             options,
             threads=threads,
             flags=tuple(flags),
-            memory_mb=brick_memory_mb(counts.get(brick, 0), width, height),
+            memory_mb=brick_memory_mb(load.get(brick, (0, 0.0))[1], width, height),
         )
         for brick in bricks
     ]

@@ -28,7 +28,7 @@ from lsdr.flows.tractor import tractor
 from lsdr.infra.cluster import MEMORY_RESOURCE, task_runner
 from lsdr.infra.settings import load_settings
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.tractor import brick_memory_mb, plan_tractor
+from lsdr.tasks.tractor import brick_memory_mb, ccd_pixels, plan_tractor
 from lsdr.tasks.units import Unit, read_sidecar, sidecar_path
 
 cloudpickle.register_pickle_by_value(probe)
@@ -190,7 +190,7 @@ def test_a_worker_runs_two_bricks_at_once_only_when_both_fit(
 
 def test_memory_estimates_grow_with_ccds_and_brick_size_and_never_exceed_a_worker() -> None:
     """The estimate follows CCD count and brick area; a request is capped at a worker's memory."""
-    assert brick_memory_mb(20) > brick_memory_mb(4) > brick_memory_mb(4, 1800, 1800)
+    assert brick_memory_mb(20.0) > brick_memory_mb(4.0) > brick_memory_mb(4.0, 1800, 1800)
     units = [Unit("tractor", k, memory_mb=m) for k, m in (("a", 1500), ("b", 900))]
     assert memory_request(units[:1], 4000) == {MEMORY_RESOURCE: 1500}
     assert memory_request(units, 2000) == {MEMORY_RESOURCE: 2000}
@@ -201,9 +201,13 @@ def test_memory_estimates_grow_with_ccds_and_brick_size_and_never_exceed_a_worke
 def test_planned_bricks_carry_their_ccd_counts(tmp_path_factory: pytest.TempPathFactory) -> None:
     """plan_tractor sizes each brick from the CCDs that overlap it in the survey-ccds tables."""
     layout = prepared_survey(tmp_path_factory)
+    (n, mpix) = ccd_pixels(layout, [BRICK], width=SIZE)[BRICK]
+    # Every band covers the brick; no CCD can put more than the brick's area under it.
+    assert n >= 3 and 0 < mpix <= n * (SIZE * 0.262 / 0.2) ** 2 / 1e6
     (unit,) = plan_tractor(layout, [BRICK], width=SIZE, height=SIZE)
     (empty,) = plan_tractor(layout, ["0001p000"], width=SIZE, height=SIZE)
-    assert unit.memory_mb > empty.memory_mb == brick_memory_mb(0, SIZE, SIZE)
+    assert unit.memory_mb == brick_memory_mb(mpix, SIZE, SIZE)
+    assert unit.memory_mb > empty.memory_mb == brick_memory_mb(0.0, SIZE, SIZE)
 
 
 @pytest.mark.slow
