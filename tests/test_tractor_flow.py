@@ -225,3 +225,30 @@ def test_brick_out_of_memory_is_rerun_with_half_the_threads_then_recorded(
     assert row is not None and (row.attempts, row.threads) == (2, 1)
     assert not layout.tractor(BRICK).exists()
     assert not list(layout.root.glob("tractor/**/*.tmp*")), "a partial catalogue was left"
+
+
+@pytest.mark.slow
+def test_brick_with_a_truncated_image_is_a_recorded_science_failure_not_retried(
+    tmp_path_factory: pytest.TempPathFactory, dask_address: str
+) -> None:
+    """A CCD image cut short: the brick fails once with the file named, and a rerun skips it."""
+    import fitsio
+
+    layout = private_copy(prepared_survey(tmp_path_factory), tmp_path_factory.mktemp("bad") / "r")
+    ccds = fitsio.read(str(sorted(layout.root.glob("survey-ccds-*-*.fits.gz"))[0]))
+    image = layout.image(ccds["image_filename"][0].strip())
+    data = image.read_bytes()
+    image.write_bytes(data[: len(data) // 2])
+    summary = run_tractor_flow(layout.root, dask_address)
+    ((key, failure_class, message),) = summary["failed"]
+    assert (key, failure_class) == (BRICK, "science")
+    assert image.name in message, message
+    assert not layout.tractor(BRICK).exists()
+    ledger = ledger_for(load_settings(layout.root))
+    starts = ledger.get("tractor", BRICK)
+    assert starts is not None and starts.attempts == 1
+
+    again = run_tractor_flow(layout.root, dask_address)
+    assert again["counts"]["failed"] == 1 and again["counts"]["done"] == 0
+    row = ledger.get("tractor", BRICK)
+    assert row is not None and row.attempts == 1, "a science failure must not rerun blindly"
