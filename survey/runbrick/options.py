@@ -26,6 +26,8 @@ class RunbrickOptions:
     """``-H``: brick grid height in pixels."""
     pixscale: float = 0.262
     """``--pixscale``: arcsec per brick pixel."""
+    zoom: tuple[int, int, int, int] | None = None
+    """``--zoom x0 x1 y0 y1``: run only brick pixels ``[x0:x1, y0:y1]`` of the W × H grid."""
     stages: tuple[str, ...] = ("writecat",)
     """``--stage`` (repeatable): stages run even if their pickle exists."""
     write_stages: tuple[str, ...] = ()
@@ -56,6 +58,13 @@ class RunbrickOptions:
             raise UsageError(f"bands {self.bands!r} must be a non-empty list without repeats")
         if self.width < 1 or self.height < 1:
             raise UsageError(f"brick size {self.width}x{self.height} must be positive")
+        if self.zoom is not None:
+            x0, x1, y0, y1 = self.zoom
+            if not (0 <= x0 < x1 <= self.width and 0 <= y0 < y1 <= self.height):
+                raise UsageError(
+                    f"zoom {self.zoom!r} must satisfy 0 <= x0 < x1 <= {self.width} and "
+                    f"0 <= y0 < y1 <= {self.height}"
+                )
         if not 0.01 <= self.pixscale <= 60.0:
             raise UsageError(f"pixscale {self.pixscale} arcsec/pixel is out of range")
         for stage in (*self.stages, *self.write_stages):

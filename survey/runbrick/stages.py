@@ -323,7 +323,11 @@ def run_brick(
         log.info("%s: tractor catalogue exists; skipping", brickname)
         return BrickResult(brickname, "skipped", (layout.tractor(brickname),))
     geom = BrickGeometry.for_brick(
-        brickname, width=options.width, height=options.height, pixscale=options.pixscale
+        brickname,
+        width=options.width,
+        height=options.height,
+        pixscale=options.pixscale,
+        zoom=options.zoom,
     )
     notes: list[str] = []
     if chain is None:

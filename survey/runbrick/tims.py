@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -26,16 +26,23 @@ from lsdr.survey.ccdtables import read_survey_ccds
 from lsdr.survey.errors import InputFileError
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.psfex import galaxy_norm, psf_norm, read_psfex
+from lsdr.survey.runbrick.ccdwcs import fit_header_wcs, shift_crval
 from lsdr.survey.runbrick.types import BrickGeometry, Tim
 from lsdr.survey.splinesky import read_splinesky
 from lsdr.survey.tan import TanWcs
 
 log = logging.getLogger(__name__)
+CalibT = TypeVar("CalibT")
 
 CUTOUT_MARGIN = 4
 """CCD pixels read beyond the brick's footprint: the support of the Lanczos-3 resampling."""
-DQ_IGNORED = {"mosaic": (7, 8), "90prime": (7, 8)}
+WCS_SLACK = 32
+"""Extra CCD pixels around the table-WCS cut-out over which the header WCS is fitted."""
+DQ_IGNORED = {"mosaic": (7, 8), "90prime": (7, 8), "decam": (8,)}
 """CP DQ codes legacypipe does not mask, per camera (diff-detect and streak flags)."""
+SHOT_NOISE_CAMERAS = ("mosaic", "90prime")
+"""Cameras whose CP weight maps hold sky and read noise only: legacypipe adds the sources'
+Poisson noise (``remap_invvar_shotnoise`` in ``mosaic.py``/``bok.py``)."""
 
 
 def _text(value: object) -> str:
@@ -117,6 +124,125 @@ def _read_slice(path: Path, hdu: int, bounds: tuple[int, int, int, int], what: s
         raise InputFileError(f"{path} HDU {hdu}: cannot read {what} ({reason})") from err
 
 
+def read_image_header(path: Path, hdu: int) -> Any:
+    """The header of HDU ``hdu`` of a CP image (where its WCS is)."""
+    import fitsio
+
+    try:
+        with fitsio.FITS(str(path)) as fits:
+            return fits[hdu].read_header()
+    except (OSError, ValueError, IndexError) as err:
+        reason = " ".join(str(err).split())[:160]
+        raise InputFileError(f"{path} HDU {hdu}: cannot read header ({reason})") from err
+
+
+def _cutout_wcs(
+    path: Path, hdu: int, row: np.void, geom: BrickGeometry
+) -> tuple[TanWcs, tuple[int, int, int, int] | None]:
+    """The CCD's WCS from its image header over the cut-out, and the cut-out's bounds.
+
+    The survey-ccds TAN (the header's linear part) finds the CCD pixels under the brick, with
+    ``WCS_SLACK`` spare; the header WCS (TPV on CP images) is fitted over that region and
+    gives the cut-out.  A header without a WCS falls back to the table's TAN.
+    """
+    width, height = int(row["width"]), int(row["height"])
+    table_wcs = ccd_wcs(row)
+    rough = cutout_bounds(table_wcs, width, height, geom, CUTOUT_MARGIN + WCS_SLACK)
+    if rough is None:
+        return table_wcs, None
+    header = read_image_header(path, hdu)
+    if "CRVAL1" not in header or "CRPIX1" not in header:
+        return table_wcs, cutout_bounds(table_wcs, width, height, geom)
+    dra, ddec = float(row["ccdraoff"]), float(row["ccddecoff"])
+    for _ in range(3):
+        wcs = shift_crval(fit_header_wcs(header, rough), dra, ddec)
+        bounds = cutout_bounds(wcs, width, height, geom)
+        if bounds is None or _inside(bounds, rough):
+            return wcs, bounds
+        rough = _grow(bounds, rough, width, height)
+    raise InputFileError(f"{path} HDU {hdu}: the header WCS does not converge over the brick")
+
+
+def _inside(inner: tuple[int, int, int, int], outer: tuple[int, int, int, int]) -> bool:
+    x_in = outer[0] <= inner[0] and inner[1] <= outer[1]
+    return x_in and outer[2] <= inner[2] and inner[3] <= outer[3]
+
+
+def _grow(
+    a: tuple[int, int, int, int], b: tuple[int, int, int, int], width: int, height: int
+) -> tuple[int, int, int, int]:
+    return (
+        max(0, min(a[0], b[0]) - WCS_SLACK),
+        min(width, max(a[1], b[1]) + WCS_SLACK),
+        max(0, min(a[2], b[2]) - WCS_SLACK),
+        min(height, max(a[3], b[3]) + WCS_SLACK),
+    )
+
+
+def image_per_second(path: Path, hdu: int, camera: str) -> bool:
+    """Whether a CP image is in counts per second (else counts per exposure).
+
+    Per second when either header's ``BUNIT`` says so (the CP's Mosaic and 90Prime primary
+    headers and lsdr's synthetic images say ``counts/s``; 90Prime's CCD headers say ``ADU``
+    nonetheless); otherwise per exposure for DECam, whose CP images carry no ``BUNIT`` and
+    are in counts per exposure (legacypipe's ``DecamImage.set_ccdzpt`` adds 2.5 log10(exptime)
+    to ``ccdzpt``), per second for the other cameras.
+    """
+    import fitsio
+
+    try:
+        with fitsio.FITS(str(path)) as fits:
+            units = [str(fits[i].read_header().get("BUNIT", "")).strip() for i in (hdu, 0)]
+    except (OSError, ValueError, IndexError) as err:
+        reason = " ".join(str(err).split())[:160]
+        raise InputFileError(f"{path} HDU {hdu}: cannot read header ({reason})") from err
+    per_second = ("/s", "/sec", "/second", "s-1", "s^-1")
+    if any(u.lower().replace(" ", "").endswith(per_second) for u in units):
+        return True
+    return camera != "decam"
+
+
+def read_calib(
+    what: str,
+    reader: Callable[[Path, int, str], CalibT],
+    paths: Sequence[Path],
+    expnum: int,
+    ccdname: str,
+) -> CalibT:
+    """A CCD's calib from the first of ``paths`` (merged, then per-CCD) that holds its row.
+
+    legacypipe's order (``image.py``): the merged per-exposure file when it exists, else the
+    per-CCD file written by ``legacy_zeropoints`` (or lsdr's zeropoints phase) before merging.
+    """
+    problems = []
+    for path in paths:
+        if not path.exists():
+            problems.append(f"{path}: missing")
+            continue
+        try:
+            return reader(path, expnum, ccdname)
+        except InputFileError as err:
+            problems.append(str(err))
+    raise InputFileError(
+        f"no {what} calib for exposure {expnum} CCD {ccdname}: " + "; ".join(problems)
+    )
+
+
+def with_source_noise(
+    weight: npt.NDArray[Any], signal: npt.NDArray[np.float32], exptime: float
+) -> npt.NDArray[np.float32]:
+    """Inverse variance (s²/e²) of a CP image including the Poisson noise of its sources.
+
+    legacypipe's ``remap_invvar_shotnoise``: variance = 1/weight + |image − sky| / exptime,
+    with the image in electrons per second (here the spline sky rather than the header's
+    constant ``SKYADU``).  Without it bright stars' ``flux_ivar`` counts sky noise only.
+    """
+    with np.errstate(divide="ignore", invalid="ignore"):
+        var = 1.0 / weight.astype(np.float32) + np.abs(signal) / np.float32(exptime)
+        out = np.where(weight > 0, 1.0 / var, np.float32(0.0))
+    return np.asarray(np.nan_to_num(out, nan=0.0, posinf=0.0), np.float32)
+
+
 def read_tim(
     layout: ReleaseLayout, row: np.void, geom: BrickGeometry, index: int = -1
 ) -> Tim | None:
@@ -126,9 +252,7 @@ def read_tim(
     expnum = int(row["expnum"])
     ccdname = _text(row["ccdname"])
     hdu = int(row["image_hdu"])
-    width, height = int(row["width"]), int(row["height"])
-    wcs = ccd_wcs(row)
-    bounds = cutout_bounds(wcs, width, height, geom)
+    wcs, bounds = _cutout_wcs(layout.image(image), hdu, row, geom)
     if bounds is None:
         return None
     x0, x1, y0, y1 = bounds
@@ -140,16 +264,32 @@ def read_tim(
         raise InputFileError(
             f"{layout.image(image)} HDU {hdu}: image, DQ and weight cut-outs differ in shape"
         )
-    sky = read_splinesky(layout.sky_merged(image), expnum, ccdname)
-    psf = read_psfex(layout.psfex_merged(image), expnum, ccdname)
+    sky = read_calib(
+        "spline sky",
+        read_splinesky,
+        (layout.sky_single(image, ccdname), layout.sky_merged(image)),
+        expnum,
+        ccdname,
+    )
+    psf = read_calib(
+        "PsfEx",
+        read_psfex,
+        (layout.psfex_merged(image), layout.psfex_single(image, ccdname)),
+        expnum,
+        ccdname,
+    )
 
     skyimg = sky.evaluate(np.arange(x0, x1), np.arange(y0, y1)).astype(np.float32)
     bad = (dq != 0) | ~(wt > 0) | ~np.isfinite(img) | ~np.isfinite(wt)
     ignored = DQ_IGNORED.get(camera, ())
     if ignored:
         bad &= ~(np.isin(dq, ignored) & (wt > 0) & np.isfinite(img))
+    if camera in SHOT_NOISE_CAMERAS:
+        wt = with_source_noise(wt, img - skyimg, float(row["exptime"]))
     zpt = float(row["ccdzpt"])
     zpscale = 10.0 ** (0.4 * (zpt - 22.5))
+    if not image_per_second(layout.image(image), hdu, camera):
+        zpscale *= float(row["exptime"])
     nmgy = np.where(bad, np.float32(0.0), (img - skyimg) / np.float32(zpscale)).astype(np.float32)
     invvar = np.where(bad, np.float32(0.0), wt * np.float32(zpscale**2)).astype(np.float32)
     del img, skyimg, wt

@@ -36,15 +36,19 @@ class BrickGeometry:
     width: int = DEFAULT_SIZE
     height: int = DEFAULT_SIZE
     pixscale: float = DEFAULT_PIXSCALE
+    crpix: tuple[float, float] | None = None
+    """Reference pixel of the grid; None = its centre.  ``--zoom`` grids keep the full brick's
+    CRPIX shifted by the zoom's corner (legacypipe's ``get_subimage``)."""
 
     def wcs(self) -> TanWcs:
         """legacypipe's ``wcs_for_brick``: TAN at the centre, CRPIX W/2+0.5, CD diag(−p, p)."""
         p = self.pixscale / 3600.0
+        crpix1, crpix2 = self.crpix or (self.width / 2.0 + 0.5, self.height / 2.0 + 0.5)
         return TanWcs(
             crval1=self.ra,
             crval2=self.dec,
-            crpix1=self.width / 2.0 + 0.5,
-            crpix2=self.height / 2.0 + 0.5,
+            crpix1=crpix1,
+            crpix2=crpix2,
             cd1_1=-p,
             cd1_2=0.0,
             cd2_1=0.0,
@@ -64,9 +68,19 @@ class BrickGeometry:
         width: int = DEFAULT_SIZE,
         height: int = DEFAULT_SIZE,
         pixscale: float = DEFAULT_PIXSCALE,
+        zoom: tuple[int, int, int, int] | None = None,
     ) -> BrickGeometry:
-        """The geometry of a brick of the grid (raises ``BrickNameError`` for unknown names)."""
+        """The geometry of a brick of the grid (raises ``BrickNameError`` for unknown names).
+
+        ``zoom`` = ``(x0, x1, y0, y1)``: only brick pixels ``[x0:x1, y0:y1]`` (0-based) of the
+        ``width`` × ``height`` grid, as runbrick's ``--zoom``.
+        """
         b = brick_by_name(brickname)
+        crpix = None
+        if zoom is not None:
+            x0, x1, y0, y1 = (int(v) for v in zoom)
+            crpix = (width / 2.0 + 0.5 - x0, height / 2.0 + 0.5 - y0)
+            width, height = x1 - x0, y1 - y0
         return cls(
             brickname=b.brickname,
             brickid=b.brickid,
@@ -79,6 +93,7 @@ class BrickGeometry:
             width=int(width),
             height=int(height),
             pixscale=float(pixscale),
+            crpix=crpix,
         )
 
 
