@@ -1,10 +1,13 @@
-"""Stage ``writecat``: fitted sources → the DR tractor catalogue, the maskbits image, checksums.
+"""Stage ``writecat``: fitted sources → the DR tractor catalogue, the maskbits image, metrics.
 
-Per-source values that live on the brick grid (``nobs``, ``psfdepth``, ``galdepth``,
-``psfsize``) are read from the coadd files the ``coadds`` stage wrote, at the source's pixel,
-as legacypipe reads its coadd maps; ``maskbits`` come from the maskbits image written here
-(NPRIMARY outside the brick's unique area, BRIGHT/MEDIUM from the reference stars, BAILOUT where
-``--bail-out`` skipped blobs).
+Per-source values that live on the brick grid (``psfdepth``, ``galdepth``, ``psfsize``) are read
+from the coadd files the ``coadds`` stage wrote, at the source's pixel, as legacypipe reads its
+coadd maps; ``nobs``, ``anymask`` and ``allmask`` come from the per-band DQ maps
+(``dqmaps.py``: exposures covering the pixel, OR / AND of their DQ bits); ``maskbits`` from the
+maskbits image written here: NPRIMARY outside the brick's unique area (``primary.py``),
+BRIGHT/MEDIUM from the reference stars, SATUR_<b> and ALLMASK_<b> from the DQ maps, BAILOUT
+where ``--bail-out`` skipped blobs.  The stage also writes the brick's metrics files
+(``metrics.py``) before the checksum file, which covers them.
 """
 
 from __future__ import annotations
@@ -19,8 +22,11 @@ import numpy.typing as npt
 
 from lsdr.survey import tractorschema as ts
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.runbrick.dqmaps import BandMasks, band_masks
+from lsdr.survey.runbrick.metrics import brick_header, write_metrics
 from lsdr.survey.runbrick.options import RunbrickOptions
-from lsdr.survey.runbrick.types import BrickGeometry, Source
+from lsdr.survey.runbrick.primary import unique_pixels
+from lsdr.survey.runbrick.types import BrickGeometry, Source, Tim
 from lsdr.survey.runbrick.writecat import finalize_catalog, write_catalog
 
 log = logging.getLogger("lsdr.survey.runbrick")
@@ -34,32 +40,73 @@ def maskbits_image(
     bits: dict[str, int],
     refmap: npt.NDArray[np.integer[Any]] | None,
     bailout_mask: npt.NDArray[np.bool_] | None,
+    masks: Sequence[BandMasks] = (),
+    unique: npt.NDArray[np.bool_] | None = None,
 ) -> npt.NDArray[np.int32]:
-    """The brick's maskbits map: NPRIMARY, BRIGHT, MEDIUM, BAILOUT."""
-    out = np.zeros((geom.height, geom.width), np.int32)
-    ys, xs = np.mgrid[0 : geom.height, 0 : geom.width]
-    ra, dec = geom.wcs().pixel_to_radec(xs.ravel() + 1.0, ys.ravel() + 1.0)
-    from lsdr.survey.runbrick.writecat import brick_primary
+    """The brick's maskbits map: NPRIMARY, BRIGHT, MEDIUM, SATUR_<b>, ALLMASK_<b>, BAILOUT.
 
-    primary = brick_primary(ra, dec, geom).reshape(out.shape)
-    out[~primary] |= bits["NPRIMARY"]
+    ``unique`` is the brick's unique-pixel map (computed when not given); ``masks`` the per-band
+    DQ maps (SATUR_<b> where ``satur``, ALLMASK_<b> where ``andmask`` ≠ 0).
+    """
+    out = np.zeros((geom.height, geom.width), np.int32)
+    if unique is None:
+        unique = unique_pixels(geom)
+    out[~unique] |= bits["NPRIMARY"]
     if refmap is not None:
         out |= np.asarray(refmap, np.int32) & (bits["BRIGHT"] | bits["MEDIUM"])
+    for m in masks:
+        band = m.band.upper()
+        satur, allmask = bits.get(f"SATUR_{band}"), bits.get(f"ALLMASK_{band}")
+        if satur is not None:
+            out[m.satur] |= satur
+        if allmask is not None:
+            out[m.andmask != 0] |= allmask
     if bailout_mask is not None:
         out[np.asarray(bailout_mask, bool)] |= bits["BAILOUT"]
     return out
 
 
-def write_maskbits(path: Path, mask: npt.NDArray[np.int32], bits: dict[str, int]) -> Path:
-    """``-maskbits.fits.fz`` (HDU MASKBITS, HCOMPRESS as legacypipe), bit names in MBIT_<n>."""
+def maskbits_header(geom: BrickGeometry, bits: dict[str, int]) -> list[dict[str, Any]]:
+    """Header of ``-maskbits.fits.fz``: brick WCS, IMTYPE, MB_<name>/MBIT_<n> and AM_ DQ bits."""
+    recs = brick_header(geom, "maskbits")
+    descriptions = ts.maskbits_descriptions(bits)
+    recs += [
+        {"name": f"MB_{name}", "value": value, "comment": f"maskbit: {descriptions[name]}"}
+        for name, value in bits.items()
+    ]
+    recs += [
+        {
+            "name": f"MBIT_{value.bit_length() - 1}",
+            "value": name,
+            "comment": f"maskbit {value.bit_length() - 1} (0x{value:x}): {descriptions[name]}",
+        }
+        for name, value in sorted(bits.items(), key=lambda kv: kv[1])
+    ]
+    recs += [
+        {"name": f"AM_{name.upper()}", "value": value, "comment": "allmask/anymask DQ bit"}
+        for name, value in ts.DQ_BITS.items()
+    ]
+    return recs
+
+
+def write_maskbits(
+    path: Path,
+    mask: npt.NDArray[np.int32],
+    bits: dict[str, int],
+    geom: BrickGeometry | None = None,
+) -> Path:
+    """``-maskbits.fits.fz`` (HDU MASKBITS, HCOMPRESS as legacypipe) with the MB_* bit keys."""
     import fitsio
 
     from lsdr.survey.fileio import atomic_path
 
-    header = [
-        {"name": f"MBIT_{value.bit_length() - 1}", "value": name, "comment": "maskbits bit"}
-        for name, value in bits.items()
-    ]
+    if geom is not None:
+        header = maskbits_header(geom, bits)
+    else:
+        header = [
+            {"name": f"MBIT_{value.bit_length() - 1}", "value": name, "comment": "maskbits bit"}
+            for name, value in bits.items()
+        ]
     with atomic_path(path) as tmp, fitsio.FITS(str(tmp), "rw", clobber=True) as out:
         out.write(mask, header=header, extname="MASKBITS", compress="HCOMPRESS")
     return path
@@ -76,9 +123,18 @@ def _map_values(path: Path, x: npt.NDArray[np.int64], y: npt.NDArray[np.int64]) 
 
 
 def sources_to_catalog(
-    sources: Sequence[Source], bands: Sequence[str], layout: ReleaseLayout, geom: BrickGeometry
+    sources: Sequence[Source],
+    bands: Sequence[str],
+    layout: ReleaseLayout,
+    geom: BrickGeometry,
+    masks: Sequence[BandMasks] = (),
 ) -> npt.NDArray[np.void]:
-    """The catalogue rows of the fitted sources (derived columns are filled by finalize)."""
+    """The catalogue rows of the fitted sources (derived columns are filled by finalize).
+
+    Map values are taken at the source's rounded pixel (clipped to the grid): ``nobs``,
+    ``anymask``, ``allmask`` from ``masks`` (``nobs`` from the ``nexp`` coadd for a band
+    without DQ maps), the depths and PSF size from the coadd files.
+    """
     cat = ts.empty_catalog(len(sources), bands, release_flavour=FLAVOUR)
     for i, s in enumerate(sources):
         row = cat[i]
@@ -99,15 +155,25 @@ def sources_to_catalog(
             row[f"fracmasked_{b}"] = s.fracmasked.get(b, 0.0)
             row[f"fracin_{b}"] = s.fracin.get(b, 1.0)
     if len(sources):
-        x = np.round(cat["bx"]).astype(np.int64)
-        y = np.round(cat["by"]).astype(np.int64)
+        # The pixel finalize_catalog samples maskbits at: (ra, dec) on the brick grid, rounded.
+        px, py = geom.wcs().radec_to_pixel(cat["ra"], cat["dec"])
+        x = np.clip(np.round((px - 1.0).astype(np.float32)).astype(np.int64), 0, geom.width - 1)
+        y = np.clip(np.round((py - 1.0).astype(np.float32)).astype(np.int64), 0, geom.height - 1)
+        by_band = {m.band: m for m in masks}
         for b in bands:
-            for column, kind in (
-                (f"nobs_{b}", "nexp"),
+            kinds = [
                 (f"psfdepth_{b}", "depth"),
                 (f"galdepth_{b}", "galdepth"),
                 (f"psfsize_{b}", "psfsize"),
-            ):
+            ]
+            m = by_band.get(b)
+            if m is not None:
+                cat[f"nobs_{b}"] = m.nobs[y, x]
+                cat[f"anymask_{b}"] = m.ormask[y, x]
+                cat[f"allmask_{b}"] = m.andmask[y, x]
+            else:
+                kinds.append((f"nobs_{b}", "nexp"))
+            for column, kind in kinds:
                 values = _map_values(layout.coadd(geom.brickname, kind, b), x, y)
                 if values is not None:
                     cat[column] = values
@@ -121,15 +187,21 @@ def stage_writecat(
     bands: Sequence[str],
     sources: Sequence[Source],
     options: RunbrickOptions,
+    tims: Sequence[Tim] = (),
+    refs: npt.NDArray[np.void] | None = None,
     refmap: npt.NDArray[np.integer[Any]] | None = None,
+    blobmap: npt.NDArray[np.integer[Any]] | None = None,
     bailout_mask: npt.NDArray[np.bool_] | None = None,
     coadd_products: Sequence[Path] = (),
 ) -> dict[str, Any]:
-    """Stage ``writecat``: maskbits image, tractor and tractor-i catalogues, checksum file."""
+    """Stage ``writecat``: maskbits image, metrics, tractor and tractor-i catalogues, checksums."""
     bits = ts.maskbits(bands, FLAVOUR)
-    mask = maskbits_image(geom, bits, refmap, bailout_mask)
-    mask_path = write_maskbits(layout.coadd_maskbits(geom.brickname), mask, bits)
-    cat = sources_to_catalog(sources, bands, layout, geom)
+    masks = [band_masks(tims, geom, b) for b in bands] if tims else []
+    mask = maskbits_image(geom, bits, refmap, bailout_mask, masks)
+    mask_path = write_maskbits(layout.coadd_maskbits(geom.brickname), mask, bits, geom)
+    metrics = write_metrics(layout, geom, refs, blobmap)
+    cat = sources_to_catalog(sources, bands, layout, geom, masks)
+    del masks
     regular = np.array([bool(s.extra.get("regular", True)) for s in sources], bool)
     cat = finalize_catalog(
         cat,
@@ -142,6 +214,6 @@ def stage_writecat(
     paths = write_catalog(layout, geom, cat, bands=bands, release=options.release)
     log.info("%s: wrote %d sources to %s", geom.brickname, len(cat), paths.tractor)
     return {
-        "catalog_products": [mask_path, paths.tractor, paths.tractor_i, paths.checksums],
+        "catalog_products": [mask_path, *metrics, paths.tractor, paths.tractor_i, paths.checksums],
         "n_sources": len(cat),
     }

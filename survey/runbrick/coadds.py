@@ -27,6 +27,8 @@ import numpy.typing as npt
 
 from lsdr.survey.fileio import atomic_path
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.runbrick.depthtable import DepthTable
+from lsdr.survey.runbrick.primary import unique_pixels
 from lsdr.survey.runbrick.resample import resample_tim
 from lsdr.survey.runbrick.types import BrickGeometry, Tim
 
@@ -352,6 +354,10 @@ def stage_coadds(
     footprints: dict[int, TimFootprint] = {}
     images: dict[str, npt.NDArray[np.float32]] = {}
     depth_summary: dict[str, dict[str, float]] = {}
+    unique = unique_pixels(geom)
+    depth_table = DepthTable(unique, bands)
+    models: dict[str, npt.NDArray[np.float32]] = {}
+    invvars: dict[str, npt.NDArray[np.float32]] = {}
     for band in bands:
         co = coadd_band(tims, geom, band, model_images, footprints)
         if co is None:
@@ -362,6 +368,9 @@ def stage_coadds(
             header = coadd_header(geom, co, kind)
             products.append(write_coadd_image(path, data, header, f"{kind.upper()}_{band}", kind))
         images[band] = co.image
+        depth_table.add(band, co.depth, co.galdepth)
+        if co.model is not None:
+            models[band], invvars[band] = co.model, co.invvar
         good = co.depth > 0
         depth_summary[band] = {
             "median_psfdepth": float(np.median(co.depth[good])) if good.any() else 0.0,
@@ -370,6 +379,10 @@ def stage_coadds(
         del co
     table = ccds_table(ccds, tims, footprints)
     products.append(write_table(layout.coadd_ccds(brick), table, "CCDS"))
+    products.append(depth_table.write(layout.coadd_depth_table(brick)))
     if images:
         products.append(write_jpeg(layout.coadd_jpeg(brick, "image"), rgb_image(images)))
+        from lsdr.survey.runbrick.jpeg import write_model_jpegs  # jpeg.py imports this module
+
+        products += write_model_jpegs(layout, brick, images, models, invvars, unique)
     return {"coadd_products": products, "coadd_depths": depth_summary}
