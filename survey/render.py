@@ -32,6 +32,9 @@ SERSIC_B = {1: 1.678347, 4: 7.669249}
 
 OVERSAMPLE = 3
 """Sub-pixels per pixel side when integrating profiles over pixels."""
+STAR_RADIUS_FWHM = 6.0
+"""Stars are drawn out to at least this many FWHM (the PsfEx stamp's half-size): a β = 3.5
+Moffat holds 2e-4 of its flux beyond, which the normalisation puts back."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,13 +119,17 @@ def sersic_sky_profile(n: int, r_e: float, e1: float, e2: float, cd_arcsec: Floa
 def add_star(
     image: F32Array, x: float, y: float, flux: float, psf: Moffat, threshold: float
 ) -> None:
-    """Add a point source of total ``flux`` at 0-based pixel (x, y), out to where it fades."""
-    half = int(min(max(math.ceil(psf.radius_below(flux, threshold)), 2 * psf.fwhm), 300))
+    """Add a point source of total ``flux`` at 0-based pixel (x, y), out to where it fades.
+
+    The stamp reaches ``STAR_RADIUS_FWHM`` FWHM or, for bright stars, the radius where the
+    profile drops below ``threshold``, and is scaled to sum to ``flux``: the injected total is
+    the truth's flux (a cut at 2 FWHM lost 0.4 % of a star at S/N 20, 1 % at S/N 5).
+    """
+    reach = max(psf.radius_below(flux, threshold), STAR_RADIUS_FWHM * psf.fwhm)
+    half = int(min(math.ceil(reach), 300))
     cx, cy = round(x), round(y)
-    stamp = flux * _pixelise(
-        lambda dx, dy: psf.profile(dx**2 + dy**2), x - cx, y - cy, half, OVERSAMPLE
-    )
-    _paste(image, stamp, cx, cy, half)
+    stamp = _pixelise(lambda dx, dy: psf.profile(dx**2 + dy**2), x - cx, y - cy, half, OVERSAMPLE)
+    _paste(image, stamp * (flux / stamp.sum()), cx, cy, half)
 
 
 def add_galaxy(

@@ -37,6 +37,8 @@ FLUX_SN_MIN = 20.0
 """Stars with S/N above this enter the flux bias and residual metrics."""
 MODERATE_SN_MAX = 50.0
 """Upper S/N of the diagnostic residual σ (stars 20 < S/N ≤ 50)."""
+SN_BINS = ((5.0, 20.0), (20.0, 50.0), (50.0, 200.0), (200.0, float("inf")))
+"""S/N bins of the diagnostic residual σ per bin (does the error model hold at all S/N?)."""
 SHAPE_SN_MIN = 50.0
 """Objects with S/N above this enter the astrometry and typing metrics."""
 COMPLETENESS_BIN = (-1.0, -0.5)
@@ -112,6 +114,10 @@ class ValidationMetrics:
     typing_accuracy_unforced: float
     """Typing accuracy leaving out sources matched to reference stars (typed PSF by rule)."""
     n_typing_unforced: int
+    residual_sigma_by_sn: dict[str, list[tuple[float, float, float, int]]] = field(
+        default_factory=dict
+    )
+    """Per band, (S/N low, S/N high, residual σ, number of stars) for each of ``SN_BINS``."""
     checks: dict[str, bool] = field(default_factory=dict)
 
     def passed(self) -> bool:
@@ -457,6 +463,7 @@ def compute_metrics(match: BrickMatch, thresholds: Thresholds | None = None) -> 
         typing_accuracy_unforced=_fraction(correct, bright & ~match.is_ref),
         n_typing_unforced=int(np.sum(bright & ~match.is_ref)),
     )
+    metrics.residual_sigma_by_sn = {b: residual_sigma_by_sn(match, b) for b in match.bands}
     r0, r1 = th.residual_sigma_range
     for b in match.bands:
         metrics.checks[f"completeness_{b}"] = comp_lim[b] >= th.completeness_min
@@ -465,6 +472,20 @@ def compute_metrics(match: BrickMatch, thresholds: Thresholds | None = None) -> 
     metrics.checks["astrometry"] = astro < th.astrometry_max_arcsec
     metrics.checks["typing"] = typing >= th.typing_min
     return metrics
+
+
+def residual_sigma_by_sn(match: BrickMatch, band: str) -> list[tuple[float, float, float, int]]:
+    """(S/N low, S/N high, normalised residual σ, N) of matched stars in each of ``SN_BINS``."""
+    sn = np.nan_to_num(flux_sn(match, band))
+    star = (match.true_type == b"PSF") & match.matched
+    resid = (match.flux[band] - match.true_flux[band]) * np.sqrt(
+        np.clip(np.nan_to_num(match.flux_ivar[band]), 0, None)
+    )
+    out = []
+    for lo, hi in SN_BINS:
+        sel = star & (sn > lo) & (sn <= hi)
+        out.append((lo, hi, robust_sigma(resid[sel]), int(np.sum(sel))))
+    return out
 
 
 def read_truth(layout: ReleaseLayout) -> npt.NDArray[np.void]:
