@@ -48,6 +48,9 @@ def tractor(
         fit_budget_s=fit_budget_s,
         checkpoint_period=checkpoint_period,
     )
+    # Largest bricks first (memory follows pixels, and so does time): the last brick to start
+    # is a small one, so workers finish together (longest-processing-time-first scheduling).
+    units = sorted(units, key=lambda u: -u.memory_mb)
     report = run_units(
         "tractor", tractor_unit, units, s, on_timeout=bail_out_after_timeout, batch_size=1
     )

@@ -143,13 +143,13 @@ def coadd_band(
         cow[sl] += iv
         cowimg[sl] += iv * res.image
         nexp[sl] += has.astype(np.int16)
-        ivt = res.invvar_tim
-        psfdet[sl] += np.float32(tim.psfnorm**2) * ivt
-        galdet[sl] += np.float32(tim.galnorm**2) * ivt
-        # legacypipe: flat weight 1/sig1² over the whole footprint, N_eff in arcsec².
+        # legacypipe: flat weight 1/sig1² over the whole footprint (detection depth and
+        # N_eff in arcsec²), not the per-pixel invvar, which holds the sources' shot noise.
         iv1 = np.float32(1.0 / tim.sig1**2) if tim.sig1 > 0 else np.float32(0.0)
         narcsec = (1.0 / tim.psfnorm**2) * tim.wcs.pixscale**2 if tim.psfnorm > 0 else 0.0
         cover = has.astype(np.float32)
+        psfdet[sl] += cover * (np.float32(tim.psfnorm**2) * iv1)
+        galdet[sl] += cover * (np.float32(tim.galnorm**2) * iv1)
         if narcsec > 0:
             size_num[sl] += cover * iv1 / np.float32(narcsec)
             flatcow[sl] += cover * iv1
@@ -171,7 +171,7 @@ def coadd_band(
                     res.y0 + int(nz_y[0]),
                     res.y0 + int(nz_y[-1]),
                 )
-        del res, iv, ivt, has, cover
+        del res, iv, has, cover
     if not mjds:
         return None
     with np.errstate(divide="ignore", invalid="ignore"):

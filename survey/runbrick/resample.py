@@ -10,8 +10,7 @@ weight (so cosmic-ray edges do not ring into the coadd).
 Images are per pixel, so when the CCD's pixels differ in size from the brick's (the synthetic
 survey's binned cameras) the resampled image is scaled by the pixel-area ratio
 ``s = (brick pixscale / CCD pixscale)²`` and its inverse variance by ``1/s²``; that keeps the
-flux of a source unchanged.  ``invvar_tim`` keeps the CCD-pixel inverse variance for the depth
-maps (legacypipe's ``psfnorm² · invvar`` is in CCD pixels).  The rows are processed in chunks so
+flux of a source unchanged.  The rows are processed in chunks so
 memory stays a few times the output size.
 
 ``resample_tim`` is the fast path (about 6× faster on a full brick): the CCD coordinates are
@@ -63,11 +62,6 @@ class Resampled:
     def slices(self) -> tuple[slice, slice]:
         """The brick-grid slices this cut-out covers."""
         return slice(self.y0, self.y1), slice(self.x0, self.x1)
-
-    @property
-    def invvar_tim(self) -> npt.NDArray[np.float32]:
-        """The inverse variance per CCD pixel (for depth maps)."""
-        return (self.invvar * np.float32(self.area_ratio**2)).astype(np.float32)
 
 
 def lanczos_weights(frac: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
