@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -310,24 +310,36 @@ def write_table(path: Path, rows: npt.NDArray[np.void], extname: str | None = No
     return path
 
 
+def band_channels(
+    images: Mapping[str, npt.NDArray[np.float32]],
+    stretch: Callable[[npt.NDArray[np.float32]], npt.NDArray[np.float32]],
+) -> npt.NDArray[np.float32]:
+    """(H, W, 3): each band's image times its scale, stretched, in its channel (g→B, r→G, z→R)."""
+    first = next(iter(images.values()))
+    rgb = np.zeros((*first.shape, 3), np.float32)
+    for band, img in images.items():
+        if band in RGB_SCALES:
+            channel, scale = RGB_SCALES[band]
+            rgb[:, :, channel] = stretch(img * np.float32(scale))
+    return rgb
+
+
+def to_jpeg_pixels(rgb: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+    """Clip to [0, 1] and convert to 8-bit rows, north up (the brick grid's y runs south up)."""
+    rgb = np.clip(rgb, 0.0, 1.0)
+    return np.ascontiguousarray((rgb[::-1] * 255.0 + 0.5).astype(np.uint8))
+
+
 def rgb_image(
     images: dict[str, npt.NDArray[np.float32]], q: float = 20.0, m: float = 0.03
 ) -> npt.NDArray[np.uint8]:
     """An asinh-stretched colour picture (H, W, 3) from band images (g→B, r→G, z→R), north up."""
-    first = next(iter(images.values()))
-    h, w = first.shape
-    rgb = np.zeros((h, w, 3), np.float32)
-    for band, img in images.items():
-        if band not in RGB_SCALES:
-            continue
-        channel, scale = RGB_SCALES[band]
-        rgb[:, :, channel] = np.maximum(0.0, img * np.float32(scale) + np.float32(m))
+    rgb = band_channels(images, lambda x: np.maximum(np.float32(0.0), x + np.float32(m)))
     intensity = rgb.mean(axis=2)
     with np.errstate(divide="ignore", invalid="ignore"):
         fac = np.where(intensity > 0, np.arcsinh(intensity * q) / (q * intensity), 0.0)
     rgb *= fac[:, :, None]
-    rgb = np.clip(rgb, 0.0, 1.0)
-    return np.ascontiguousarray((rgb[::-1] * 255.0 + 0.5).astype(np.uint8))
+    return to_jpeg_pixels(rgb)
 
 
 def write_jpeg(path: Path, rgb: npt.NDArray[np.uint8]) -> Path:

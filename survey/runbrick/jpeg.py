@@ -16,7 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.runbrick.coadds import RGB_SCALES, rgb_image, write_jpeg
+from lsdr.survey.runbrick.coadds import band_channels, rgb_image, to_jpeg_pixels, write_jpeg
 
 RESID_RANGE = (-0.1, 0.1)
 """Scaled residual that maps to black and to white (legacypipe ``get_rgb(resids=True)``)."""
@@ -28,16 +28,8 @@ def rgb_linear(
     images: Mapping[str, F32], lo: float = RESID_RANGE[0], hi: float = RESID_RANGE[1]
 ) -> npt.NDArray[np.uint8]:
     """A linear colour picture (H, W, 3), north up: channel = clip((scale·img − lo)/(hi − lo))."""
-    first = next(iter(images.values()))
-    h, w = first.shape
-    rgb = np.zeros((h, w, 3), np.float32)
-    for band, img in images.items():
-        if band not in RGB_SCALES:
-            continue
-        channel, scale = RGB_SCALES[band]
-        rgb[:, :, channel] = (img * np.float32(scale) - np.float32(lo)) / np.float32(hi - lo)
-    rgb = np.clip(rgb, 0.0, 1.0)
-    return np.ascontiguousarray((rgb[::-1] * 255.0 + 0.5).astype(np.uint8))
+    span = np.float32(hi - lo)
+    return to_jpeg_pixels(band_channels(images, lambda x: (x - np.float32(lo)) / span))
 
 
 def residual_images(
