@@ -22,6 +22,11 @@ from lsdr.survey import bricks as grid
 from lsdr.survey.errors import SurveyError
 from lsdr.survey.simulate import DEMO_BINNING
 
+DEMO_BRICK_PIXSCALE = 0.262 * DEMO_BINNING
+"""The demo's brick grid pixel (″): its finest CCD pixel (Mosaic binned), not finer."""
+DEMO_BRICK_WIDTH = 3600 // DEMO_BINNING
+"""Brick grid side in the demo: the same 0.262° brick image as 3600² at 0.262″."""
+
 COMING = (
     "Commands still to come (later issues): the post-tractor phases (bright neighbours, "
     "summaries, sweeps, external matches, packaging) and `run release`."
@@ -150,7 +155,8 @@ def demo(
     """The cookbook's worked example: simulate RA 180-181, Dec 32-33, then run the release.
 
     Pre-tractor phases, then the lite runbrick on the 15 bricks; prints where the catalogues
-    and coadd JPEGs are.  A rerun recomputes nothing.
+    and coadd JPEGs are.  A rerun recomputes nothing.  The brick grids have the demo's binned
+    pixels (1800² at 0.524″: the whole brick, a quarter of the pixels of 3600² at 0.262″).
     """
     from lsdr.run_cli import NAMED_REGIONS, run_pretractor, run_tractor
     from lsdr.survey.layout import ReleaseLayout
@@ -161,7 +167,13 @@ def demo(
     try:
         run_pretractor(out, region="cookbook", workers=workers)
         if tractor:
-            run_tractor(out, workers=workers)
+            run_tractor(
+                out,
+                workers=workers,
+                width=DEMO_BRICK_WIDTH,
+                height=DEMO_BRICK_WIDTH,
+                pixscale=DEMO_BRICK_PIXSCALE,
+            )
     finally:
         from lsdr.infra.prefect_server import server_status
 

@@ -251,6 +251,9 @@ def run_tractor(
     height: Annotated[
         int, typer.Option("--height", "-H", help="Brick grid height, pixels.")
     ] = 3600,
+    pixscale: Annotated[
+        float, typer.Option("--pixscale", help="Brick grid pixel scale, arcsec.")
+    ] = 0.262,
     keep_checkpoints: Annotated[
         bool, typer.Option(help="Keep each brick's checkpoint after it is done.")
     ] = False,
@@ -274,6 +277,7 @@ def run_tractor(
         "bricks": brick,
         "width": width,
         "height": height,
+        "pixscale": pixscale,
         "keep_checkpoints": keep_checkpoints,
         "fit_budget_s": fit_budget,
         "checkpoint_period": checkpoint_period,
