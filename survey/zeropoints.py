@@ -92,7 +92,7 @@ PHOTCAL_MAG_LIMITS: dict[str, tuple[float, float]] = {
 SYNTHETIC_MAG_LIMITS = (16.0, 20.0)
 """Window for synthetic surveys, whose colour transform is exact: fainter stars still help."""
 
-GAIA_ERROR_FLOOR = {"g": 0.0, "bp": 0.01, "rp": 0.01}
+GAIA_ERROR_FLOOR = {"g": 0.0, "bp": 0.0, "rp": 0.0}
 """Calibration floors (mag) added to Gaia's photon-noise magnitude errors (1.0857/S/N) when the
 reference error of a synthetic survey's calibrator is estimated (weights of its zeropoint)."""
 

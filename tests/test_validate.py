@@ -240,12 +240,6 @@ def test_lite_runbrick_meets_the_acceptance_thresholds(dense_brick_metrics: Vali
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="the lite calibration's per-CCD zeropoint errors (0.1-0.7 % here, phrms/sqrt(n) of "
-    "the synthetic Gaia calibrators) are not in flux_ivar: σ(r) = 1.32 with the measured "
-    "ccdzpt, 0.95 with the true one (docs/validation.md)",
-)
 def test_flux_residuals_are_consistent_with_flux_ivar(dense_brick_metrics: ValidationMetrics):
     """Normalised flux residual σ of stars with S/N > 20 lies within 0.8–1.3 in every band."""
     m = dense_brick_metrics

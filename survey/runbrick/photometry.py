@@ -36,8 +36,14 @@ def _solve_band(
     views: Sequence[TimView],
     stamps: Sequence[Sequence[Stamp | None]],
 ) -> tuple[FloatArray, FloatArray]:
-    """Joint fluxes and Fisher-diagonal inverse variances of the sources in one band's views."""
+    """Joint fluxes and inverse variances of the sources in one band's views.
+
+    The inverse variance is the Fisher diagonal (pixel noise) with each CCD's zeropoint error
+    added: a source's flux is a Fisher-weighted mean over the CCDs, each scaled by its own
+    calibration, so Var_cal = f² Σ_v (I_v/I)² σ_v², with I_v the information CCD v gives.
+    """
     n = len(sources)
+    info_by_view: list[tuple[float, FloatArray]] = []
     rows: list[npt.NDArray[np.int64]] = []
     cols: list[npt.NDArray[np.int64]] = []
     vals: list[FloatArray] = []
@@ -47,6 +53,7 @@ def _solve_band(
     for v, vst in zip(views, stamps, strict=True):
         h, w = v.shape
         index = np.arange(h * w, dtype=np.int64).reshape(h, w) + offset
+        info = np.zeros(n)
         for j, st in enumerate(vst):
             if st is None:
                 continue
@@ -54,9 +61,11 @@ def _solve_band(
             good = (ww > 0) & (st.pix != 0)
             if not good.any():
                 continue
+            info[j] = float(np.sum(ww[good] * st.pix[good] ** 2))
             rows.append(index[st.dst][good])
             cols.append(np.full(int(good.sum()), j, np.int64))
             vals.append(st.pix[good])
+        info_by_view.append((v.tim.zpt_error, info))
         data.append(v.data.ravel())
         weights.append(v.ivar.ravel())
         offset += h * w
@@ -78,6 +87,12 @@ def _solve_band(
         sub = ata[live][:, live]
         flux[live] = np.atleast_1d(spsolve(sub.tocsc(), atb[live]))
         ivar[live] = diag[live]
+        rel2 = np.zeros(n)
+        for sigma, info in info_by_view:
+            if sigma > 0:
+                rel2[live] += (info[live] / diag[live]) ** 2 * sigma**2
+        var = 1.0 / ivar[live] + flux[live] ** 2 * rel2[live]
+        ivar[live] = 1.0 / var
     return flux, ivar
 
 

@@ -318,9 +318,24 @@ def read_tim(
         galnorm=galaxy_norm(stamp, wcs.pixscale),
         exptime=float(row["exptime"]),
         zpt=zpt,
+        zpt_error=zeropoint_error(row),
         image_filename=image,
         ccd_row=index,
     )
+
+
+def zeropoint_error(row: np.void) -> float:
+    """Relative flux error of a CCD's zeropoint: the rms of its calibrators over √their number.
+
+    0 when the table does not say (no calibrators, or columns absent).
+    """
+    names = row.dtype.names or ()
+    if "ccdphrms" not in names or "ccdnphotom" not in names:
+        return 0.0
+    n, rms = int(row["ccdnphotom"]), float(row["ccdphrms"])
+    if n <= 0 or not math.isfinite(rms) or rms <= 0:
+        return 0.0
+    return 0.4 * math.log(10.0) * rms / math.sqrt(n)
 
 
 def select_ccds(

@@ -126,6 +126,8 @@ class Tim:
     exptime: float = 0.0
     zpt: float = 0.0
     """Zeropoint of the CCD for 1-second counts (survey-ccds ``ccdzpt``)."""
+    zpt_error: float = 0.0
+    """Relative flux error of that zeropoint (``ccdphrms/√ccdnphotom`` in flux units)."""
     image_filename: str = ""
     ccd_row: int = -1
     """Index of the CCD's row in the survey-ccds table the tims were selected from."""
