@@ -52,8 +52,13 @@ ALL_DQ_BITS = reduce(lambda a, b: a | b, ts.DQ_BITS.values())
 
 
 def dq_bits(codes: npt.NDArray[np.integer], camera: str) -> npt.NDArray[np.int16]:
-    """legacypipe's DQ bit mask of a CP code plane (per-camera ignored codes dropped)."""
-    dq = np.asarray(codes)
+    """legacypipe's DQ bit mask of a CP code plane (per-camera ignored codes dropped).
+
+    The ``outlier`` bit the outliers stage sets on top of the codes is passed through.
+    """
+    outlier = np.int16(ts.DQ_BITS["outlier"])
+    raw = np.asarray(codes)
+    dq = raw & ~outlier if np.issubdtype(raw.dtype, np.integer) else raw
     sat = dq == 3
     if sat.any():
         dq = np.where((dq == 1) & binary_dilation(sat), 3, dq)
@@ -62,6 +67,8 @@ def dq_bits(codes: npt.NDArray[np.integer], camera: str) -> npt.NDArray[np.int16
     for code, name in CP_CODE_BITS.items():
         if code not in ignored:
             out[dq == code] |= np.int16(ts.DQ_BITS[name])
+    if np.issubdtype(raw.dtype, np.integer):
+        out |= raw & outlier
     return out
 
 

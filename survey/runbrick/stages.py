@@ -239,7 +239,7 @@ class BrickResult:
 
 
 def stage_outliers() -> dict[str, Any]:
-    """Stage ``outliers``: pass-through for now (no cross-exposure masking yet)."""
+    """Stage ``outliers`` switched off (legacypipe's ``--no-outliers``): the tims as they are."""
     return {}
 
 
@@ -253,6 +253,7 @@ def _module_exists(name: str) -> bool:
 def default_chain(notes: list[str] | None = None) -> dict[str, StageFn]:
     """The stages available: fitting and writecat only once their modules exist."""
     from lsdr.survey.runbrick.coadds import stage_coadds
+    from lsdr.survey.runbrick.outliers import stage_outliers as mask_outliers
     from lsdr.survey.runbrick.refs import stage_refs
     from lsdr.survey.runbrick.tims import stage_tims
 
@@ -266,7 +267,7 @@ def default_chain(notes: list[str] | None = None) -> dict[str, StageFn]:
     chain: dict[str, StageFn] = {
         "tims": tims_or_nothing,
         "refs": stage_refs,
-        "outliers": stage_outliers,
+        "outliers": mask_outliers,
     }
     fit_stages = _fit_stages()
     if fit_stages:
@@ -354,7 +355,7 @@ def run_brick(
             logging.getLogger("lsdr.survey.runbrick").removeHandler(handler)
             handler.close()
     products: list[Path] = []
-    for key in ("coadd_products", "catalog_products"):
+    for key in ("outlier_products", "coadd_products", "catalog_products"):
         products.extend(Path(p) for p in state.get(key, ()))
     return BrickResult(
         brick=brickname,
