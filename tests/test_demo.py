@@ -29,6 +29,7 @@ def product_mtimes(root: Path) -> dict[str, int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3000)
 def test_demo_runs_every_brick_and_a_rerun_recomputes_nothing(
     prefect_api: str, tmp_path: Path
 ) -> None:

@@ -36,12 +36,12 @@ cloudpickle.register_pickle_by_value(probe)
 SIZE = 600
 
 
-def run_tractor_flow(root: Path, address: str, **params: Any) -> dict[str, Any]:
-    """The tractor flow on one 600² brick, on the given cluster."""
+def run_tractor_flow(root: Path, address: str, size: int = SIZE, **params: Any) -> dict[str, Any]:
+    """The tractor flow on one brick (600² by default), on the given cluster."""
     settings: dict[str, Any] = {"n_workers": 2, **params.pop("settings", {})}
     s = load_settings(root, **settings)
     result: dict[str, Any] = tractor.with_options(task_runner=task_runner(s, address))(
-        str(root), bricks=[BRICK], width=SIZE, height=SIZE, settings=settings, **params
+        str(root), bricks=[BRICK], width=size, height=size, settings=settings, **params
     )
     return result
 
@@ -214,10 +214,14 @@ def test_planned_bricks_carry_their_ccd_counts(tmp_path_factory: pytest.TempPath
 def test_brick_out_of_memory_is_rerun_with_half_the_threads_then_recorded(
     tmp_path_factory: pytest.TempPathFactory, dask_address: str
 ) -> None:
-    """A real MemoryError under the unit memory limit: 2 threads, then 1, then a recorded oom."""
+    """A real MemoryError under the unit memory limit: 2 threads, then 1, then a recorded oom.
+
+    A 3000² grid needs several hundred MB of maps beyond what the worker holds, whatever
+    earlier tests left mapped in its heap; the limit allows 64 MB.
+    """
     layout = private_copy(prepared_survey(tmp_path_factory), tmp_path_factory.mktemp("oom") / "r")
     settings = {"unit_threads": 2, "unit_memory_limit_mb": 64}
-    summary = run_tractor_flow(layout.root, dask_address, settings=settings)
+    summary = run_tractor_flow(layout.root, dask_address, size=3000, settings=settings)
     assert summary["counts"]["failed"] == 1, summary
     ((key, failure_class, message),) = summary["failed"]
     assert (key, failure_class) == (BRICK, "oom") and "out of memory" in message
