@@ -20,11 +20,19 @@ BRICK = "1804p325"
 REGION = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)  # around 1804p325's centre
 
 
-def build(root: Path, *, passes: int = 1, star_density: float = 8000.0) -> ReleaseLayout:
+def build(
+    root: Path,
+    *,
+    passes: int = 1,
+    star_density: float = 8000.0,
+    flagged_cr_fraction: float | None = None,
+) -> ReleaseLayout:
     """Simulate g, r, z over the region and run discover, zeropoints and the merges.
 
-    The default star density gives enough stars per CCD for the ccdnmatch cut on this small sky.
+    The default star density gives enough stars per CCD for the ccdnmatch cut on this small sky;
+    ``flagged_cr_fraction`` overrides the simulator's share of cosmic rays the CP flags.
     """
+    extra = {} if flagged_cr_fraction is None else {"flagged_cr_fraction": flagged_cr_fraction}
     config = SimulationConfig(
         region=REGION,
         passes=(
@@ -35,6 +43,7 @@ def build(root: Path, *, passes: int = 1, star_density: float = 8000.0) -> Relea
         star_density=star_density,
         reprocessed=0,
         workers=2,
+        **extra,
     )
     simulate_survey(root, config)
     layout = ReleaseLayout(root)

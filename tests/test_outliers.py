@@ -10,12 +10,8 @@ from typing import Any
 import fitsio
 import numpy as np
 import pytest
-from runbrick_survey import REGION, build
+from runbrick_survey import build
 
-from lsdr.survey.calibs import merge_calibs
-from lsdr.survey.ccdcuts import CutOptions
-from lsdr.survey.ccdtables import merge_ccd_tables
-from lsdr.survey.discover import discover_images, read_image_list, write_image_list
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.psfex import PsfModel
 from lsdr.survey.runbrick import stages
@@ -26,8 +22,6 @@ from lsdr.survey.runbrick.refs import stage_refs
 from lsdr.survey.runbrick.stages import read_stage_pickle, run_brick, stage_pickle_path
 from lsdr.survey.runbrick.tims import read_tims, select_ccds
 from lsdr.survey.runbrick.types import BrickGeometry, Tim
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
-from lsdr.survey.zeropoints import measure_image
 
 BRICK = "1804p325"
 OUTLIER = 2048
@@ -310,31 +304,7 @@ def test_no_catalogue_source_along_the_trail(trail_runs):
 # -- a clean survey ------------------------------------------------------------------------------
 def build_clean(root: Path) -> ReleaseLayout:
     """``runbrick_survey.build`` with two passes and every cosmic ray flagged by the CP."""
-    config = SimulationConfig(
-        region=REGION,
-        passes=(
-            PassSpec("90prime", "g", 2),
-            PassSpec("90prime", "r", 2),
-            PassSpec("mosaic", "z", 2),
-        ),
-        star_density=8000.0,
-        flagged_cr_fraction=1.0,
-        reprocessed=0,
-        workers=2,
-    )
-    simulate_survey(root, config)
-    layout = ReleaseLayout(root)
-    write_image_list(layout, discover_images(layout))
-    images = read_image_list(layout)
-    for image in images:
-        measure_image(layout, image, run_calibs=True)
-        merge_calibs(layout, image)
-    merge_ccd_tables(
-        layout,
-        [layout.zpt_annotated(i) for i in images],
-        cut_options=CutOptions(present_ccds_only=True, binned_pixels=True),
-    )
-    return layout
+    return build(root, passes=2, flagged_cr_fraction=1.0)
 
 
 @pytest.mark.slow
