@@ -197,7 +197,9 @@ def trail_runs(two_pass, tmp_path_factory) -> dict[str, Any]:
     expnum = max(area, key=lambda e: area[e])
     inject_trail(layout, geom, expnum)
     out: dict[str, Any] = {"layout": layout, "geom": geom, "expnum": expnum}
-    opts = RunbrickOptions(width=SIZE, height=SIZE, write_stages=("outliers",), force_all=True)
+    opts = RunbrickOptions(
+        width=SIZE, height=SIZE, write_stages=("outliers",), force_all=True, outliers=True
+    )
     chain = stages.default_chain()
     chain["outliers"] = stages.stage_outliers  # the old pass-through
     assert run_brick(layout, BRICK, opts, chain=chain).status == "done"

@@ -447,8 +447,15 @@ def stage_outliers(
     bands: Sequence[str],
     tims: Sequence[Tim],
     refs: npt.NDArray[np.void] | None = None,
+    options: Any = None,
 ) -> dict[str, Any]:
-    """Stage ``outliers``: mask each tim's positive outliers; write the outlier-mask file."""
+    """Stage ``outliers``: mask each tim's positive outliers; write the outlier-mask file.
+
+    Runs only when ``options.outliers`` is set (off by default in lite, see docs/runbrick.md:
+    on the demo's binned, undersampled CCDs it masks the cores of real stars).
+    """
+    if options is not None and not getattr(options, "outliers", True):
+        return {}
     t0 = time.monotonic()
     masks, per_band = outlier_masks(tims, geom, bands, refs)
     masked = [apply_mask(t, m) for t, m in zip(tims, masks, strict=True)]
