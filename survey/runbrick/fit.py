@@ -16,7 +16,8 @@ are finally re-measured jointly for all the blob's sources by forced photometry
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -814,18 +815,14 @@ def stage_fitblobs(
         renderers={},
     )
     try:
-        if threads > 1 and len(todo) > 1:
-            ctx = multiprocessing.get_context("fork")
-            with ctx.Pool(threads) as pool:
-                for k, kept, sec in pool.imap_unordered(_fit_blob_in_worker, todo):
-                    blob = blobs[k]
-                    results[blob.blob_id] = kept
-                    fit_seconds += sec
-                    saver.add(blob.blob_id, bboxes[blob.blob_id], kept)
-                    _check_budget(budget, t0, len(results), len(blobs), geom.brickname)
-        else:
-            for k in todo:
-                _, kept, sec = _fit_blob_in_worker(k)
+        with ExitStack() as stack:
+            finished: Iterator[tuple[int, list[Source], float]]
+            if threads > 1 and len(todo) > 1:
+                pool = stack.enter_context(multiprocessing.get_context("fork").Pool(threads))
+                finished = pool.imap_unordered(_fit_blob_in_worker, todo)
+            else:
+                finished = map(_fit_blob_in_worker, todo)
+            for k, kept, sec in finished:
                 blob = blobs[k]
                 results[blob.blob_id] = kept
                 fit_seconds += sec
