@@ -98,6 +98,19 @@ def _grid(lo: int, hi: int) -> npt.NDArray[np.float64]:
     return g
 
 
+def node_coordinates(
+    tim: Tim,
+    geom: BrickGeometry,
+    gx: npt.NDArray[np.float64],
+    gy: npt.NDArray[np.float64],
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Exact 0-based cut-out coordinates (u, v) of the brick-pixel nodes gx × gy (via RA/Dec)."""
+    xx, yy = np.meshgrid(gx, gy)
+    ra, dec = geom.wcs().pixel_to_radec(xx + 1.0, yy + 1.0)
+    cx, cy = tim.wcs.radec_to_pixel(ra, dec)
+    return cx - 1.0 - tim.x0, cy - 1.0 - tim.y0
+
+
 def tim_coordinates(
     tim: Tim, geom: BrickGeometry, bbox: tuple[int, int, int, int]
 ) -> Iterator[tuple[int, npt.NDArray[np.float64], npt.NDArray[np.float64]]]:
@@ -106,11 +119,7 @@ def tim_coordinates(
 
     x0, x1, y0, y1 = bbox
     gx, gy = _grid(x0, x1), _grid(y0, y1)
-    xx, yy = np.meshgrid(gx, gy)
-    ra, dec = geom.wcs().pixel_to_radec(xx + 1.0, yy + 1.0)
-    cx, cy = tim.wcs.radec_to_pixel(ra, dec)
-    u_grid = cx - 1.0 - tim.x0
-    v_grid = cy - 1.0 - tim.y0
+    u_grid, v_grid = node_coordinates(tim, geom, gx, gy)
     ky, kx = min(3, len(gy) - 1), min(3, len(gx) - 1)
     xs = np.arange(x0, x1, dtype=np.float64)
     if kx < 1 or ky < 1:
@@ -221,10 +230,7 @@ def fast_coordinates(
     """As ``tim_coordinates``, bilinear between exact nodes (TAN→TAN: error ≪ 0.01 pixel)."""
     x0, x1, y0, y1 = bbox
     gx, gy = _axis_grid(x0, x1), _axis_grid(y0, y1)
-    xx, yy = np.meshgrid(gx, gy)
-    ra, dec = geom.wcs().pixel_to_radec(xx + 1.0, yy + 1.0)
-    cx, cy = tim.wcs.radec_to_pixel(ra, dec)
-    grids = (cx - 1.0 - tim.x0, cy - 1.0 - tim.y0)
+    grids = node_coordinates(tim, geom, gx, gy)
     ix, tx = _linear_stencil(gx, x0, x1)
     iy, ty = _linear_stencil(gy, y0, y1)
     for r0 in range(y0, y1, CHUNK_ROWS):
