@@ -24,13 +24,15 @@ def tractor(
     keep_checkpoints: bool = False,
     fit_budget_s: float | None = None,
     checkpoint_period: float | None = None,
+    outliers: bool = True,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Catalogues, coadds and maskbits for each brick (default: every brick of bricks.txt).
 
     ``fit_budget_s``: seconds of fitting a brick may take; past it the brick saves its
     checkpoint and is rerun with ``--bail-out`` (its unfit blobs flagged BAILOUT).
-    ``checkpoint_period``: seconds between checkpoint rewrites (default 60).  Each brick is
+    ``checkpoint_period``: seconds between checkpoint rewrites (default 60).  ``outliers``:
+    False skips the cross-exposure outlier masking (legacypipe's ``--no-outliers``).  Each brick is
     its own Prefect task, placed on a worker with room for its memory estimate.
     """
     from lsdr.survey.bricklist import read_brick_list
@@ -49,6 +51,7 @@ def tractor(
         threads=s.unit_threads,
         fit_budget_s=fit_budget_s,
         checkpoint_period=checkpoint_period,
+        outliers=outliers,
     )
     # Largest bricks first (memory follows pixels, and so does time): the last brick to start
     # is a small one, so workers finish together (longest-processing-time-first scheduling).

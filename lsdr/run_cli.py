@@ -269,6 +269,14 @@ def run_tractor(
         float | None,
         typer.Option(help="Seconds between checkpoint rewrites while fitting (default 60)."),
     ] = None,
+    outliers: Annotated[
+        bool,
+        typer.Option(
+            "--outliers/--no-outliers",
+            help="Mask pixels one exposure has and the band's others contradict (cosmic rays, "
+            "satellite trails).",
+        ),
+    ] = True,
     workers: Workers = None,
     threads: Threads = None,
 ) -> None:
@@ -281,6 +289,7 @@ def run_tractor(
         "keep_checkpoints": keep_checkpoints,
         "fit_budget_s": fit_budget,
         "checkpoint_period": checkpoint_period,
+        "outliers": outliers,
     }
     _execute(
         release_dir, _overrides(n_workers=workers, unit_threads=threads), [("tractor", params)]

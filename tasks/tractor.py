@@ -90,6 +90,7 @@ def plan_tractor(
     threads: int = 1,
     fit_budget_s: float | None = None,
     checkpoint_period: float | None = None,
+    outliers: bool = True,
     load: Mapping[str, tuple[int, float]] | None = None,
 ) -> list[Unit]:
     """One unit per brick of the brick list, each with its memory estimate.
@@ -108,6 +109,7 @@ def plan_tractor(
         ("bands", list(bands)),
         ("release", release),
         ("keep_checkpoints", keep_checkpoints),
+        ("outliers", outliers),
     )
     flags: list[tuple[str, float]] = []
     if checkpoint_period is not None:
@@ -153,6 +155,7 @@ def tractor_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
         bail_out=bool(unit.flag("bail_out", False)),
         fit_budget_s=unit.flag("fit_budget_s"),
         threads=unit.threads,
+        outliers=bool(unit.option("outliers", True)),
     )
     result = run_brick(layout, brick, options)
     if not unit.option("keep_checkpoints", False):

@@ -48,9 +48,8 @@ class RunbrickOptions:
     """``--threads``."""
     release: int = 10000
     """``--release`` written in the catalogue."""
-    outliers: bool = False
-    """Run the ``outliers`` stage (legacypipe runs it unless ``--no-outliers``).  Off by default
-    in lite until it stops masking star cores on undersampled CCDs (docs/runbrick.md)."""
+    outliers: bool = True
+    """Run the ``outliers`` stage; False is legacypipe's ``--no-outliers``."""
     fit_budget_s: float | None = None
     """Seconds the fitblobs stage may spend before it saves its checkpoint and raises
     ``TimeoutError`` (failure class ``timeout``: the flow reruns the brick with ``bail_out``)."""

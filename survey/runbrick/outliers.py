@@ -451,8 +451,7 @@ def stage_outliers(
 ) -> dict[str, Any]:
     """Stage ``outliers``: mask each tim's positive outliers; write the outlier-mask file.
 
-    Runs only when ``options.outliers`` is set (off by default in lite, see docs/runbrick.md:
-    on the demo's binned, undersampled CCDs it masks the cores of real stars).
+    Skipped (the tims pass through) when ``options.outliers`` is False (``--no-outliers``).
     """
     if options is not None and not getattr(options, "outliers", True):
         return {}
