@@ -332,24 +332,45 @@ class ReleaseLayout:
         """``survey-bricks-<dr>.fits.gz``: per-brick summary of the release."""
         return self.root / f"survey-bricks-{self.dr}.fits.gz"
 
+    def brick_summary_chunk(self, key: str) -> Path:
+        """``state/bricksummary/survey-bricks-<key>.fits``: one RA-degree chunk of the summary."""
+        if len(key) != 3 or not key.isdigit():
+            raise UsageError(f"{key!r} is not an RA-degree chunk key (three digits)")
+        return self.state_dir / "bricksummary" / f"survey-bricks-{key}.fits"
+
     @property
     def depth_histogram(self) -> Path:
         """``<dr>-depth.fits``: the release's depth histogram."""
         return self.root / f"{self.dr}-depth.fits"
+
+    def depth_counts(self, brick: str) -> Path:
+        """``state/depth/<bri>/depth-<brick>.fits``: a brick's depth-histogram counts.
+
+        An intermediate of the depth histogram (summed into ``<dr>-depth.fits``), not published.
+        """
+        b = checked_brick(brick)
+        return self.state_dir / "depth" / b[:3] / f"depth-{b}.fits"
 
     @property
     def plots_dir(self) -> Path:
         """``plots/``: summary plots of the release."""
         return self.root / "plots"
 
-    @property
-    def checksums_dir(self) -> Path:
-        """Where the release's repackaged checksum files go."""
-        return self.root / "checksums"
+    def directory_checksums(self, directory: Path) -> Path:
+        """The release-convention checksum file of a directory of the release, inside it.
 
-    def checksum_file(self, kind: str, part: str) -> Path:
-        """``checksums/legacysurvey_<dr>_<kind>_<part>.sha256sum``."""
-        return self.checksums_dir / f"legacysurvey_{self.dr}_{_word(kind)}_{_word(part)}.sha256sum"
+        ``<dir>/legacysurvey_<dr>_<dir with / as _>.sha256sum`` (``tractor/180`` →
+        ``tractor/180/legacysurvey_dr10_tractor_180.sha256sum``; the root →
+        ``legacysurvey_dr10.sha256sum``), as legacypipe's ``repackchecksum.py`` and
+        ``checksumming-*`` scripts name them.
+        """
+        try:
+            rel = Path(directory).absolute().relative_to(self.root)
+        except ValueError as err:
+            raise UsageError(f"{directory} is not inside the release {self.root}") from err
+        parts = [_word(p) for p in rel.parts]
+        stem = "_".join([f"legacysurvey_{self.dr}", *parts])
+        return self.root / rel / f"{stem}.sha256sum"
 
     def log_tarball(self, bri: str) -> Path:
         """``logs/legacysurvey_<dr>_logs_<bri>.tar.gz``."""

@@ -30,6 +30,7 @@ from lsdr import __version__
 from lsdr.survey import bricks as grid
 from lsdr.survey.cameras import BandFacts, Camera, get_camera
 from lsdr.survey.errors import RegionError, UsageError
+from lsdr.survey.external_standins import write_standins
 from lsdr.survey.fileio import atomic_path, write_text_atomic
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.refcat import GAIA_DTYPE, GAIA_REF_EPOCH, write_gaia_chunks
@@ -109,7 +110,8 @@ class SimulationConfig:
     bright_star_density: float = 6.0
     """Stars per square degree with r 10–13: saturated cores, bleed trails, mask circles."""
     border_star: bool = True
-    """Place a very bright star (r = 9) on a brick border of the region."""
+    """Place a very bright star (r = 9) on a brick border of the region, and an r = 16.5
+    galaxy on the same border at the edge of its BRIGHT circle (the bright-neighbour case)."""
     margin: float = 0.05
     """Degrees of sky simulated around the region's bricks."""
     cosmic_rays_per_mpix: float = 30.0
@@ -250,6 +252,10 @@ def _power_law_mags(
     return np.asarray(np.log10(rng.uniform(a, b, n)) / slope, np.float64)
 
 
+BORDER_GALAXY_OFFSET = 46.0 / 3600.0
+"""Dec offset (deg) of the border galaxy from the border star (r = 9: BRIGHT radius 40″)."""
+
+
 def make_truth(config: SimulationConfig, rng: np.random.Generator) -> npt.NDArray[np.void]:
     """Draw the truth catalogue: stars (some bright), exponential and de Vaucouleurs galaxies."""
     cov = coverage_for(config)
@@ -283,6 +289,16 @@ def make_truth(config: SimulationConfig, rng: np.random.Generator) -> npt.NDArra
     shape_r = np.clip(median_re * np.exp(rng.normal(0, 0.35, ngal)), 0.25, 6.0)
     emod = rng.uniform(0.0, 0.5, ngal)
     phi = rng.uniform(0, math.pi, ngal)
+    if config.border_star:
+        # A galaxy on the same border just outside the star's BRIGHT circle (40″): its blob
+        # straddles the circle's edge, the case the bright-neighbour step extends BRIGHT to.
+        gra = np.append(gra, sra[-1])
+        gdec = np.append(gdec, sdec[-1] + BORDER_GALAXY_OFFSET)
+        gal_r = np.append(gal_r, 16.5)
+        g_gr, g_rz = np.append(g_gr, 0.9), np.append(g_rz, 0.5)
+        is_dev, shape_r = np.append(is_dev, False), np.append(shape_r, 3.0)
+        emod, phi = np.append(emod, 0.0), np.append(phi, 0.0)
+        ngal += 1
 
     n = nstars + ngal
     truth = np.zeros(n, TRUTH_DTYPE)
@@ -313,7 +329,7 @@ def make_truth(config: SimulationConfig, rng: np.random.Generator) -> npt.NDArra
     return truth
 
 
-GENERATOR_VERSION = f"{__version__}+sim3"
+GENERATOR_VERSION = f"{__version__}+sim4"
 """Recorded with a simulated survey; a survey made by another generator is made again (bump the
 suffix whenever the images or catalogues the same configuration gives change)."""
 GAIA_BPRP_FLOOR = 0.002
@@ -956,6 +972,7 @@ def simulate_survey(root: Path, config: SimulationConfig | None = None) -> Simul
     coverage_for(config)  # validate the region before anything is written
     done = _already_simulated(layout, config)
     if done is not None:
+        write_standins(layout, overwrite=False)  # a survey simulated before they existed
         return done
     truth_seq, gaia_seq, plan_seq = np.random.SeedSequence(config.seed).spawn(3)
     truth = make_truth(config, np.random.default_rng(truth_seq))
@@ -980,6 +997,7 @@ def simulate_survey(root: Path, config: SimulationConfig | None = None) -> Simul
     with atomic_path(layout.truth_ccds) as tmp:
         fitsio.write(str(tmp), truth_ccds, clobber=True, extname="TRUTH_CCDS")
     write_gaia_chunks(layout, gaia)
+    write_standins(layout)  # SDSS stand-ins for the external matches, on truth objects
     images = sorted(layout.image(p.image_relpath()) for p in plans)
     images += [layout.image(superseded(j.plan).image_relpath()) for j in jobs if j.also_superseded]
     result = SimulationResult(

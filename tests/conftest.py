@@ -72,3 +72,11 @@ def dask_address(prefect_api: str) -> Iterator[str]:
         yield str(cluster.scheduler_address)
     finally:
         cluster.close()
+
+
+@pytest.fixture(scope="session")
+def border_release(tmp_path_factory: pytest.TempPathFactory) -> object:
+    """Two bricks' lite-runbrick products over the border star (read-only; copy to write)."""
+    from border_release import build_border_release
+
+    return build_border_release(tmp_path_factory.getbasetemp() / "border-release")

@@ -26,15 +26,17 @@ def build(
     passes: int = 1,
     star_density: float = 8000.0,
     flagged_cr_fraction: float | None = None,
+    region: grid.RaDecBox = REGION,
 ) -> ReleaseLayout:
     """Simulate g, r, z over the region and run discover, zeropoints and the merges.
 
     The default star density gives enough stars per CCD for the ccdnmatch cut on this small sky;
-    ``flagged_cr_fraction`` overrides the simulator's share of cosmic rays the CP flags.
+    ``flagged_cr_fraction`` overrides the simulator's share of cosmic rays the CP flags;
+    ``region`` the sky simulated (its bricks plus a margin).
     """
     extra = {} if flagged_cr_fraction is None else {"flagged_cr_fraction": flagged_cr_fraction}
     config = SimulationConfig(
-        region=REGION,
+        region=region,
         passes=(
             PassSpec("90prime", "g", passes),
             PassSpec("90prime", "r", passes),
