@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo-release
 STAMP := $(VENV)/.lsdr-installed
 
-.PHONY: install demo test lint typecheck pytest legacypipe clean
+.PHONY: install demo test lint typecheck pytest legacypipe rsync clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,7 +37,12 @@ typecheck: install
 legacypipe:
 	bash infra/scripts/build-legacypipe.sh
 
-pytest: install legacypipe
+# Debian's rsync publishes a release (an argument list, never a shell string); root installs it.
+rsync:
+	command -v rsync >/dev/null 2>&1 || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rsync; }
+
+pytest: install legacypipe rsync
 	LSDR_REQUIRE_LEGACYPIPE=1 $(BIN)/python -m pytest -m "slow or cluster or legacypipe or not slow" -n 2 --dist loadfile --durations=15
 
 test: lint typecheck pytest

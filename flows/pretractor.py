@@ -15,11 +15,18 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.bricks import bricks
+from lsdr.flows.bricksummary import bricksummary
+from lsdr.flows.brightneighbors import brightneighbors
 from lsdr.flows.depthcut import depthcut
+from lsdr.flows.depthhist import depthhist
 from lsdr.flows.discover import discover
+from lsdr.flows.external import external
 from lsdr.flows.kdtree import kdtree
 from lsdr.flows.merge import merge
+from lsdr.flows.package import package
+from lsdr.flows.publish import publish
 from lsdr.flows.runner import settings_for
+from lsdr.flows.sweeps import sweeps
 from lsdr.flows.tractor import tractor
 from lsdr.flows.zeropoints import zeropoints
 from lsdr.infra.cluster import dask_cluster, task_runner
@@ -35,8 +42,15 @@ PHASE_FLOWS: dict[str, Any] = {
     "bricks": bricks,
     "depthcut": depthcut,
     "tractor": tractor,
+    "brightneighbors": brightneighbors,
+    "depth": depthhist,
+    "summary": bricksummary,
+    "sweeps": sweeps,
+    "external": external,
+    "package": package,
+    "publish": publish,
 }
-"""The phase flows by name, in chain order (``pretractor`` runs all but tractor)."""
+"""The phase flows by name, in chain order (``pretractor`` runs discover … depthcut)."""
 
 STOPPING = {"discover", "merge", "kdtree"}
 """Phases whose failure leaves nothing for the next phase to use."""

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -384,3 +385,32 @@ def settings_for(release_dir: str, overrides: dict[str, Any] | None) -> Settings
     from lsdr.infra.settings import load_settings
 
     return load_settings(Path(release_dir), **(overrides or {}))
+
+
+def combined_summary(phase: str, reports: Sequence[PhaseReport], **extra: Any) -> dict[str, Any]:
+    """One summary for a phase run as several steps (per-brick units, then their merge)."""
+    counts: dict[str, int] = {"done": 0, "cached": 0, "failed": 0}
+    failed: list[list[Any]] = []
+    for report in reports:
+        for state, n in report.counts().items():
+            counts[state] = counts.get(state, 0) + n
+        failed += [[f"{r.phase}:{r.key}", r.failure_class, r.message] for r in report.failed]
+    return {"phase": phase, "counts": counts, "failed": failed, **extra}
+
+
+def finished_outputs(report: PhaseReport) -> list[str]:
+    """The files the done (or already done) units of a phase wrote."""
+    return [o for r in report.results if r.state != "failed" for o in r.outputs]
+
+
+def release_bricks(release_dir: Path, bricks: Sequence[str] | None) -> list[str]:
+    """The bricks a post-tractor phase works on: those given, or the brick list's.
+
+    Only bricks with a tractor catalogue: a brick with no CCDs has none, nothing to summarise.
+    """
+    from lsdr.survey.bricklist import read_brick_list
+    from lsdr.survey.layout import checked_brick
+
+    layout = ReleaseLayout(release_dir)
+    names = [checked_brick(b) for b in bricks] if bricks else read_brick_list(layout)
+    return [b for b in names if layout.tractor(b).exists()]

@@ -149,31 +149,36 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed of the synthetic survey.")] = 1,
     workers: Annotated[int, typer.Option(help="Dask workers (and processes rendering).")] = 2,
     tractor: Annotated[
-        bool, typer.Option(help="Also run the tractor phase (the lite runbrick per brick).")
+        bool,
+        typer.Option(help="Run the whole release (tractor and after); off: pre-tractor only."),
     ] = True,
 ) -> None:
     """The cookbook's worked example: simulate RA 180-181, Dec 32-33, then run the release.
 
-    Pre-tractor phases, then the lite runbrick on the 15 bricks; prints where the catalogues
-    and coadd JPEGs are.  A rerun recomputes nothing.  The brick grids have the demo's binned
-    pixels (1800² at 0.524″: the whole brick, a quarter of the pixels of 3600² at 0.262″).
+    Pre-tractor phases, the lite runbrick on the 15 bricks, then bright neighbours, depth
+    histogram, brick summary, sweeps, external matches and packaging; prints the release
+    directory, the summary table and the plots.  Opens nothing.  A rerun recomputes nothing.
+    The brick grids have the demo's binned pixels (1800² at 0.524″: the whole brick, a quarter
+    of the pixels of 3600² at 0.262″).
     """
-    from lsdr.run_cli import NAMED_REGIONS, run_pretractor, run_tractor
+    from lsdr.run_cli import NAMED_REGIONS, run_pretractor, run_release
     from lsdr.survey.layout import ReleaseLayout
 
     region = grid.RaDecBox(*NAMED_REGIONS["cookbook"])
     _simulate(out, None, None, 2, region, seed, DEMO_BINNING, workers)
     layout = ReleaseLayout(out)
     try:
-        run_pretractor(out, region="cookbook", workers=workers)
         if tractor:
-            run_tractor(
+            run_release(
                 out,
+                region="cookbook",
                 workers=workers,
                 width=DEMO_BRICK_WIDTH,
                 height=DEMO_BRICK_WIDTH,
                 pixscale=DEMO_BRICK_PIXSCALE,
             )
+        else:
+            run_pretractor(out, region="cookbook", workers=workers)
     finally:
         from lsdr.infra.prefect_server import server_status
 
@@ -188,11 +193,20 @@ def demo(
     if not tractor:
         print("\n".join(touched))
         return
+    from lsdr.flows.release import SUMMARY_FILE, release_plots
+
+    print(f"release directory: {layout.root}")
+    summary = layout.state_dir / SUMMARY_FILE
+    if summary.exists():
+        print(summary.read_text())
     print("brick     catalogue / colour image (coadd)")
     for name in touched:
         cat, jpg = layout.tractor(name), layout.coadd_jpeg(name, "image")
         print(f"{name}  {cat if cat.exists() else '(no catalogue)'}")
         print(f"{'':8}  {jpg if jpg.exists() else '(no image)'}")
+    print("plots:")
+    for plot in release_plots(layout):
+        print(f"  {plot}")
     print(f"status of every unit: lsdr status --release-dir {out}")
 
 

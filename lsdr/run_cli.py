@@ -152,6 +152,17 @@ def _execute(
                             **params,
                         )
                     )
+                elif name == "release":
+                    from lsdr.flows.release import release
+
+                    outcome = release(
+                        release_dir=str(settings.release_dir),
+                        settings=settings.model_dump(mode="json", exclude={"release_dir"}),
+                        dask_address=address,
+                        **params,
+                    )
+                    results.extend(outcome["phases"])
+                    console.print(f"release summary: {outcome['summary']}")
                 else:
                     results.append(run_phase(name, settings, address, **params))
     finally:
@@ -294,6 +305,95 @@ def run_tractor(
     _execute(
         release_dir, _overrides(n_workers=workers, unit_threads=threads), [("tractor", params)]
     )
+
+
+Bricks = Annotated[
+    list[str] | None, typer.Option("--brick", help="Only these bricks (repeatable).")
+]
+
+
+@run_app.command("brightneighbors")
+def run_brightneighbors(release_dir: ReleaseDir, brick: Bricks = None) -> None:
+    """Mark neighbouring bricks' bright stars and large blobs in each brick's maskbits."""
+    _execute(release_dir, {}, [("brightneighbors", {"bricks": brick})])
+
+
+@run_app.command("depth")
+def run_depth(release_dir: ReleaseDir, brick: Bricks = None) -> None:
+    """The release's depth histogram (<dr>-depth.fits) and its plot, from the depth maps."""
+    _execute(release_dir, {}, [("depth", {"bricks": brick})])
+
+
+@run_app.command("summary")
+def run_summary(release_dir: ReleaseDir, brick: Bricks = None) -> None:
+    """survey-bricks-<dr>.fits.gz per RA-degree chunk, merged, with sky-map plots."""
+    _execute(release_dir, {}, [("summary", {"bricks": brick})])
+
+
+@run_app.command("sweeps")
+def run_sweeps(
+    release_dir: ReleaseDir,
+    brick: Bricks = None,
+    version: Annotated[str, typer.Option(help="Sweep directory name, sweep/<version>/.")] = "10.0",
+) -> None:
+    """Sweep files: the primary objects' sweep columns per 5°×5° box."""
+    _execute(release_dir, {}, [("sweeps", {"bricks": brick, "version": version})])
+
+
+@run_app.command("external")
+def run_external(
+    release_dir: ReleaseDir,
+    brick: Bricks = None,
+    radius: Annotated[float, typer.Option(help="Match radius, arcsec.")] = 1.5,
+) -> None:
+    """Match the release to the external catalogues (external/survey-<dr>-<name>.fits)."""
+    _execute(release_dir, {}, [("external", {"bricks": brick, "radius_arcsec": radius})])
+
+
+@run_app.command("package")
+def run_package(release_dir: ReleaseDir, brick: Bricks = None) -> None:
+    """Verify brick checksums, write the release checksum files, tar the logs."""
+    _execute(release_dir, {}, [("package", {"bricks": brick})])
+
+
+Destination = Annotated[str, typer.Option("--destination", help="rsync destination.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="List what would be copied.")]
+
+
+@run_app.command("publish")
+def run_publish(release_dir: ReleaseDir, destination: Destination, dry_run: DryRun = False) -> None:
+    """Copy the release to its destination with rsync (no images/ links, no state/)."""
+    _execute(release_dir, {}, [("publish", {"destination": destination, "dry_run": dry_run})])
+
+
+@run_app.command("release")
+def run_release(
+    release_dir: ReleaseDir,
+    region: Region = None,
+    width: Annotated[int, typer.Option("--width", "-W", help="Brick grid width, pixels.")] = 3600,
+    height: Annotated[
+        int, typer.Option("--height", "-H", help="Brick grid height, pixels.")
+    ] = 3600,
+    pixscale: Annotated[
+        float, typer.Option("--pixscale", help="Brick grid pixel scale, arcsec.")
+    ] = 0.262,
+    destination: Annotated[
+        str | None, typer.Option("--destination", help="Publish here with rsync at the end.")
+    ] = None,
+    workers: Workers = None,
+    threads: Threads = None,
+) -> None:
+    """Every phase in order: pre-tractor, tractor, post-processing, package (and publish)."""
+    box = parse_region(region)
+    params = {
+        "region": None if box is None else _box(box),
+        "width": width,
+        "height": height,
+        "pixscale": pixscale,
+        "destination": destination,
+    }
+    overrides = _overrides(n_workers=workers, unit_threads=threads)
+    _execute(release_dir, overrides, [("release", params)])
 
 
 @run_app.command("pretractor")

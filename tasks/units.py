@@ -237,6 +237,26 @@ def write_sidecar(layout: ReleaseLayout, result: UnitResult, traceback_text: str
     return write_text_atomic(path, json.dumps(doc, indent=1, default=str))
 
 
+def amend_outputs(layout: ReleaseLayout, phase: str, key: str, paths: Sequence[Path]) -> bool:
+    """Re-stamp files a later phase rewrote in place in a done unit's sidecar.
+
+    The bright-neighbour step updates the tractor phase's maskbits image, catalogue and
+    checksum file of a brick, as legacypipe's post-processing does; without this the tractor
+    unit would look unfinished and a rerun would remake the brick.  Only outputs the sidecar
+    already lists are re-stamped; returns False when there is no done sidecar to amend.
+    """
+    path = sidecar_path(layout, phase, key)
+    data = read_sidecar(path)
+    if data is None or data.get("state") != "done":
+        return False
+    wanted = {str(p) for p in paths}
+    data["outputs"] = [
+        file_stamp(stamp[0]) if stamp[0] in wanted else stamp for stamp in data.get("outputs", [])
+    ]
+    write_text_atomic(path, json.dumps(data, indent=1, default=str))
+    return True
+
+
 def iter_sidecars(layout: ReleaseLayout) -> Iterator[dict[str, Any]]:
     """Every readable sidecar of the release (for ``lsdr ledger rebuild``)."""
     root = layout.state_dir / "provenance"

@@ -1,0 +1,44 @@
+"""Phase ``summary``: ``survey-bricks-<dr>.fits.gz`` in RA-degree chunks, merged, with plots."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from lsdr.flows.runner import (
+    combined_summary,
+    finished_outputs,
+    release_bricks,
+    run_units,
+    settings_for,
+)
+from lsdr.survey.layout import ReleaseLayout
+from lsdr.tasks.postprocess import (
+    plan_summary,
+    plan_summary_merge,
+    summary_merge_unit,
+    summary_unit,
+)
+
+
+@flow(name="summary")
+def bricksummary(
+    release_dir: str,
+    bricks: list[str] | None = None,
+    bands: list[str] | None = None,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Summarise the bricks per RA degree in parallel, then merge the chunks and plot."""
+    s = settings_for(release_dir, settings)
+    layout = ReleaseLayout(s.release_dir)
+    names = release_bricks(s.release_dir, bricks)
+    units = plan_summary(layout, names, bands or ["g", "r", "z"])
+    chunks = run_units("summary", summary_unit, units, s)
+    reports = [chunks]
+    partials = finished_outputs(chunks)
+    if partials:
+        reports.append(
+            run_units("summary-merge", summary_merge_unit, plan_summary_merge(layout, partials), s)
+        )
+    return combined_summary("summary", reports, table=str(layout.brick_summary))

@@ -1,0 +1,42 @@
+"""Phase ``depth``: the release's depth histogram from the coadd depth maps."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from lsdr.flows.runner import (
+    combined_summary,
+    finished_outputs,
+    release_bricks,
+    run_units,
+    settings_for,
+)
+from lsdr.survey.layout import ReleaseLayout
+from lsdr.tasks.postprocess import depth_merge_unit, depth_unit, plan_depth, plan_depth_merge
+
+
+@flow(name="depth")
+def depthhist(
+    release_dir: str,
+    bricks: list[str] | None = None,
+    bands: list[str] | None = None,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Per brick, histogram its primary pixels' depths; then sum into ``<dr>-depth.fits``."""
+    s = settings_for(release_dir, settings)
+    layout = ReleaseLayout(s.release_dir)
+    names = release_bricks(s.release_dir, bricks)
+    per_brick = run_units(
+        "depth", depth_unit, plan_depth(layout, names, bands or ["g", "r", "z"]), s
+    )
+    reports = [per_brick]
+    partials = finished_outputs(per_brick)
+    if partials:
+        reports.append(
+            run_units("depth-merge", depth_merge_unit, plan_depth_merge(layout, partials), s)
+        )
+    return combined_summary(
+        "depth", reports, histogram=str(layout.depth_histogram), bricks=len(partials)
+    )

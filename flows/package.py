@@ -1,0 +1,39 @@
+"""Phase ``package``: verify the bricks' checksums, checksum the release, tar the logs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+
+from lsdr.flows.runner import combined_summary, release_bricks, run_units, settings_for
+from lsdr.survey.layout import ReleaseLayout
+from lsdr.tasks.postprocess import (
+    checksums_unit,
+    logs_unit,
+    plan_checksums,
+    plan_logs,
+    plan_verify,
+    verify_unit,
+)
+
+
+@flow(name="package")
+def package(
+    release_dir: str, bricks: list[str] | None = None, settings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Verify each brick's checksums, then write the release checksums and log tarballs.
+
+    A brick whose files do not match its checksum file fails (science) and is left out of the
+    release's checksum files; the others go on.
+    """
+    s = settings_for(release_dir, settings)
+    layout = ReleaseLayout(s.release_dir)
+    names = release_bricks(s.release_dir, bricks)
+    verified = run_units("verify", verify_unit, plan_verify(layout, names), s)
+    good = [r.key for r in verified.results if r.state != "failed"]
+    reports = [verified]
+    # The log tarballs first: the release checksum files list them.
+    reports.append(run_units("logs", logs_unit, plan_logs(layout, names), s))
+    reports.append(run_units("checksums", checksums_unit, plan_checksums(layout, good), s))
+    return combined_summary("package", reports, verified=len(good))

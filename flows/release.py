@@ -1,0 +1,153 @@
+"""``release``: CP images to a published release directory, every phase in order.
+
+pretractor (discover … bricks) → tractor → brightneighbors → depth → summary → sweeps →
+external → package → publish (when a destination is given).  Each phase starts when the one
+before has finished all its units (they run one after the other on one Dask cluster).  Failed
+units are reported and the later phases go on with what succeeded, except publishing: a release
+with failed units is not published unless ``publish_with_failures`` is set.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+from prefect import flow
+
+from lsdr.flows.pretractor import pretractor, run_phase
+from lsdr.flows.runner import settings_for
+from lsdr.infra.cluster import dask_cluster
+from lsdr.survey.layout import ReleaseLayout
+
+log = logging.getLogger("lsdr.flows")
+
+POST_TRACTOR = ("brightneighbors", "depth", "summary", "sweeps", "external", "package")
+"""The phases after runbrick, in chain order (publish comes last, when asked)."""
+
+SUMMARY_FILE = "release-summary.md"
+"""The release summary, written under ``state/`` (not part of the published release)."""
+
+
+@flow(name="release")
+def release(
+    release_dir: str,
+    region: list[float] | None = None,
+    width: int = 3600,
+    height: int = 3600,
+    pixscale: float = 0.262,
+    destination: str | None = None,
+    publish_with_failures: bool = False,
+    skip_pretractor: bool = False,
+    settings: dict[str, Any] | None = None,
+    dask_address: str | None = None,
+) -> dict[str, Any]:
+    """Run the whole release; return the phases' summaries and the release summary's path."""
+    s = settings_for(release_dir, settings)
+    layout = ReleaseLayout(s.release_dir)
+    results: list[dict[str, Any]] = []
+    with ExitStack() as stack:
+        address = dask_address or stack.enter_context(dask_cluster(s))
+        if not skip_pretractor:
+            results.extend(
+                pretractor(
+                    release_dir=str(s.release_dir),
+                    region=region,
+                    settings=s.model_dump(mode="json", exclude={"release_dir"}),
+                    dask_address=address,
+                )
+            )
+            if not layout.brick_list.exists():
+                log.error("release: the pre-tractor phases wrote no brick list; stopping")
+                return _finish(layout, results)
+        results.append(
+            run_phase("tractor", s, address, width=width, height=height, pixscale=pixscale)
+        )
+        for name in POST_TRACTOR:
+            results.append(run_phase(name, s, address))
+        if destination is not None:
+            failed = [r["phase"] for r in results if r["failed"]]
+            if failed and not publish_with_failures:
+                log.error("release: not published: failed units in %s", ", ".join(failed))
+                results.append(_not_published(failed))
+            else:
+                results.append(run_phase("publish", s, address, destination=destination))
+    return _finish(layout, results)
+
+
+def _not_published(failed: list[str]) -> dict[str, Any]:
+    return {
+        "phase": "publish",
+        "counts": {"done": 0, "cached": 0, "failed": 0},
+        "failed": [],
+        "skipped": f"failed units in {', '.join(failed)}",
+    }
+
+
+def _finish(layout: ReleaseLayout, results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write the summary (file and artifact) and return it with the phases' results."""
+    text = summary_markdown(layout, results)
+    path = layout.state_dir / SUMMARY_FILE
+    from lsdr.survey.fileio import write_text_atomic
+
+    write_text_atomic(path, text)
+    try:
+        from prefect.artifacts import create_markdown_artifact
+        from prefect.context import FlowRunContext
+
+        if FlowRunContext.get() is not None:
+            create_markdown_artifact(text, key="release-summary", description="release summary")
+    except Exception as err:  # artifacts are a view; never fail the release for one
+        log.warning("could not create the release summary artifact: %s", err)
+    return {"phases": results, "summary": str(path)}
+
+
+def release_products(layout: ReleaseLayout) -> list[tuple[str, Path]]:
+    """Where the release's products are (those that exist)."""
+    items = [
+        ("tractor catalogues", layout.root / "tractor"),
+        ("coadds", layout.root / "coadd"),
+        ("brick summary", layout.brick_summary),
+        ("depth histogram", layout.depth_histogram),
+        ("sweeps", layout.root / "sweep"),
+        ("external matches", layout.external_dir),
+        (
+            "checksums (one file per directory; the top level's)",
+            layout.directory_checksums(layout.root),
+        ),
+        ("log tarballs", layout.root / "logs"),
+        ("plots", layout.plots_dir),
+    ]
+    return [(what, p) for what, p in items if p.exists()]
+
+
+def release_plots(layout: ReleaseLayout) -> list[Path]:
+    """The summary plots (PNG) of the release."""
+    return sorted(layout.plots_dir.glob("*.png")) if layout.plots_dir.exists() else []
+
+
+def summary_markdown(layout: ReleaseLayout, results: list[dict[str, Any]]) -> str:
+    """The release summary: units per phase, failures, products, plots."""
+    lines = [
+        f"# Release {layout.dr}: {layout.root}",
+        "",
+        "| phase | done | already done | failed |",
+    ]
+    lines.append("|---|---|---|---|")
+    for r in results:
+        c = r["counts"]
+        lines.append(f"| {r['phase']} | {c['done']} | {c['cached']} | {c['failed']} |")
+    failures = [(r["phase"], f) for r in results for f in r["failed"]]
+    skipped = [r for r in results if r.get("skipped")]
+    if failures or skipped:
+        lines += ["", "## Failed", ""]
+        lines += [f"- {phase} {key} [{cls}]: {msg}" for phase, (key, cls, msg) in failures]
+        lines += [f"- {r['phase']} not run: {r['skipped']}" for r in skipped]
+    lines += ["", "## Products", ""]
+    lines += [f"- {what}: `{path}`" for what, path in release_products(layout)]
+    plots = release_plots(layout)
+    if plots:
+        lines += ["", "## Plots", ""]
+        lines += [f"- `{p}`" for p in plots]
+    return "\n".join(lines) + "\n"

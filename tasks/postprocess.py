@@ -1,0 +1,351 @@
+"""The post-tractor phases' units: planners (what each unit reads) and calls into ``survey/``.
+
+Phases in chain order: ``brightneighbors`` (per brick), ``depth`` (per brick) then
+``depth-merge``, ``summary`` (per RA-degree chunk) then ``summary-merge``, ``sweeps`` (per sky
+box), ``external`` (per external catalogue), ``verify`` (per brick), ``checksums`` and ``logs``
+(per output directory), ``publish``.  Each unit's inputs are the files it reads, so a rerun
+finds it done until one of them changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from lsdr.survey.layout import ReleaseLayout, brick_dir_prefix
+from lsdr.tasks.units import Unit, UnitOutput, amend_outputs
+
+CHECKSUMMED_DIRS = ("tractor", "tractor-i", "coadd", "metrics")
+"""Per-brick output directories whose files the brick checksum files list."""
+
+
+def _existing(paths: Iterable[Path]) -> tuple[str, ...]:
+    return tuple(str(p) for p in paths if p.exists())
+
+
+def bricks_with_catalogues(layout: ReleaseLayout, bricks: Sequence[str]) -> list[str]:
+    """The bricks of the list that have a tractor catalogue (empty bricks have none)."""
+    return [b for b in bricks if layout.tractor(b).exists()]
+
+
+# -- bright neighbours ---------------------------------------------------------------------------
+def plan_brightneighbors(layout: ReleaseLayout, bricks: Sequence[str]) -> list[Unit]:
+    """One unit per brick; it reads the blob and reference maps of the brick and its neighbours.
+
+    Those metrics files change only when runbrick reruns a brick, unlike the maskbits and the
+    catalogue, which this step rewrites itself.  Neighbours: the bricks sharing an edge or a
+    corner (``survey.brightneighbors.grid_neighbours``).
+    """
+    from lsdr.survey.brightneighbors import grid_neighbours
+
+    units = []
+    for brick in bricks:
+        around = [brick, *grid_neighbours(brick)]
+        inputs = tuple(
+            str(layout.metrics(b, kind)) for b in around for kind in ("blobs", "reference")
+        )
+        units.append(Unit("brightneighbors", brick, inputs))
+    return units
+
+
+def brightneighbors_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Update the brick's maskbits from its neighbours' bright stars; keep the tractor unit done."""
+    from lsdr.survey.brightneighbors import update_bright_neighbours
+
+    brick = unit.key
+    result = update_bright_neighbours(layout, brick)
+    rewritten = [layout.coadd_maskbits(brick), layout.tractor(brick), layout.brick_checksums(brick)]
+    amend_outputs(layout, "tractor", brick, rewritten)
+    return UnitOutput(
+        tuple(p for p in rewritten if p.exists()),
+        {
+            "pixels_changed": result.pixels_changed,
+            "sources_changed": result.sources_changed,
+            "neighbours": list(result.neighbours),
+        },
+    )
+
+
+# -- depth histogram -----------------------------------------------------------------------------
+def plan_depth(layout: ReleaseLayout, bricks: Sequence[str], bands: Sequence[str]) -> list[Unit]:
+    """One unit per brick: its PSF and galaxy depth maps and its maskbits (primary pixels)."""
+    units = []
+    for brick in bricks:
+        files = [
+            layout.coadd(brick, kind, band) for kind in ("depth", "galdepth") for band in bands
+        ]
+        files.append(layout.coadd_maskbits(brick))
+        units.append(Unit("depth", brick, tuple(str(p) for p in files)))
+    return units
+
+
+def depth_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Histogram one brick's depth maps over its primary pixels."""
+    from lsdr.survey.depthhist import brick_depth_counts
+
+    counts = brick_depth_counts(layout, unit.key)
+    return UnitOutput((Path(counts.path),), {})
+
+
+def plan_depth_merge(layout: ReleaseLayout, partials: Sequence[str]) -> list[Unit]:
+    """One unit: the release's depth histogram from the per-brick counts."""
+    return [Unit("depth-merge", "depth-histogram", tuple(sorted(partials)))]
+
+
+def depth_merge_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Sum the per-brick counts into ``<dr>-depth.fits`` and its plot."""
+    from lsdr.survey.depthhist import merge_depth_histogram
+
+    bricks = [Path(p).name.split(".")[0].removeprefix("depth-") for p in unit.inputs]
+    result = merge_depth_histogram(layout, bricks)
+    return UnitOutput(_result_paths(result), _result_summary(result))
+
+
+# -- brick summary -------------------------------------------------------------------------------
+def plan_summary(layout: ReleaseLayout, bricks: Sequence[str], bands: Sequence[str]) -> list[Unit]:
+    """One unit per RA-degree chunk: its bricks' nexp and depth maps and catalogues."""
+    from lsdr.survey.bricksummary import summary_chunks
+
+    units = []
+    for key, members in sorted(summary_chunks(bricks).items()):
+        files: list[Path] = []
+        for brick in members:
+            files.append(layout.tractor(brick))
+            files.extend(
+                layout.coadd(brick, kind, band)
+                for kind in ("nexp", "depth", "galdepth")
+                for band in bands
+            )
+        units.append(
+            Unit("summary", key, tuple(str(p) for p in files), (("bricks", list(members)),))
+        )
+    return units
+
+
+def summary_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """The partial brick summary of one RA-degree chunk."""
+    from lsdr.survey.bricksummary import summarize_chunk
+
+    chunk = summarize_chunk(layout, unit.key, list(unit.option("bricks", [])))
+    return UnitOutput((Path(chunk.path),), {"bricks": chunk.bricks})
+
+
+def plan_summary_merge(layout: ReleaseLayout, partials: Sequence[str]) -> list[Unit]:
+    """One unit: ``survey-bricks-<dr>.fits.gz`` and the summary plots from the chunks."""
+    return [Unit("summary-merge", "survey-bricks", tuple(sorted(partials)))]
+
+
+def summary_merge_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Merge the chunks; draw the sky maps."""
+    from lsdr.survey.bricksummary import merge_brick_summary
+
+    result = merge_brick_summary(layout, list(unit.inputs))
+    return UnitOutput(_result_paths(result), _result_summary(result))
+
+
+# -- sweeps --------------------------------------------------------------------------------------
+def plan_sweeps(layout: ReleaseLayout, bricks: Sequence[str], version: str) -> list[Unit]:
+    """One unit per sweep box: the catalogues of the bricks overlapping it."""
+    from lsdr.survey.sweeps import sweep_boxes
+
+    units = []
+    for box in sweep_boxes(layout, bricks):
+        path = layout.sweep(version, box.ra1, box.dec1, box.ra2, box.dec2)
+        inputs = tuple(str(layout.tractor(b)) for b in box.bricks)
+        options = (
+            ("version", version),
+            ("box", [box.ra1, box.dec1, box.ra2, box.dec2]),
+            ("bricks", list(box.bricks)),
+        )
+        units.append(Unit("sweeps", path.stem, inputs, options))
+    return units
+
+
+def sweeps_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Write one sweep file: the box's primary objects, sweep columns."""
+    from lsdr.survey.sweeps import SweepBox, write_sweep
+
+    ra1, dec1, ra2, dec2 = unit.option("box")
+    box = SweepBox(ra1, dec1, ra2, dec2, tuple(unit.option("bricks", [])))
+    result = write_sweep(layout, box, str(unit.option("version")))
+    return UnitOutput(_result_paths(result), _result_summary(result))
+
+
+# -- external matches ----------------------------------------------------------------------------
+def plan_external(
+    layout: ReleaseLayout,
+    bricks: Sequence[str],
+    catalogues: Sequence[Any],
+    radius_arcsec: float,
+) -> list[Unit]:
+    """One unit per external catalogue: the catalogue file and every brick's catalogue."""
+    cats = tuple(str(layout.tractor(b)) for b in bricks)
+    units = []
+    for cat in catalogues:
+        options = (
+            ("catalogue", _catalogue_doc(cat)),
+            ("radius_arcsec", radius_arcsec),
+            ("bricks", list(bricks)),
+        )
+        units.append(Unit("external", cat.name, (str(cat.path), *cats), options))
+    return units
+
+
+def _catalogue_doc(cat: Any) -> dict[str, Any]:
+    from dataclasses import asdict
+
+    doc = asdict(cat)
+    return {
+        k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v)
+        for k, v in doc.items()
+    }
+
+
+def external_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Match one external catalogue to the release's primary objects."""
+    from lsdr.survey.external import catalogue_from_dict, match_external
+
+    catalogue = catalogue_from_dict(unit.option("catalogue"))
+    result = match_external(
+        layout,
+        catalogue,
+        list(unit.option("bricks", [])),
+        radius_arcsec=float(unit.option("radius_arcsec", 1.5)),
+    )
+    return UnitOutput(_result_paths(result), _result_summary(result))
+
+
+# -- package -------------------------------------------------------------------------------------
+def plan_verify(layout: ReleaseLayout, bricks: Sequence[str]) -> list[Unit]:
+    """One unit per brick: its checksum file and the files it lists."""
+    units = []
+    for brick in bricks:
+        listed = _listed_files(layout, brick)
+        units.append(Unit("verify", brick, (str(layout.brick_checksums(brick)), *listed)))
+    return units
+
+
+def _listed_files(layout: ReleaseLayout, brick: str) -> tuple[str, ...]:
+    path = layout.brick_checksums(brick)
+    if not path.exists():
+        return ()
+    files = []
+    for line in path.read_text().splitlines():
+        parts = line.split(None, 1)
+        if len(parts) == 2:
+            files.append(str(layout.root / parts[1].lstrip("*")))
+    return tuple(files)
+
+
+def verify_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Check a brick's files against its checksum file; a mismatch is a science failure."""
+    from lsdr.survey.checksums import verify_brick_checksums
+    from lsdr.survey.errors import SurveyError
+
+    report = verify_brick_checksums(layout, unit.key)
+    if not report.ok:
+        raise SurveyError(f"{layout.brick_checksums(unit.key)}: {report.describe()}")
+    return UnitOutput((), {"files": report.n_files})
+
+
+def plan_checksums(layout: ReleaseLayout, bricks: Sequence[str]) -> list[Unit]:
+    """One unit: the release's checksum files, from the per-brick ones and every other file."""
+    inputs = [str(layout.brick_checksums(b)) for b in bricks]
+    inputs += [str(p) for p in _top_level_products(layout)]
+    return [Unit("checksums", "release", tuple(inputs), (("bricks", list(bricks)),))]
+
+
+def _top_level_products(layout: ReleaseLayout) -> list[Path]:
+    """Files of the release outside the per-brick directories (tables, sweeps, external…)."""
+    out: list[Path] = [p for p in layout.root.glob("*") if p.is_file()]
+    for sub in ("sweep", "external", "plots"):
+        d = layout.root / sub
+        if d.exists():
+            out.extend(p for p in d.rglob("*") if p.is_file())
+    return sorted(out)
+
+
+def checksums_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Repackage the brick checksums per directory and checksum everything else."""
+    from lsdr.survey.checksums import checksum_other, repackage_checksums
+
+    bricks = list(unit.option("bricks", []))
+    paths = [*repackage_checksums(layout, bricks), *checksum_other(layout)]
+    return UnitOutput(tuple(paths), {"files": len(paths)})
+
+
+def plan_logs(layout: ReleaseLayout, bricks: Sequence[str]) -> list[Unit]:
+    """One unit per brick directory prefix (``<bri>``): every log file under ``logs/<bri>/``."""
+    prefixes = sorted({brick_dir_prefix(b) for b in bricks})
+    units = []
+    for bri in prefixes:
+        d = layout.root / "logs" / bri
+        logs = sorted(d.rglob("*")) if d.exists() else []
+        units.append(Unit("logs", bri, _existing(p for p in logs if p.is_file())))
+    return units
+
+
+def logs_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Tar and gzip one brick directory's logs."""
+    from lsdr.survey.logtars import tar_logs
+
+    path = tar_logs(layout, unit.key)
+    return UnitOutput((path,), {"logs": len(unit.inputs)})
+
+
+def release_checksum_files(layout: ReleaseLayout) -> list[Path]:
+    """The release's checksum files (one per published directory, ``legacysurvey_<dr>*``)."""
+    return sorted(layout.root.rglob(f"legacysurvey_{layout.dr}*.sha256sum"))
+
+
+def plan_publish(layout: ReleaseLayout, destination: str, dry_run: bool) -> list[Unit]:
+    """One unit: rsync the release to ``destination``; it reads the release's checksum files.
+
+    Every published file is in one of them, so a changed product changes the fingerprint.
+    """
+    files = release_checksum_files(layout)
+    files += sorted((layout.root / "logs").glob("*.tar.gz"))
+    options = (("destination", destination), ("dry_run", dry_run))
+    return [Unit("publish", destination, tuple(str(p) for p in files), options)]
+
+
+def publish_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Copy the release (without images/ links and orchestration state) with rsync.
+
+    Dry runs do not come here: the flow calls ``publish`` directly, so that a dry run is
+    never recorded as the release having been published.
+    """
+    from lsdr.survey.publish import publish
+
+    result = publish(layout, str(unit.option("destination")), dry_run=False)
+    return UnitOutput((), _result_summary(result))
+
+
+# -- helpers -------------------------------------------------------------------------------------
+def _result_paths(result: Any) -> tuple[Path, ...]:
+    """The files a survey-level result record names (``path``/``paths``/``plots`` fields)."""
+    out: list[Path] = []
+    for name in ("path", "paths", "plots", "plot"):
+        value = getattr(result, name, None)
+        if value is None:
+            continue
+        items = value if isinstance(value, (list, tuple)) else [value]
+        out.extend(Path(v) for v in items)
+    return tuple(out)
+
+
+def _result_summary(result: Any) -> dict[str, Any]:
+    """The scalar fields of a survey-level result record (counts, medians)."""
+    from dataclasses import fields, is_dataclass
+
+    if not is_dataclass(result):
+        return {}
+    summary: dict[str, Any] = {}
+    for f in fields(result):
+        value = getattr(result, f.name)
+        if isinstance(value, (int, float, str, bool)) and f.name not in ("path", "plot"):
+            summary[f.name] = value
+        elif isinstance(value, dict):
+            summary[f.name] = {str(k): v for k, v in value.items()}
+    return summary
