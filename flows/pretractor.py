@@ -59,11 +59,22 @@ STOPPING = {"discover", "merge", "kdtree"}
 def run_phase(
     name: str, settings: Settings, address: str | None = None, **params: Any
 ) -> dict[str, Any]:
-    """Run one phase flow on the cluster at ``address`` (or a cluster of its own)."""
+    """Run one phase flow on the cluster at ``address`` (or a cluster of its own).
+
+    Inside a parent flow (pretractor, release) the phase runs without its own heartbeat
+    thread: the parent's heartbeats already show the process alive, and stopping a
+    heartbeat thread costs up to a second per sub-flow (it sleeps in 1 s steps), which was
+    most of a no-op rerun of the demo.
+    """
+    from prefect.context import FlowRunContext
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
     phase_flow = PHASE_FLOWS[name].with_options(task_runner=task_runner(settings, address))
-    result: dict[str, Any] = phase_flow(
-        release_dir=str(settings.release_dir), settings=_overrides(settings), **params
-    )
+    updates = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None} if FlowRunContext.get() else {}
+    with temporary_settings(updates=updates):
+        result: dict[str, Any] = phase_flow(
+            release_dir=str(settings.release_dir), settings=_overrides(settings), **params
+        )
     return result
 
 

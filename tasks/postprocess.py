@@ -257,12 +257,24 @@ def plan_checksums(layout: ReleaseLayout, bricks: Sequence[str]) -> list[Unit]:
 
 
 def _top_level_products(layout: ReleaseLayout) -> list[Path]:
-    """Files of the release outside the per-brick directories (tables, sweeps, external…)."""
-    out: list[Path] = [p for p in layout.root.glob("*") if p.is_file()]
-    for sub in ("sweep", "external", "plots"):
-        d = layout.root / sub
-        if d.exists():
-            out.extend(p for p in d.rglob("*") if p.is_file())
+    """The published files outside the per-brick directories (tables, sweeps, calibs, …).
+
+    The same walk as ``checksum_other`` minus the checksum files themselves, which that unit
+    writes: every file whose change must redo the release's checksum files.
+    """
+    from pathlib import PurePosixPath
+
+    from lsdr.survey.checksums import other_directories
+    from lsdr.survey.releasefiles import CHECKSUM_SUFFIX, is_published
+
+    out: list[Path] = []
+    for directory in other_directories(layout):
+        for entry in directory.iterdir():
+            if entry.name.endswith(CHECKSUM_SUFFIX) or entry.is_dir():
+                continue
+            rel = PurePosixPath(entry.relative_to(layout.root).as_posix())
+            if is_published(rel, is_dir=False, is_link=entry.is_symlink()):
+                out.append(entry)
     return sorted(out)
 
 
