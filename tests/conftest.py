@@ -65,6 +65,9 @@ def dask_address(prefect_api: str) -> Iterator[str]:
     """
     from distributed import LocalCluster
 
+    from lsdr.infra.cluster import configure_worker_environment
+
+    configure_worker_environment()  # as lsdr's own clusters (and not poisoning this process)
     cluster = LocalCluster(
         n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     )

@@ -317,3 +317,20 @@ def test_flow_run_has_progress_and_units_artifacts(tmp_path):
     assert keys_found == {"probe-units", "probe-failed"}
     failed_table = next(a for a in by_type["table"] if a.key == "probe-failed")
     assert "u00001" in str(failed_table.data)
+
+
+def _trim_threshold() -> str | None:
+    return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+
+def test_workers_keep_glibc_malloc_defaults(tmp_path: Path) -> None:
+    """lsdr's workers start without Dask's MALLOC_TRIM_THRESHOLD_ (it doubled a brick's time)."""
+    from distributed import Client
+
+    from lsdr.infra.cluster import dask_cluster
+    from lsdr.infra.settings import load_settings
+
+    settings = load_settings(tmp_path, n_workers=1)
+    with dask_cluster(settings) as address, Client(address) as client:
+        seen = client.run(_trim_threshold)
+    assert list(seen.values()) == [None]

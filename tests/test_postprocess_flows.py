@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fitsio
+import numpy as np
 import pytest
 from border_release import EAST, WEST
 
@@ -52,7 +54,17 @@ def test_post_tractor_phases_rerun_corruption_and_publish(
         assert result.returncode == 0, phase + result.stdout[-2000:] + result.stderr[-3000:]
         assert f"{phase}: 0 done" not in result.stdout and " 0 failed" in result.stdout, phase
     assert release.brick_summary.exists() and release.depth_histogram.exists()
-    assert list(release.sweep_dir("10.0").glob("sweep-*.fits"))
+    [sweep_file] = release.sweep_dir("10.0").glob("sweep-*.fits")
+    sweep = fitsio.read(str(sweep_file), ext="SWEEP")
+    for brick in (WEST, EAST):  # each row equals its runbrick catalogue row, primary only
+        cat = fitsio.read(str(release.tractor(brick)), ext=1)
+        rows = sweep[sweep["BRICKNAME"] == brick]
+        src = cat[cat["brick_primary"]]
+        assert 0 < len(rows) == len(src)
+        order = np.argsort(rows["OBJID"])
+        for name in sweep.dtype.names:
+            if name.lower() in cat.dtype.names:
+                np.testing.assert_array_equal(rows[name][order], src[name.lower()], err_msg=name)
     assert len(list(release.external_dir.glob("survey-*.fits"))) == 5
     assert release.log_tarball("180").exists()
     top = release.directory_checksums(release.root)
