@@ -6,13 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import (
-    combined_summary,
-    finished_outputs,
-    release_bricks,
-    run_units,
-    settings_for,
-)
+from lsdr.flows.runner import combined_summary, release_bricks, run_then_merge, settings_for
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.postprocess import (
     plan_summary,
@@ -33,12 +27,9 @@ def bricksummary(
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
     names = release_bricks(s.release_dir, bricks)
-    units = plan_summary(layout, names, bands or ["g", "r", "z"])
-    chunks = run_units("summary", summary_unit, units, s)
-    reports = [chunks]
-    partials = finished_outputs(chunks)
-    if partials:
-        reports.append(
-            run_units("summary-merge", summary_merge_unit, plan_summary_merge(layout, partials), s)
-        )
+    reports = run_then_merge(
+        ("summary", summary_unit, plan_summary(layout, names, bands or ["g", "r", "z"])),
+        ("summary-merge", summary_merge_unit, lambda parts: plan_summary_merge(layout, parts)),
+        s,
+    )
     return combined_summary("summary", reports, table=str(layout.brick_summary))

@@ -6,13 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import (
-    combined_summary,
-    finished_outputs,
-    release_bricks,
-    run_units,
-    settings_for,
-)
+from lsdr.flows.runner import combined_summary, release_bricks, run_then_merge, settings_for
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.postprocess import depth_merge_unit, depth_unit, plan_depth, plan_depth_merge
 
@@ -28,15 +22,10 @@ def depthhist(
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
     names = release_bricks(s.release_dir, bricks)
-    per_brick = run_units(
-        "depth", depth_unit, plan_depth(layout, names, bands or ["g", "r", "z"]), s
+    bands_ = bands or ["g", "r", "z"]
+    reports = run_then_merge(
+        ("depth", depth_unit, plan_depth(layout, names, bands_)),
+        ("depth-merge", depth_merge_unit, lambda parts: plan_depth_merge(layout, parts)),
+        s,
     )
-    reports = [per_brick]
-    partials = finished_outputs(per_brick)
-    if partials:
-        reports.append(
-            run_units("depth-merge", depth_merge_unit, plan_depth_merge(layout, partials), s)
-        )
-    return combined_summary(
-        "depth", reports, histogram=str(layout.depth_histogram), bricks=len(partials)
-    )
+    return combined_summary("depth", reports, histogram=str(layout.depth_histogram))

@@ -403,6 +403,27 @@ def finished_outputs(report: PhaseReport) -> list[str]:
     return [o for r in report.results if r.state != "failed" for o in r.outputs]
 
 
+def run_then_merge(
+    parts: tuple[str, Callable[[ReleaseLayout, Unit], UnitOutput], Sequence[Unit]],
+    merge: tuple[
+        str, Callable[[ReleaseLayout, Unit], UnitOutput], Callable[[list[str]], list[Unit]]
+    ],
+    settings: Settings,
+) -> list[PhaseReport]:
+    """Run a phase's partial units, then its merge unit over the partials that finished.
+
+    ``parts`` is (phase, unit function, units); ``merge`` is (phase, unit function, planner
+    taking the partial files).  No merge when no partial finished.
+    """
+    phase, fn, units = parts
+    first = run_units(phase, fn, units, settings)
+    partials = finished_outputs(first)
+    if not partials:
+        return [first]
+    merge_phase, merge_fn, plan_merge = merge
+    return [first, run_units(merge_phase, merge_fn, plan_merge(partials), settings)]
+
+
 def release_bricks(release_dir: Path, bricks: Sequence[str] | None) -> list[str]:
     """The bricks a post-tractor phase works on: those given, or the brick list's.
 

@@ -43,6 +43,12 @@ Region = Annotated[
         f"({', '.join(NAMED_REGIONS)}). Default: every brick the CCDs touch."
     ),
 ]
+Bricks = Annotated[
+    list[str] | None, typer.Option("--brick", help="Only these bricks (repeatable).")
+]
+Width = Annotated[int, typer.Option("--width", "-W", help="Brick grid width, pixels.")]
+Height = Annotated[int, typer.Option("--height", "-H", help="Brick grid height, pixels.")]
+Pixscale = Annotated[float, typer.Option("--pixscale", help="Brick grid pixel scale, arcsec.")]
 Workers = Annotated[int | None, typer.Option("--workers", help="Dask worker processes.")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Units per Prefect task.")]
 Threads = Annotated[int | None, typer.Option("--threads", help="Threads per unit.")]
@@ -255,16 +261,10 @@ def run_depthcut(release_dir: ReleaseDir) -> None:
 @run_app.command("tractor")
 def run_tractor(
     release_dir: ReleaseDir,
-    brick: Annotated[
-        list[str] | None, typer.Option("--brick", help="Only these bricks (repeatable).")
-    ] = None,
-    width: Annotated[int, typer.Option("--width", "-W", help="Brick grid width, pixels.")] = 3600,
-    height: Annotated[
-        int, typer.Option("--height", "-H", help="Brick grid height, pixels.")
-    ] = 3600,
-    pixscale: Annotated[
-        float, typer.Option("--pixscale", help="Brick grid pixel scale, arcsec.")
-    ] = 0.262,
+    brick: Bricks = None,
+    width: Width = 3600,
+    height: Height = 3600,
+    pixscale: Pixscale = 0.262,
     keep_checkpoints: Annotated[
         bool, typer.Option(help="Keep each brick's checkpoint after it is done.")
     ] = False,
@@ -305,11 +305,6 @@ def run_tractor(
     _execute(
         release_dir, _overrides(n_workers=workers, unit_threads=threads), [("tractor", params)]
     )
-
-
-Bricks = Annotated[
-    list[str] | None, typer.Option("--brick", help="Only these bricks (repeatable).")
-]
 
 
 @run_app.command("brightneighbors")
@@ -370,13 +365,9 @@ def run_publish(release_dir: ReleaseDir, destination: Destination, dry_run: DryR
 def run_release(
     release_dir: ReleaseDir,
     region: Region = None,
-    width: Annotated[int, typer.Option("--width", "-W", help="Brick grid width, pixels.")] = 3600,
-    height: Annotated[
-        int, typer.Option("--height", "-H", help="Brick grid height, pixels.")
-    ] = 3600,
-    pixscale: Annotated[
-        float, typer.Option("--pixscale", help="Brick grid pixel scale, arcsec.")
-    ] = 0.262,
+    width: Width = 3600,
+    height: Height = 3600,
+    pixscale: Pixscale = 0.262,
     destination: Annotated[
         str | None, typer.Option("--destination", help="Publish here with rsync at the end.")
     ] = None,

@@ -367,7 +367,7 @@ def _copy_atomic(src: Path, dest: Path) -> None:
 
 def _update_checksums(layout: ReleaseLayout, brick: str, paths: list[Path]) -> None:
     """Rewrite the lines of ``paths`` in the brick's checksum file (appending unlisted ones)."""
-    from lsdr.survey.runbrick.writecat import sha256_file
+    from lsdr.survey.fileio import sha256_file
 
     sums = layout.brick_checksums(brick)
     if not sums.is_file():

@@ -20,7 +20,6 @@ files by name (``<sha256>  <name>``, ``sha256sum -c`` format): legacypipe's
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -28,22 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from lsdr.survey.errors import InputFileError
-from lsdr.survey.fileio import write_text_atomic
+from lsdr.survey.fileio import sha256_file, write_text_atomic
 from lsdr.survey.layout import ReleaseLayout, brick_dir_prefix, checked_brick
 from lsdr.survey.releasefiles import (
     BRICK_DIRS,
     CHECKSUM_SUFFIX,
     is_published,
 )
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks (memory does not grow with the file)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ every product of the brick so that ``cd <release> && sha256sum -c`` on it passes
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from scipy.spatial import cKDTree
 
 from lsdr.survey import tractorschema as ts
 from lsdr.survey.errors import InputFileError, UsageError
-from lsdr.survey.fileio import atomic_path, write_text_atomic
+from lsdr.survey.fileio import atomic_path, sha256_file, write_text_atomic
 from lsdr.survey.layout import ReleaseLayout, checked_brick
 from lsdr.survey.runbrick.types import BrickGeometry
 
@@ -449,15 +448,6 @@ def brick_products(layout: ReleaseLayout, brick: str) -> list[Path]:
         found.extend(p for p in metrics.iterdir() if p.is_file() and f"-{b}." in p.name)
     keep = [p for p in found if not p.name.startswith("tmp-")]
     return sorted(keep, key=lambda p: p.relative_to(layout.root).as_posix())
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_brick_checksums(layout: ReleaseLayout, brick: str) -> Path:
