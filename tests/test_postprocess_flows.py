@@ -54,6 +54,18 @@ def test_post_tractor_phases_rerun_corruption_and_publish(
         assert result.returncode == 0, phase + result.stdout[-2000:] + result.stderr[-3000:]
         assert f"{phase}: 0 done" not in result.stdout and " 0 failed" in result.stdout, phase
     assert release.brick_summary.exists() and release.depth_histogram.exists()
+    summary = fitsio.read(str(release.brick_summary))
+    for brick in (WEST, EAST):  # recomputed here from the catalogue and the nexp coadds
+        [row] = summary[summary["brickname"] == brick]
+        cat = fitsio.read(str(release.tractor(brick)), ext=1)
+        primary = cat[cat["brick_primary"]]
+        kinds = np.char.strip(primary["type"].astype(str))
+        assert row["nobjs"] == len(primary) > 0
+        assert (row["npsf"], row["nrex"]) == ((kinds == "PSF").sum(), (kinds == "REX").sum())
+        unique = (fitsio.read(str(release.coadd_maskbits(brick)), ext=1) & 1) == 0  # NPRIMARY
+        for band in ("g", "r", "z"):
+            nexp = fitsio.read(str(release.coadd(brick, "nexp", band)), ext=1)
+            assert row[f"nexp_{band}"] == int(np.median(nexp[unique])), (brick, band)
     [sweep_file] = release.sweep_dir("10.0").glob("sweep-*.fits")
     sweep = fitsio.read(str(sweep_file), ext="SWEEP")
     for brick in (WEST, EAST):  # each row equals its runbrick catalogue row, primary only
