@@ -57,9 +57,14 @@ def plot_brick_summary(
             if np.any(~has):
                 ax.add_collection(
                     PolyCollection(
-                        list(boxes[~has]), facecolors="0.8", edgecolors="0.5", linewidths=0.3
+                        list(boxes[~has]),
+                        facecolors="0.8",
+                        edgecolors="0.5",
+                        linewidths=0.3,
+                        label=f"no {band} coverage",
                     )
                 )
+                ax.legend(loc="upper right", fontsize=8, framealpha=0.9)
             coll: Any = PolyCollection(
                 list(boxes[has]), array=values[has], cmap="viridis", edgecolors="k", linewidths=0.3
             )
