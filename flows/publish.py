@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import phase_summary, run_units, settings_for
+from lsdr.flows.runner import combined_summary, phase_summary, run_units, settings_for
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.postprocess import plan_publish, publish_unit
 
@@ -28,12 +28,6 @@ def publish(
     layout = ReleaseLayout(s.release_dir)
     if dry_run:
         result = rsync_release(layout, destination, dry_run=True)
-        return {
-            "phase": "publish",
-            "counts": {"done": 0, "cached": 0, "failed": 0},
-            "failed": [],
-            "dry_run": True,
-            "would_copy": list(getattr(result, "files", []))[:50],
-        }
-    report = run_units("publish", publish_unit, plan_publish(layout, destination, dry_run), s)
+        return combined_summary("publish", [], dry_run=True, would_copy=list(result.files[:50]))
+    report = run_units("publish", publish_unit, plan_publish(layout, destination), s)
     return phase_summary(report, destination=destination)

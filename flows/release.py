@@ -17,7 +17,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.pretractor import pretractor, run_phase
-from lsdr.flows.runner import settings_for
+from lsdr.flows.runner import combined_summary, settings_for
 from lsdr.infra.cluster import dask_cluster
 from lsdr.survey.layout import ReleaseLayout
 
@@ -77,12 +77,7 @@ def release(
 
 
 def _not_published(failed: list[str]) -> dict[str, Any]:
-    return {
-        "phase": "publish",
-        "counts": {"done": 0, "cached": 0, "failed": 0},
-        "failed": [],
-        "skipped": f"failed units in {', '.join(failed)}",
-    }
+    return combined_summary("publish", [], skipped=f"failed units in {', '.join(failed)}")
 
 
 def _finish(layout: ReleaseLayout, results: list[dict[str, Any]]) -> dict[str, Any]:

@@ -398,26 +398,23 @@ def combined_summary(phase: str, reports: Sequence[PhaseReport], **extra: Any) -
     return {"phase": phase, "counts": counts, "failed": failed, **extra}
 
 
-def finished_outputs(report: PhaseReport) -> list[str]:
-    """The files the done (or already done) units of a phase wrote."""
-    return [o for r in report.results if r.state != "failed" for o in r.outputs]
-
-
 def run_then_merge(
     parts: tuple[str, Callable[[ReleaseLayout, Unit], UnitOutput], Sequence[Unit]],
     merge: tuple[
-        str, Callable[[ReleaseLayout, Unit], UnitOutput], Callable[[list[str]], list[Unit]]
+        str,
+        Callable[[ReleaseLayout, Unit], UnitOutput],
+        Callable[[list[UnitResult]], list[Unit]],
     ],
     settings: Settings,
 ) -> list[PhaseReport]:
     """Run a phase's partial units, then its merge unit over the partials that finished.
 
     ``parts`` is (phase, unit function, units); ``merge`` is (phase, unit function, planner
-    taking the partial files).  No merge when no partial finished.
+    taking the finished partial units).  No merge when no partial finished.
     """
     phase, fn, units = parts
     first = run_units(phase, fn, units, settings)
-    partials = finished_outputs(first)
+    partials = [r for r in first.results if r.state != "failed"]
     if not partials:
         return [first]
     merge_phase, merge_fn, plan_merge = merge

@@ -168,6 +168,18 @@ def repackage_checksums(layout: ReleaseLayout, bricks: Sequence[str]) -> list[Pa
     return written
 
 
+def published_files(layout: ReleaseLayout, directory: Path) -> list[Path]:
+    """The published regular files directly in ``directory`` (not its checksum file), sorted."""
+    out = []
+    for entry in sorted(Path(directory).absolute().iterdir()):
+        if entry.is_dir() or entry.name.endswith(CHECKSUM_SUFFIX):
+            continue
+        rel = PurePosixPath(entry.relative_to(layout.root).as_posix())
+        if is_published(rel, is_dir=False, is_link=entry.is_symlink()) and entry.is_file():
+            out.append(entry)
+    return out
+
+
 def checksum_directory(layout: ReleaseLayout, directory: Path) -> Path | None:
     """Hash the published files directly in ``directory``; write its checksum file.
 
@@ -175,14 +187,7 @@ def checksum_directory(layout: ReleaseLayout, directory: Path) -> Path | None:
     no published file.
     """
     directory = Path(directory).absolute()
-    digests = {}
-    for entry in sorted(directory.iterdir()):
-        rel = PurePosixPath(entry.relative_to(layout.root).as_posix())
-        link = entry.is_symlink()
-        if entry.is_dir() or entry.name.endswith(CHECKSUM_SUFFIX):
-            continue
-        if is_published(rel, is_dir=False, is_link=link) and entry.is_file():
-            digests[entry.name] = sha256_file(entry)
+    digests = {entry.name: sha256_file(entry) for entry in published_files(layout, directory)}
     target = layout.directory_checksums(directory)
     if not digests:
         target.unlink(missing_ok=True)

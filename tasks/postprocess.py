@@ -14,19 +14,11 @@ from pathlib import Path
 from typing import Any
 
 from lsdr.survey.layout import ReleaseLayout, brick_dir_prefix
-from lsdr.tasks.units import Unit, UnitOutput, amend_outputs
-
-CHECKSUMMED_DIRS = ("tractor", "tractor-i", "coadd", "metrics")
-"""Per-brick output directories whose files the brick checksum files list."""
+from lsdr.tasks.units import Unit, UnitOutput, UnitResult, amend_outputs
 
 
 def _existing(paths: Iterable[Path]) -> tuple[str, ...]:
     return tuple(str(p) for p in paths if p.exists())
-
-
-def bricks_with_catalogues(layout: ReleaseLayout, bricks: Sequence[str]) -> list[str]:
-    """The bricks of the list that have a tractor catalogue (empty bricks have none)."""
-    return [b for b in bricks if layout.tractor(b).exists()]
 
 
 # -- bright neighbours ---------------------------------------------------------------------------
@@ -88,17 +80,18 @@ def depth_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     return UnitOutput((Path(counts.path),), {})
 
 
-def plan_depth_merge(layout: ReleaseLayout, partials: Sequence[str]) -> list[Unit]:
-    """One unit: the release's depth histogram from the per-brick counts."""
-    return [Unit("depth-merge", "depth-histogram", tuple(sorted(partials)))]
+def plan_depth_merge(layout: ReleaseLayout, partials: Sequence[UnitResult]) -> list[Unit]:
+    """One unit: the release's depth histogram from the finished bricks' counts."""
+    files = tuple(sorted(o for r in partials for o in r.outputs))
+    bricks = sorted(r.key for r in partials)
+    return [Unit("depth-merge", "depth-histogram", files, (("bricks", bricks),))]
 
 
 def depth_merge_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Sum the per-brick counts into ``<dr>-depth.fits`` and its plot."""
     from lsdr.survey.depthhist import merge_depth_histogram
 
-    bricks = [Path(p).name.split(".")[0].removeprefix("depth-") for p in unit.inputs]
-    result = merge_depth_histogram(layout, bricks)
+    result = merge_depth_histogram(layout, list(unit.option("bricks", [])))
     return UnitOutput(_result_paths(result), _result_summary(result))
 
 
@@ -131,9 +124,10 @@ def summary_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     return UnitOutput((Path(chunk.path),), {"bricks": chunk.bricks})
 
 
-def plan_summary_merge(layout: ReleaseLayout, partials: Sequence[str]) -> list[Unit]:
+def plan_summary_merge(layout: ReleaseLayout, partials: Sequence[UnitResult]) -> list[Unit]:
     """One unit: ``survey-bricks-<dr>.fits.gz`` and the summary plots from the chunks."""
-    return [Unit("summary-merge", "survey-bricks", tuple(sorted(partials)))]
+    files = tuple(sorted(o for r in partials for o in r.outputs))
+    return [Unit("summary-merge", "survey-bricks", files)]
 
 
 def summary_merge_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
@@ -227,15 +221,18 @@ def plan_verify(layout: ReleaseLayout, bricks: Sequence[str]) -> list[Unit]:
 
 
 def _listed_files(layout: ReleaseLayout, brick: str) -> tuple[str, ...]:
-    path = layout.brick_checksums(brick)
-    if not path.exists():
+    """The files a brick's checksum file lists; none when it is missing or malformed.
+
+    The verify unit then fails naming the file, instead of the whole phase failing to plan.
+    """
+    from lsdr.survey.checksums import read_checksum_file
+    from lsdr.survey.errors import InputFileError
+
+    try:
+        listed = read_checksum_file(layout.brick_checksums(brick), layout.root)
+    except InputFileError:
         return ()
-    files = []
-    for line in path.read_text().splitlines():
-        parts = line.split(None, 1)
-        if len(parts) == 2:
-            files.append(str(layout.root / parts[1].lstrip("*")))
-    return tuple(files)
+    return tuple(str(layout.root / rel) for rel in listed)
 
 
 def verify_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
@@ -259,23 +256,12 @@ def plan_checksums(layout: ReleaseLayout, bricks: Sequence[str]) -> list[Unit]:
 def _top_level_products(layout: ReleaseLayout) -> list[Path]:
     """The published files outside the per-brick directories (tables, sweeps, calibs, …).
 
-    The same walk as ``checksum_other`` minus the checksum files themselves, which that unit
-    writes: every file whose change must redo the release's checksum files.
+    What ``checksum_other`` hashes (not the checksum files it writes): every file whose
+    change must redo the release's checksum files.
     """
-    from pathlib import PurePosixPath
+    from lsdr.survey.checksums import other_directories, published_files
 
-    from lsdr.survey.checksums import other_directories
-    from lsdr.survey.releasefiles import CHECKSUM_SUFFIX, is_published
-
-    out: list[Path] = []
-    for directory in other_directories(layout):
-        for entry in directory.iterdir():
-            if entry.name.endswith(CHECKSUM_SUFFIX) or entry.is_dir():
-                continue
-            rel = PurePosixPath(entry.relative_to(layout.root).as_posix())
-            if is_published(rel, is_dir=False, is_link=entry.is_symlink()):
-                out.append(entry)
-    return sorted(out)
+    return [p for d in other_directories(layout) for p in published_files(layout, d)]
 
 
 def checksums_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
@@ -311,14 +297,14 @@ def release_checksum_files(layout: ReleaseLayout) -> list[Path]:
     return sorted(layout.root.rglob(f"legacysurvey_{layout.dr}*.sha256sum"))
 
 
-def plan_publish(layout: ReleaseLayout, destination: str, dry_run: bool) -> list[Unit]:
+def plan_publish(layout: ReleaseLayout, destination: str) -> list[Unit]:
     """One unit: rsync the release to ``destination``; it reads the release's checksum files.
 
     Every published file is in one of them, so a changed product changes the fingerprint.
     """
     files = release_checksum_files(layout)
     files += sorted((layout.root / "logs").glob("*.tar.gz"))
-    options = (("destination", destination), ("dry_run", dry_run))
+    options = (("destination", destination),)
     return [Unit("publish", destination, tuple(str(p) for p in files), options)]
 
 
