@@ -38,6 +38,7 @@ import numpy.typing as npt
 from lsdr.survey.bricks import brick_by_name
 from lsdr.survey.errors import InputFileError, UsageError
 from lsdr.survey.fileio import atomic_path
+from lsdr.survey.fitsread import read_image
 from lsdr.survey.layout import ReleaseLayout, checked_brick
 
 NORTH_BANDS = ("g", "r", "z")
@@ -205,7 +206,7 @@ def summarize_brick(
         nexp_path = layout.coadd(b.brickname, "nexp", band)
         if not nexp_path.exists():
             continue
-        image, header = _read_image(nexp_path)
+        image, header = read_image(nexp_path)
         if unique is None or unique.shape != image.shape:
             unique = unique_pixel_mask(nexp_path, header, image.shape, b.brickname)
         upix = image[unique]
@@ -406,20 +407,6 @@ def _depth_mag(ivar: float) -> float:
     with np.errstate(divide="ignore", invalid="ignore"):
         mag = float(np.float32(-2.5 * (np.log10(5.0 * np.sqrt(1.0 / np.float64(ivar))) - 9.0)))
     return mag if np.isfinite(mag) else 0.0
-
-
-def _read_image(path: Path) -> tuple[npt.NDArray[Any], Any]:
-    """The first image HDU with data (the ``.fits.fz`` tile-compressed one) and its header."""
-    import fitsio
-
-    try:
-        with fitsio.FITS(str(path)) as fits:
-            for hdu in fits:
-                if hdu.has_data():
-                    return hdu.read(), hdu.read_header()
-    except OSError as err:
-        raise InputFileError(f"{path}: cannot read the coadd ({err})") from err
-    raise InputFileError(f"{path}: no image data")
 
 
 def _check_bands(bands: Sequence[str]) -> tuple[str, ...]:

@@ -35,6 +35,7 @@ import numpy.typing as npt
 from lsdr.survey import bricks as grid
 from lsdr.survey.errors import InputFileError
 from lsdr.survey.fileio import atomic_path, write_text_atomic
+from lsdr.survey.fitsread import fits_failure, image_hdu_index, read_image
 from lsdr.survey.layout import ReleaseLayout, checked_brick
 from lsdr.survey.tan import TanWcs
 
@@ -129,11 +130,6 @@ def neighbour_bricks(layout: ReleaseLayout, brick: str) -> list[str]:
 # -- reading -------------------------------------------------------------------------------------
 
 
-def _fail(path: Path, err: Exception) -> InputFileError:
-    first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-    return InputFileError(f"{path}: unreadable or truncated FITS file: {first}")
-
-
 def _read_header(path: Path, ext: int | str) -> Any:
     import fitsio
 
@@ -142,31 +138,7 @@ def _read_header(path: Path, ext: int | str) -> Any:
     try:
         return fitsio.read_header(str(path), ext=ext)
     except (OSError, ValueError, RuntimeError) as err:
-        raise _fail(path, err) from err
-
-
-def _image_hdu(f: Any, path: Path) -> int:
-    """Index of the first image HDU with data (``MASKBITS`` in runbrick's files)."""
-    for i, hdu in enumerate(f):
-        if hdu.get_exttype() == "IMAGE_HDU" and hdu.has_data():
-            return i
-    raise InputFileError(f"{path}: no image HDU with data")
-
-
-def _read_image(path: Path) -> tuple[npt.NDArray[Any], Any]:
-    """The first image with data and its header."""
-    import fitsio
-
-    if not path.is_file():
-        raise InputFileError(f"{path}: file not found")
-    try:
-        with fitsio.FITS(str(path)) as f:
-            i = _image_hdu(f, path)
-            return f[i].read(), f[i].read_header()
-    except InputFileError:
-        raise
-    except (OSError, ValueError, RuntimeError) as err:
-        raise _fail(path, err) from err
+        raise fits_failure(path, err) from err
 
 
 def _wcs(header: Any, path: Path) -> TanWcs:
@@ -204,17 +176,17 @@ def read_original_maskbits(layout: ReleaseLayout, brick: str) -> tuple[npt.NDArr
 
     try:
         with fitsio.FITS(str(current)) as f:
-            i = _image_hdu(f, current)
+            i = image_hdu_index(f, current)
             header = f[i].read_header()
             if MARKER not in header:
                 return f[i].read(), header, current
     except InputFileError:
         raise
     except (OSError, ValueError, RuntimeError) as err:
-        raise _fail(current, err) from err
+        raise fits_failure(current, err) from err
     if not backup.is_file():
         raise InputFileError(f"{backup}: backup of the updated {current.name} not found")
-    data, header = _read_image(backup)
+    data, header = read_image(backup)
     return data, header, backup
 
 
@@ -237,7 +209,7 @@ def _read_catalogue(path: Path) -> tuple[npt.NDArray[Any], npt.NDArray[Any], npt
             nrows = hdu.get_nrows()
             cols = hdu.read(columns=["maskbits", "bx", "by"]) if nrows else None
     except (OSError, ValueError, RuntimeError) as err:
-        raise _fail(path, err) from err
+        raise fits_failure(path, err) from err
     if cols is None:
         empty = np.zeros(0)
         return empty.astype(np.int32), empty, empty
@@ -325,7 +297,7 @@ def _write_maskbits(src: Path, dest: Path, mask: npt.NDArray[Any], marker: str) 
     import fitsio
 
     with fitsio.FITS(str(src)) as f:
-        main = _image_hdu(f, src)
+        main = image_hdu_index(f, src)
         hdus = []
         for i, hdu in enumerate(f):
             if hdu.get_exttype() != "IMAGE_HDU" or not hdu.has_data():
@@ -407,7 +379,7 @@ def update_bright_neighbours(layout: ReleaseLayout, brick: str) -> BrightNeighbo
     wcs = _wcs(header, mask_orig_path)
     bits = _bits(header)
     blob_path = layout.metrics(brick, "blobs")
-    blobs, _ = _read_image(blob_path)
+    blobs, _ = read_image(blob_path)
     if blobs.shape != mask0.shape:
         raise InputFileError(f"{blob_path}: shape {blobs.shape} is not the maskbits {mask0.shape}")
     neighbours = tuple(neighbour_bricks(layout, brick))
@@ -444,7 +416,7 @@ def update_bright_neighbours(layout: ReleaseLayout, brick: str) -> BrightNeighbo
             if orig == current:
                 _copy_atomic(current, bak)
                 rewritten.append(bak)
-        mask_now, _ = _read_image(mask_path)
+        mask_now, _ = read_image(mask_path)
         if not (_is_marked_image(mask_path) and np.array_equal(mask_now.astype(np.int64), mask1)):
             _write_maskbits(mask_bak, mask_path, mask1, marker)
             rewritten.append(mask_path)
@@ -467,4 +439,4 @@ def _is_marked_image(path: Path) -> bool:
     import fitsio
 
     with fitsio.FITS(str(path)) as f:
-        return MARKER in f[_image_hdu(f, path)].read_header()
+        return MARKER in f[image_hdu_index(f, path)].read_header()

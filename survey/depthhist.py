@@ -31,6 +31,7 @@ import numpy.typing as npt
 
 from lsdr.survey.errors import InputFileError
 from lsdr.survey.fileio import atomic_path
+from lsdr.survey.fitsread import read_image
 from lsdr.survey.layout import ReleaseLayout, checked_brick
 
 EXTNAME = "DEPTH"
@@ -92,23 +93,6 @@ def bin_index(mag: npt.NDArray[np.float64]) -> npt.NDArray[np.intp]:
     return np.asarray(np.searchsorted(inner, mag, side="right"), np.intp)
 
 
-def _read_image(path: Path) -> tuple[npt.NDArray[Any], Any]:
-    """The first image HDU with data and its header; ``InputFileError`` naming the file."""
-    import fitsio
-
-    if not path.is_file():
-        raise InputFileError(f"{path}: file not found")
-    try:
-        with fitsio.FITS(str(path)) as f:
-            for hdu in f:
-                if hdu.get_exttype() == "IMAGE_HDU" and hdu.has_data():
-                    return hdu.read(), hdu.read_header()
-    except (OSError, ValueError, RuntimeError) as err:
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise InputFileError(f"{path}: unreadable or truncated FITS file: {first}") from err
-    raise InputFileError(f"{path}: no image HDU with data")
-
-
 def pixel_area_deg2(header: Any, path: Path) -> float:
     """Area of one pixel (deg²) from the CD matrix of a coadd header."""
     try:
@@ -160,7 +144,7 @@ def brick_depth_counts(layout: ReleaseLayout, brick: str) -> BrickDepthCounts:
     """
     brick = checked_brick(brick)
     mask_path = layout.coadd_maskbits(brick)
-    maskbits, mask_header = _read_image(mask_path)
+    maskbits, mask_header = read_image(mask_path)
     primary = (np.asarray(maskbits).astype(np.int64) & _nprimary_bit(mask_header)) == 0
     bands = brick_bands(layout, brick)
     table = _empty_table(bands)
@@ -169,7 +153,7 @@ def brick_depth_counts(layout: ReleaseLayout, brick: str) -> BrickDepthCounts:
     for band in bands:
         for word, kind in KINDS:
             path = layout.coadd(brick, kind, band)
-            data, header = _read_image(path)
+            data, header = read_image(path)
             if data.shape != primary.shape:
                 raise InputFileError(
                     f"{path}: shape {data.shape} differs from the maskbits map {primary.shape}"
