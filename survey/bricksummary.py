@@ -38,7 +38,7 @@ import numpy.typing as npt
 from lsdr.survey.bricks import brick_by_name
 from lsdr.survey.errors import InputFileError, UsageError
 from lsdr.survey.fileio import atomic_path
-from lsdr.survey.fitsread import read_image
+from lsdr.survey.fitsread import catalogue_hdu, read_image
 from lsdr.survey.layout import ReleaseLayout, checked_brick
 
 NORTH_BANDS = ("g", "r", "z")
@@ -381,11 +381,7 @@ def _read_primary_objects(
     try:
         with fitsio.FITS(str(path)) as fits:
             hdr = fits[0].read_header()
-            hdu = fits["CATALOG"] if "CATALOG" in fits else fits[1]
-            have = {c.lower(): c for c in hdu.get_colnames()}
-            for need in ("brick_primary", "type"):
-                if need not in have:
-                    raise InputFileError(f"{path}: tractor catalogue has no {need} column")
+            hdu, have = catalogue_hdu(fits, path, ("brick_primary", "type"))
             data = hdu.read(columns=[have[c] for c in wanted if c in have])
     except OSError as err:
         raise InputFileError(f"{path}: cannot read the tractor catalogue ({err})") from err

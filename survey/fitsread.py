@@ -38,3 +38,16 @@ def read_image(path: Path) -> tuple[npt.NDArray[Any], Any]:
         raise
     except (OSError, ValueError, RuntimeError) as err:
         raise fits_failure(path, err) from err
+
+
+def catalogue_hdu(fits: Any, path: Path, required: tuple[str, ...]) -> tuple[Any, dict[str, str]]:
+    """A tractor catalogue's table HDU (``CATALOG``, else HDU 1) and its columns by lower case.
+
+    ``InputFileError`` naming the file when a required column is missing.
+    """
+    hdu = fits["CATALOG"] if "CATALOG" in fits else fits[1]
+    have = {c.lower(): c for c in hdu.get_colnames()}
+    for need in required:
+        if need not in have:
+            raise InputFileError(f"{path}: tractor catalogue has no {need} column")
+    return hdu, have

@@ -27,6 +27,7 @@ import numpy.typing as npt
 from lsdr.survey.bricks import brick_by_name
 from lsdr.survey.errors import InputFileError, UsageError
 from lsdr.survey.fileio import atomic_path
+from lsdr.survey.fitsread import catalogue_hdu
 from lsdr.survey.layout import ReleaseLayout, checked_brick
 
 SWEEP_NRA = 72
@@ -323,11 +324,7 @@ def read_box_rows(
     try:
         with fitsio.FITS(str(cat_path)) as fits:
             hdr = fits[0].read_header()
-            hdu = fits["CATALOG"] if "CATALOG" in fits else fits[1]
-            have = {c.lower(): c for c in hdu.get_colnames()}
-            for need in ("brick_primary", "ra", "dec"):
-                if need not in have:
-                    raise InputFileError(f"{cat_path}: tractor catalogue has no {need} column")
+            hdu, have = catalogue_hdu(fits, cat_path, ("brick_primary", "ra", "dec"))
             sel = hdu.read(columns=[have["brick_primary"], have["ra"], have["dec"]])
             ra = sel[have["ra"]]
             dec = sel[have["dec"]]
