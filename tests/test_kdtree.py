@@ -1,7 +1,13 @@
-"""The unified kd-tree CCD file: its layout, its trees, and the real legacypipe reading it."""
+"""The kd-tree CCD file lsdr writes in libkd format, judged by legacypipe's files and libkd itself.
+
+Fast tests read the files with fitsio and check them against legacypipe's own kd files and the
+definition of a libkd tree; tests marked ``legacypipe`` run astrometry.net's libkd (Debian's,
+under the real legacypipe's Python) on them.
+"""
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -16,78 +22,134 @@ from lsdr.survey import bricks as grid
 from lsdr.survey.bricks import write_survey_bricks
 from lsdr.survey.ccdtables import merge_ccd_tables, read_survey_ccds
 from lsdr.survey.errors import SurveyError
-from lsdr.survey.kdtree import SYSTEM_PYTHON, read_ccds_kdtree, write_ccds_kdtree
+from lsdr.survey.kdtree import read_ccds_kdtree, write_ccds_kdtree
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
 
 TEST_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "legacypipe-test"
+PROBE = Path(__file__).with_name("libkd_probe.py")
+REAL_KD_FILES = [TEST_DATA / "mzlsbass" / "survey-ccds-1.kd.fits",
+                 TEST_DATA / "testcase9" / "survey-ccds-1.kd.fits"]  # fmt: skip
+ITEM = {"lr": "<u4", "perm": "<u4", "bb": "<f8", "split": "<f8", "splitdim": "u1", "data": "<f8"}
 
-SEARCH = """
-import sys, json, numpy as np
-from astrometry.libkd.spherematch import tree_open, tree_search_radec
-kd = tree_open(sys.argv[1], "ccds")
-ek = tree_open(sys.argv[1], "expnum")
-cone = tree_search_radec(kd, float(sys.argv[2]), float(sys.argv[3]), 1.0)
-out = {"cone": sorted(int(i) for i in cone),
-       "expnum": sorted(int(i) for i in ek.search(np.array([float(sys.argv[4])]), 0.5, 0, 0))}
-print(json.dumps(out))
-"""
 
-pytestmark = pytest.mark.skipif(
-    subprocess.run([str(SYSTEM_PYTHON), "-c", "import astrometry.libkd.spherematch"],
-                   capture_output=True, check=False).returncode != 0,
-    reason="Debian's python3-astrometry (libkd) is not installed",
-)  # fmt: skip
+def chunks(path: Path) -> dict[str, tuple[bytes, dict[str, object]]]:
+    """Each extension after HDU 1 by its table name: (raw data bytes, header cards)."""
+    raw = path.read_bytes()
+    out: dict[str, tuple[bytes, dict[str, object]]] = {}
+    with fitsio.FITS(str(path)) as fits:
+        for hdu in fits[2:]:
+            header = hdu.read_header()
+            start = hdu.get_offsets()["data_start"]
+            size = int(header["NAXIS1"]) * int(header["NAXIS2"])
+            cards = {k: header[k] for k in header if k}
+            out[str(header["TTYPE1"])] = (raw[start : start + size], cards)
+    return out
+
+
+def tree_arrays(path: Path, name: str) -> dict[str, np.ndarray]:
+    """A tree's arrays decoded from its chunks (little-endian, as the ENDIAN card says)."""
+    got = {}
+    for key, (data, _) in chunks(path).items():
+        kind = key.removeprefix("kdtree_").removesuffix(f"_{name}")
+        if key.endswith(f"_{name}") and kind in ITEM:
+            got[kind] = np.frombuffer(data, ITEM[kind])
+    return got
+
+
+def unit_vectors(ra: np.ndarray, dec: np.ndarray) -> np.ndarray:
+    """RA, Dec (degrees) on the unit sphere, the coordinates of the ``ccds`` tree."""
+    r, d = np.radians(ra), np.radians(dec)
+    return np.stack([np.cos(d) * np.cos(r), np.cos(d) * np.sin(r), np.sin(d)], axis=1)
+
+
+def random_ccds(n: int, seed: int, *, ties: bool) -> np.ndarray:
+    """CCD rows scattered over 4°×4°; with ties, every fifth shares one centre."""
+    rng = np.random.default_rng(seed)
+    rows = np.zeros(n, [("ra", "f8"), ("dec", "f8"), ("expnum", "i8"), ("ccd_cuts", "i4")])
+    rows["ra"], rows["dec"] = rng.uniform(179, 183, n), rng.uniform(30, 34, n)
+    rows["expnum"] = rng.integers(1, n // 10 + 2, n)
+    if ties:
+        rows["ra"][::5], rows["dec"][::5] = 180.5, 32.0
+    return rows
 
 
 def test_layout_matches_legacypipe_kd_files(tmp_path: Path):
     """HDU 1 is the CCD table, then the ccds tree's HDUs, then the expnum tree's, as in DR files."""
     src = TEST_DATA / "testcase3" / "survey-ccds-1.fits.gz"
     out = write_ccds_kdtree(src, tmp_path / "survey-ccds-dr10.kd.fits")
-    with (
-        fitsio.FITS(str(out)) as mine,
-        fitsio.FITS(str(TEST_DATA / "testcase9" / "survey-ccds-1.kd.fits")) as real,
-    ):
-
-        def kinds(f: fitsio.FITS) -> list[str]:
-            return [
-                h.get_colnames()[0].rsplit("_", 1)[-1] if i > 1 else str(i)
-                for i, h in enumerate(f)
-                if i
-            ]
-
-        assert kinds(mine)[0] == kinds(real)[0] == "1"
-        assert [c for c in kinds(mine) if c in ("ccds", "expnum")] == ["ccds"] * 5 + ["expnum"] * 6
-        assert mine[1].get_colnames() == list(fitsio.read(str(src)).dtype.names)
+    mine, real = list(chunks(out)), list(chunks(REAL_KD_FILES[1]))
+    assert mine[0] == real[0] == "kdtree_header_ccds"
+    assert mine[mine.index("kdtree_header_expnum") :] == real[real.index("kdtree_header_expnum") :]
+    assert mine[:5] == [f"kdtree_{k}_ccds" for k in ("header", "lr", "perm", "bb", "data")]
     assert np.array_equal(read_ccds_kdtree(out), fitsio.read(str(src)))
 
 
-def test_trees_find_the_table_rows(tmp_path: Path):
-    """A 1° cone and an expnum search on the written trees return the right HDU-1 rows."""
-    rng = np.random.default_rng(3)
-    rows = fitsio.read(str(TEST_DATA / "testcase3" / "survey-ccds-1.fits.gz"))
-    rows = np.tile(rows, 40)[:300]
-    rows["ra"] = rng.uniform(10, 14, len(rows))
-    rows["dec"] = rng.uniform(-2, 2, len(rows))
-    rows["expnum"] = rng.integers(1, 30, len(rows))
-    rows["ccd_cuts"][::7] = 0x10
-    out = write_ccds_kdtree(rows, tmp_path / "t.kd.fits")
-    table = read_ccds_kdtree(out)
-    assert len(table) == np.count_nonzero(rows["ccd_cuts"] == 0)
-    done = subprocess.run(
-        [str(SYSTEM_PYTHON), "-c", SEARCH, str(out), "12.0", "0.5", str(int(table["expnum"][0]))],
-        capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    import json
+@pytest.mark.parametrize("real", REAL_KD_FILES, ids=lambda p: p.parent.name)
+def test_trees_equal_those_of_legacypipes_own_kd_files(real: Path, tmp_path: Path):
+    """From a real kd file's own table: its expnum tree byte for byte, its ccds tree's centres.
 
-    got = json.loads(done.stdout)
-    r, d = np.radians(table["ra"]), np.radians(table["dec"])
-    cosd = np.sin(d) * np.sin(np.radians(0.5)) + np.cos(d) * np.cos(np.radians(0.5)) * np.cos(
-        r - np.radians(12.0)
-    )
-    near = np.flatnonzero(np.degrees(np.arccos(np.clip(cosd, -1, 1))) < 1.0)
-    assert got["cone"] == sorted(near.tolist()) and len(near) > 5
-    assert got["expnum"] == sorted(np.flatnonzero(table["expnum"] == table["expnum"][0]).tolist())
+    The real ccds tree was made by ``startree`` with u32 data (``range`` gives the scale); its
+    points, decoded, are lsdr's unit vectors within a quantum.
+    """
+    table = fitsio.read(str(real), ext=1)
+    out = write_ccds_kdtree(table, tmp_path / "k.kd.fits", cut=False)
+    mine, theirs = chunks(out), chunks(real)
+    for kind in ("lr", "perm", "split", "splitdim", "data"):
+        key = f"kdtree_{kind}_expnum"
+        assert mine[key][0] == theirs[key][0], key
+    for card in ("KDT_NAME", "KDT_NDAT", "KDT_NDIM", "KDT_NNOD", "KDT_VER", "KDT_EXT", "KDT_INT",
+                 "KDT_DATA", "KDT_LINL", "ENDIAN"):  # fmt: skip
+        assert mine["kdtree_header_expnum"][1][card] == theirs["kdtree_header_expnum"][1][card]
+    assert mine["kdtree_header_ccds"][1]["KDT_NNOD"] == theirs["kdtree_header_ccds"][1]["KDT_NNOD"]
+    assert mine["kdtree_lr_ccds"][0] == theirs["kdtree_lr_ccds"][0]
+    ranges = np.frombuffer(theirs["kdtree_range_ccds"][0], "<f8")
+    low, scale = ranges[:3], ranges[6]
+    decoded = low + np.frombuffer(theirs["kdtree_data_ccds"][0], "<u4").reshape(-1, 3) / scale
+    points = np.frombuffer(mine["kdtree_data_ccds"][0], "<f8").reshape(-1, 3)
+    assert np.allclose(points, decoded, rtol=0, atol=1.0 / scale)
+    assert np.allclose(points, unit_vectors(table["ra"], table["dec"]), rtol=0, atol=1e-15)
+
+
+@pytest.mark.parametrize("n", [1, 15, 16, 17, 100, 2000])
+@pytest.mark.parametrize("ties", [False, True])
+def test_trees_are_libkd_trees_by_definition(n: int, ties: bool, tmp_path: Path):
+    """Node ranges, boxes, splits and permutation follow libkd's ``kdtree_build`` rules.
+
+    Levels: one more than the bits of ``n // leaf``; node ``i`` owning ``L..R`` has children
+    ``L..m-1`` and ``m..R`` with ``m = (1 + L + R) // 2``; a node's box is its points' extent;
+    a split puts every left value at or below it and every right value at or above it.
+    """
+    rows = random_ccds(n, seed=n, ties=ties)
+    out = write_ccds_kdtree(rows, tmp_path / "t.kd.fits")
+    points = {"ccds": unit_vectors(rows["ra"], rows["dec"]), "expnum": rows["expnum"][:, None]}
+    for name, leaf in (("ccds", 16), ("expnum", 60)):
+        arrays = tree_arrays(out, name)
+        pts = points[name].astype(np.float64)
+        ndim = pts.shape[1]
+        levels = 1 + (n // leaf).bit_length()
+        nodes = 2**levels - 1
+        ranges = [(0, n - 1)]
+        for i in range(nodes // 2):
+            lo, hi = ranges[i]
+            m = (1 + lo + hi) // 2
+            ranges += [(lo, m - 1), (m, hi)]
+        assert np.array_equal(arrays["lr"], [hi for _, hi in ranges[nodes // 2 :]])
+        perm = arrays["perm"].astype(np.int64)
+        assert np.array_equal(np.sort(perm), np.arange(n))
+        data = arrays["data"].reshape(n, ndim)
+        assert np.array_equal(data, pts[perm])
+        if name == "ccds":
+            boxes = arrays["bb"].reshape(nodes, 2, ndim)
+            for i, (lo, hi) in enumerate(ranges):
+                assert np.array_equal(boxes[i, 0], data[lo : hi + 1].min(axis=0)), i
+                assert np.array_equal(boxes[i, 1], data[lo : hi + 1].max(axis=0)), i
+        else:
+            for i in range(nodes // 2):
+                (l1, r1), (l2, r2) = ranges[2 * i + 1], ranges[2 * i + 2]
+                dim, value = int(arrays["splitdim"][i]), arrays["split"][i]
+                assert data[l1 : r1 + 1, dim].max() <= value <= data[l2 : r2 + 1, dim].min()
+                assert value == np.sort(data[l1 : r2 + 1, dim])[l2 - l1]  # the rank-m value
 
 
 def test_no_rows_to_index_is_an_error(tmp_path: Path):
@@ -96,7 +158,73 @@ def test_no_rows_to_index_is_an_error(tmp_path: Path):
     rows["ccd_cuts"] = 1
     with pytest.raises(SurveyError, match="no CCDs"):
         write_ccds_kdtree(rows, tmp_path / "x.kd.fits")
+    rows["ccd_cuts"], rows["ra"][0] = 0, np.nan
+    with pytest.raises(SurveyError, match="non-finite ra"):
+        write_ccds_kdtree(rows, tmp_path / "x.kd.fits")
     assert not (tmp_path / "x.kd.fits").exists()
+
+
+def libkd(build: LegacypipeBuild, *args: str) -> str:
+    """Run tests/libkd_probe.py under the real legacypipe's Python (Debian's libkd)."""
+    done = subprocess.run(
+        [str(build.python), str(PROBE), *args],
+        env=build.env(), capture_output=True, text=True, check=False, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.legacypipe
+@pytest.mark.parametrize("n", [17, 1000, 20000])
+def test_trees_equal_libkds_own_build(n: int, legacypipe: LegacypipeBuild, tmp_path: Path):
+    """libkd's own build on the same points: the same nodes, boxes, splits and leaf contents.
+
+    Only the order of points inside a leaf may differ; boxes may differ in the last bit, since
+    the two Pythons' numpy compute the unit vectors.  Ties (the expnum tree is full of them)
+    change neither the splits nor any leaf's values.
+    """
+    rows = random_ccds(n, seed=n + 1, ties=False)
+    np.save(tmp_path / "p.npy", np.stack([rows["ra"], rows["dec"], rows["expnum"]], axis=1))
+    theirs = {"ccds": tmp_path / "c.fits", "expnum": tmp_path / "e.fits"}
+    libkd(legacypipe, "build", str(tmp_path / "p.npy"), str(theirs["ccds"]), str(theirs["expnum"]))
+    out = write_ccds_kdtree(rows, tmp_path / "t.kd.fits")
+    for name in ("ccds", "expnum"):
+        mine, ref = tree_arrays(out, name), tree_arrays(theirs[name], name)
+        assert sorted(mine) == sorted(ref)
+        assert np.array_equal(mine["lr"], ref["lr"])
+        starts = np.r_[0, ref["lr"][:-1] + 1]
+        if name == "ccds":  # no ties: each leaf holds the same CCDs
+            for lo, hi in zip(starts, ref["lr"], strict=True):
+                assert set(mine["perm"][lo : hi + 1]) == set(ref["perm"][lo : hi + 1])
+            assert np.allclose(mine["bb"], ref["bb"], rtol=0, atol=1e-15)
+        else:
+            assert np.array_equal(mine["split"], ref["split"])
+            assert np.array_equal(mine["splitdim"], ref["splitdim"])
+            for lo, hi in zip(starts, ref["lr"], strict=True):  # tied expnums: the same values
+                assert sorted(mine["data"][lo : hi + 1]) == sorted(ref["data"][lo : hi + 1])
+
+
+@pytest.mark.legacypipe
+@pytest.mark.parametrize("n", [5, 999, 20000])
+def test_libkd_searches_lsdrs_file_exactly(n: int, legacypipe: LegacypipeBuild, tmp_path: Path):
+    """libkd opens lsdr's file; cone and expnum searches return exactly the brute-force rows."""
+    rows = random_ccds(n, seed=n + 2, ties=True)
+    out = write_ccds_kdtree(rows, tmp_path / "t.kd.fits")
+    rng = np.random.default_rng(n)
+    cones = [[float(r), float(d), float(rad)] for r, d, rad in
+             zip(rng.uniform(179, 183, 30), rng.uniform(30, 34, 30), rng.uniform(0.05, 1.5, 30),
+                 strict=True)] + [[180.5, 32.0, 0.01]]  # fmt: skip
+    expnums = [int(e) for e in np.unique(rows["expnum"])[:50]] + [10**6]
+    got = json.loads(libkd(legacypipe, "search", str(out),
+                           json.dumps({"cones": cones, "expnums": expnums})))  # fmt: skip
+    xyz = unit_vectors(rows["ra"], rows["dec"])
+    for (ra, dec, radius), found in zip(cones, got["cones"], strict=True):
+        chord = 2 * np.sin(np.radians(radius) / 2)
+        near = np.linalg.norm(xyz - unit_vectors(np.array([ra]), np.array([dec])), axis=1) <= chord
+        assert found == np.flatnonzero(near).tolist()
+    assert sum(len(c) for c in got["cones"]) > n
+    for expnum, found in zip(expnums, got["expnums"], strict=True):
+        assert found == np.flatnonzero(rows["expnum"] == expnum).tolist()
 
 
 @pytest.mark.legacypipe
