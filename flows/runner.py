@@ -11,7 +11,8 @@ one; ``science``/``usage``/``timeout`` → recorded, reported, never blindly ret
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,14 +35,48 @@ from lsdr.tasks.units import (
 
 log = logging.getLogger("lsdr.flows")
 
-ProgressHook = Callable[[str, int, int], None]
-"""Called as (phase, units finished, units in the phase) while a phase runs."""
+
+@dataclass(frozen=True)
+class PhaseProgress:
+    """Where a phase's units stand: sent when the phase starts, as units finish, and at its end.
+
+    The first event of a phase already counts the units a rerun skips (``cached``), so a
+    display can tell the units this run ran from those it found done.
+    """
+
+    phase: str
+    total: int
+    """Units in the phase."""
+    done: int = 0
+    """Units run to completion in this run."""
+    cached: int = 0
+    """Units found already done (not run again)."""
+    failed: int = 0
+    """Units that failed (in this run, or recorded as failed with the same inputs)."""
+    finished: bool = False
+    """True on the phase's last event: every unit is settled."""
+
+    @property
+    def settled(self) -> int:
+        """Units with an outcome: done, already done or failed."""
+        return self.done + self.cached + self.failed
+
+    def summary(self) -> str:
+        """One line: ``phase: N units: a done, b already done, c failed``."""
+        return (
+            f"{self.phase}: {self.total} units: {self.done} done, "
+            f"{self.cached} already done, {self.failed} failed"
+        )
+
+
+ProgressHook = Callable[[PhaseProgress], None]
+"""Called in the flow's thread (the CLI's process) each time a phase's counts change."""
 
 _progress_hooks: list[ProgressHook] = []
 
 
 def add_progress_hook(hook: ProgressHook) -> None:
-    """Register a progress display (the CLI's rich progress bars)."""
+    """Register a progress display (the CLI's :class:`lsdr.console.RunProgress`)."""
     _progress_hooks.append(hook)
 
 
@@ -51,9 +86,20 @@ def remove_progress_hook(hook: ProgressHook) -> None:
         _progress_hooks.remove(hook)
 
 
-def _report_progress(phase: str, finished: int, total: int) -> None:
+def _progress(
+    phase: str, results: Iterable[UnitResult], total: int, finished: bool = False
+) -> PhaseProgress:
+    """The progress event for a phase's settled results."""
+    states = Counter(r.state for r in results)
+    return PhaseProgress(phase, total, states["done"], states["cached"], states["failed"], finished)
+
+
+def _report_progress(event: PhaseProgress) -> None:
     for hook in list(_progress_hooks):
-        hook(phase, finished, total)
+        try:
+            hook(event)
+        except Exception as err:  # a display is a view; never fail a phase for one
+            log.warning("progress display failed: %s", err)
 
 
 def ledger_for(settings: Settings) -> Ledger:
@@ -92,11 +138,7 @@ class PhaseReport:
 
     def summary_line(self) -> str:
         """One line for logs and the terminal."""
-        c = self.counts()
-        return (
-            f"{self.phase}: {len(self.results)} units: {c['done']} done, "
-            f"{c['cached']} already done, {c['failed']} failed"
-        )
+        return _progress(self.phase, self.results, len(self.results), finished=True).summary()
 
 
 class _Artifacts:
@@ -249,7 +291,7 @@ def run_units(
     log.info("%s: %d units, %d already done, %d to run", phase, len(units), len(results), len(todo))
 
     artifacts = _Artifacts(phase, len(units))
-    _report_progress(phase, len(results), len(units))
+    _report_progress(_progress(phase, results.values(), len(units)))
     artifacts.update(len(results))
 
     number = 0
@@ -306,10 +348,11 @@ def run_units(
                         todo.append(unit.with_threads(r.threads // 2))
                     else:
                         results[r.key] = r
-            _report_progress(phase, len(results), len(units))
+            _report_progress(_progress(phase, results.values(), len(units)))
             artifacts.update(len(results))
 
     report = PhaseReport(phase, [results[u.key] for u in units])
+    _report_progress(_progress(phase, report.results, len(units), finished=True))
     for r in report.failed:
         log.error("%s %s failed (%s): %s", phase, r.key, r.failure_class, r.message)
     log.info(report.summary_line())

@@ -31,7 +31,7 @@ def tractor(
 
     ``fit_budget_s``: seconds of fitting a brick may take; past it the brick saves its
     checkpoint and is rerun with ``--bail-out`` (its unfit blobs flagged BAILOUT).
-    ``checkpoint_period``: seconds between checkpoint rewrites (default 60).  ``outliers``:
+    ``checkpoint_period``: seconds between checkpoint rewrites (default 600).  ``outliers``:
     False skips the cross-exposure outlier masking (legacypipe's ``--no-outliers``).  Each brick is
     its own Prefect task, placed on a worker with room for its memory estimate.
     """

@@ -30,5 +30,7 @@ def connect_prefect(settings: Settings) -> str:
         os.environ.update(client_environment(info))
         url = info.url
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The client's own telemetry: offline, it only prints a first-run notice on a terminal.
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_ENABLED", "false")
     return url

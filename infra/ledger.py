@@ -37,9 +37,6 @@ from lsdr.infra.processes import pid_alive
 STATES = ("pending", "running", "done", "failed")
 """Unit states: planned, started by a worker, finished with valid outputs, failed."""
 
-FAILURE_CLASSES = ("infra", "oom", "timeout", "science", "usage")
-"""Failure classes, each with its own policy (docs/orchestration.md)."""
-
 
 class _Base(DeclarativeBase):
     pass

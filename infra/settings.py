@@ -67,7 +67,9 @@ class Settings(BaseSettings):
         None,
         description="Prefect server API; default: the release's own server (lsdr server up).",
     )
-    progress: bool = Field(True, description="Show progress bars in the terminal.")
+    progress: bool = Field(
+        True, description="A live progress table on a terminal (else a line per finished phase)."
+    )
 
     @field_validator("release_dir")
     @classmethod

@@ -1,20 +1,25 @@
 """``lsdr run <phase>``, ``status``, ``retry``, ``recover`` and ``ledger rebuild``.
 
 ``run`` connects to the release's Prefect server (starting it if needed), runs the phase's flow
-on a Dask cluster sized from the settings, shows progress bars, and exits 0 when every unit is
-done, 1 when some failed (listed with their reasons), 2 on bad input.
+on a Dask cluster sized from the settings, shows progress bars, and lists failed units with
+their class and reason.  Exit statuses:
+
+- 0: every unit is done;
+- 1: some units failed, at least one of them not because of the environment (bad data, a lost
+  worker, out of memory, a timeout; the others completed);
+- 2: bad input or usage (one line, no traceback), checked before any unit runs;
+- 3: the only failures are the environment's (class ``environment``: a program, Python module
+  or shared library is missing); install what the message names and rerun, which retries them.
 """
 
 from __future__ import annotations
 
-import sys
 from datetime import date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from lsdr.survey.bricks import RaDecBox
@@ -22,6 +27,9 @@ from lsdr.survey.errors import RegionError, UsageError
 
 run_app = typer.Typer(
     help="Run a phase of the release (each a Prefect flow) or a chain of phases.",
+    epilog="Example: lsdr run release --release-dir demo-release (every phase, in order; a "
+    "rerun does only what changed). One phase: lsdr run tractor --release-dir demo-release "
+    "--brick 1804p325.",
     no_args_is_help=True,
 )
 ledger_app = typer.Typer(help="The unit ledger (an index of the release's state).")
@@ -32,6 +40,9 @@ NAMED_REGIONS: dict[str, tuple[float, float, float, float]] = {
     "all": (0.0, 360.0, -90.0, 90.0),
 }
 """Regions known by name; ``cookbook`` is the worked example (RA 180-181, Dec 32-33)."""
+
+EXIT_OK, EXIT_UNIT_FAILURES, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
+"""``lsdr``'s exit statuses: done; units failed; bad input or usage; only the environment."""
 
 ReleaseDir = Annotated[
     Path, typer.Option("--release-dir", "-r", help="The release (and survey) directory.")
@@ -72,6 +83,14 @@ Cut = Annotated[bool, typer.Option("--cut/--no-cut", help="Apply the ccd_cuts qu
 CutExpnum = Annotated[
     bool, typer.Option("--cut-expnum/--no-cut-expnum", help="Drop exposures with no sources.")
 ]
+Verbose = Annotated[
+    bool,
+    typer.Option(
+        "--verbose",
+        "-v",
+        help="Also show INFO log records on the console (the run's log file always has them).",
+    ),
+]
 
 
 def parse_region(text: str | None) -> RaDecBox | None:
@@ -101,51 +120,44 @@ def _day(value: datetime | None) -> date | None:
     return value.date() if value else None
 
 
-class _Bars:
-    """Rich progress bars, one per phase, fed by the flows' progress hook."""
-
-    def __init__(self) -> None:
-        self.progress = Progress(
-            TextColumn("{task.description:>13}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        )
-        self.tasks: dict[str, Any] = {}
-
-    def __call__(self, phase: str, finished: int, total: int) -> None:
-        if phase not in self.tasks:
-            self.tasks[phase] = self.progress.add_task(phase, total=total)
-        self.progress.update(self.tasks[phase], completed=finished, total=total)
-
-
 def _execute(
-    release_dir: Path, overrides: dict[str, Any], chain: list[tuple[str, dict[str, Any]]]
+    release_dir: Path,
+    overrides: dict[str, Any],
+    chain: list[tuple[str, dict[str, Any]]],
+    verbose: bool = False,
 ) -> None:
-    """Connect, open one cluster, run the phases, print the outcome, exit with its code."""
+    """Connect, open one cluster, run the phases, print the outcome, exit with its code.
+
+    Log records go to the run's log file (:mod:`lsdr.runlog`); the console shows the progress
+    (:mod:`lsdr.console`), warnings, and INFO records too when ``verbose``.
+    """
     from lsdr.infra.settings import load_settings
 
     settings = load_settings(release_dir, **overrides)
     if not settings.release_dir.is_dir():
         raise UsageError(f"release directory {settings.release_dir} does not exist")
     from lsdr.infra.connect import connect_prefect
+    from lsdr.runlog import route_logs
+    from lsdr.survey.layout import ReleaseLayout
 
+    # Before Prefect is imported and the cluster starts: both read the environment it sets.
+    log_path = route_logs(ReleaseLayout(settings.release_dir).state_dir, verbose=verbose)
+    console.print(f"log: {log_path}", soft_wrap=True, highlight=False)
     url = connect_prefect(settings)
-    console.print(f"Prefect server: {url.removesuffix('/api')}")
+    console.print(f"Prefect server: {url.removesuffix('/api')}", soft_wrap=True, highlight=False)
 
+    from lsdr.console import RunProgress
     from lsdr.flows.pretractor import run_phase
     from lsdr.flows.runner import add_progress_hook, remove_progress_hook
     from lsdr.infra.cluster import dask_cluster
 
-    bars = _Bars()
+    # With --verbose the INFO records scroll past: a live table would only be torn by them.
+    live = settings.progress and console.is_terminal and not console.is_dumb_terminal
+    display = RunProgress(console, live=live and not verbose)
     results: list[dict[str, Any]] = []
-    add_progress_hook(bars)
+    add_progress_hook(display)
     try:
-        with dask_cluster(settings) as address:
-            if settings.progress and sys.stderr.isatty():
-                bars.progress.start()
+        with dask_cluster(settings) as address, display:
             for name, params in chain:
                 if name == "pretractor":
                     from lsdr.flows.pretractor import pretractor
@@ -168,17 +180,36 @@ def _execute(
                         **params,
                     )
                     results.extend(outcome["phases"])
-                    console.print(f"release summary: {outcome['summary']}")
+                    console.print(
+                        f"release summary: {outcome['summary']}", soft_wrap=True, highlight=False
+                    )
                 else:
                     results.append(run_phase(name, settings, address, **params))
     finally:
-        bars.progress.stop()
-        remove_progress_hook(bars)
+        remove_progress_hook(display)
     _report(results)
 
 
+def exit_status(failure_classes: list[str]) -> int:
+    """The run's exit status from its failed units' classes (see the module docstring).
+
+    3 when every failure is the environment's (nothing is wrong with the data), 1 when any
+    other unit failed, 0 when none did.
+    """
+    from lsdr.tasks.units import ENVIRONMENT
+
+    if not failure_classes:
+        return EXIT_OK
+    if all(cls == ENVIRONMENT for cls in failure_classes):
+        return EXIT_ENVIRONMENT
+    return EXIT_UNIT_FAILURES
+
+
 def _report(results: list[dict[str, Any]]) -> None:
-    failed = 0
+    """Print one line per phase and per failed unit; exit with :func:`exit_status`."""
+    from lsdr.tasks.units import ENVIRONMENT
+
+    classes: list[str] = []
     flat: list[dict[str, Any]] = []
     for result in results:
         if "merge_calibs" in result:
@@ -190,11 +221,22 @@ def _report(results: list[dict[str, Any]]) -> None:
             f"{result['phase']}: {c['done']} done, {c['cached']} already done, {c['failed']} failed"
         )
         for key, cls, message in result["failed"]:
-            failed += 1
+            classes.append(cls)
             print(f"  FAILED {key} [{cls}]: {message}")
-    if failed:
-        print(f"{failed} unit(s) failed: fix them, then `lsdr retry --phase P` and rerun.")
-        raise SystemExit(1)
+    environment = classes.count(ENVIRONMENT)
+    if environment:
+        print(
+            f"{environment} unit(s) failed because of the environment: install what is named "
+            "above, then rerun."
+        )
+    if len(classes) > environment:
+        print(
+            f"{len(classes) - environment} unit(s) failed: fix them, then "
+            "`lsdr retry --phase P` and rerun."
+        )
+    code = exit_status(classes)
+    if code != EXIT_OK:
+        raise SystemExit(code)
 
 
 @run_app.command("discover")
@@ -204,10 +246,11 @@ def run_discover(
     date_min: DateMin = None,
     date_max: DateMax = None,
     workers: Workers = None,
+    verbose: Verbose = False,
 ) -> None:
     """Find CP images, trim dates and duplicates, write image-list.txt."""
     params = {"cameras": camera, "date_min": _day(date_min), "date_max": _day(date_max)}
-    _execute(release_dir, _overrides(n_workers=workers), [("discover", params)])
+    _execute(release_dir, _overrides(n_workers=workers), [("discover", params)], verbose=verbose)
 
 
 @run_app.command("zeropoints")
@@ -217,10 +260,11 @@ def run_zeropoints(
     workers: Workers = None,
     batch_size: BatchSize = None,
     threads: Threads = None,
+    verbose: Verbose = False,
 ) -> None:
     """Zeropoints, PSF and spline sky for every CCD of every listed image (lite engine)."""
     overrides = _overrides(n_workers=workers, batch_size=batch_size, unit_threads=threads)
-    _execute(release_dir, overrides, [("zeropoints", {"run_calibs": run_calibs})])
+    _execute(release_dir, overrides, [("zeropoints", {"run_calibs": run_calibs})], verbose=verbose)
 
 
 @run_app.command("merge")
@@ -229,33 +273,35 @@ def run_merge(
     cut: Cut = True,
     cut_expnum: CutExpnum = True,
     workers: Workers = None,
+    verbose: Verbose = False,
 ) -> None:
     """Merge calibs per exposure and zeropoint tables into survey-ccds / ccds-annotated."""
     _execute(
         release_dir,
         _overrides(n_workers=workers),
         [("merge", {"cut": cut, "cut_expnum": cut_expnum})],
+        verbose=verbose,
     )
 
 
 @run_app.command("kdtree")
-def run_kdtree(release_dir: ReleaseDir) -> None:
+def run_kdtree(release_dir: ReleaseDir, verbose: Verbose = False) -> None:
     """Write the unified kd-tree CCD file survey-ccds-<dr>.kd.fits."""
-    _execute(release_dir, {}, [("kdtree", {})])
+    _execute(release_dir, {}, [("kdtree", {})], verbose=verbose)
 
 
 @run_app.command("bricks")
-def run_bricks(release_dir: ReleaseDir, region: Region = None) -> None:
+def run_bricks(release_dir: ReleaseDir, region: Region = None, verbose: Verbose = False) -> None:
     """Write the brick list: bricks of the region touched by CCDs that pass the cuts."""
     box = parse_region(region)
     params = {"region": None if box is None else _box(box)}
-    _execute(release_dir, {}, [("bricks", params)])
+    _execute(release_dir, {}, [("bricks", params)], verbose=verbose)
 
 
 @run_app.command("depthcut")
-def run_depthcut(release_dir: ReleaseDir) -> None:
+def run_depthcut(release_dir: ReleaseDir, verbose: Verbose = False) -> None:
     """Keep, per brick, the CCDs needed to reach the target depth (optional phase)."""
-    _execute(release_dir, {}, [("depthcut", {})])
+    _execute(release_dir, {}, [("depthcut", {})], verbose=verbose)
 
 
 @run_app.command("tractor")
@@ -278,7 +324,9 @@ def run_tractor(
     ] = None,
     checkpoint_period: Annotated[
         float | None,
-        typer.Option(help="Seconds between checkpoint rewrites while fitting (default 60)."),
+        typer.Option(
+            help="Seconds between checkpoint rewrites while fitting (default 600, as runbrick)."
+        ),
     ] = None,
     outliers: Annotated[
         bool,
@@ -290,6 +338,7 @@ def run_tractor(
     ] = True,
     workers: Workers = None,
     threads: Threads = None,
+    verbose: Verbose = False,
 ) -> None:
     """The lite runbrick on every brick of the brick list (tractor/, coadd/ products)."""
     params = {
@@ -303,26 +352,31 @@ def run_tractor(
         "outliers": outliers,
     }
     _execute(
-        release_dir, _overrides(n_workers=workers, unit_threads=threads), [("tractor", params)]
+        release_dir,
+        _overrides(n_workers=workers, unit_threads=threads),
+        [("tractor", params)],
+        verbose=verbose,
     )
 
 
 @run_app.command("brightneighbors")
-def run_brightneighbors(release_dir: ReleaseDir, brick: Bricks = None) -> None:
+def run_brightneighbors(
+    release_dir: ReleaseDir, brick: Bricks = None, verbose: Verbose = False
+) -> None:
     """Mark neighbouring bricks' bright stars and large blobs in each brick's maskbits."""
-    _execute(release_dir, {}, [("brightneighbors", {"bricks": brick})])
+    _execute(release_dir, {}, [("brightneighbors", {"bricks": brick})], verbose=verbose)
 
 
 @run_app.command("depth")
-def run_depth(release_dir: ReleaseDir, brick: Bricks = None) -> None:
+def run_depth(release_dir: ReleaseDir, brick: Bricks = None, verbose: Verbose = False) -> None:
     """The release's depth histogram (<dr>-depth.fits) and its plot, from the depth maps."""
-    _execute(release_dir, {}, [("depth", {"bricks": brick})])
+    _execute(release_dir, {}, [("depth", {"bricks": brick})], verbose=verbose)
 
 
 @run_app.command("summary")
-def run_summary(release_dir: ReleaseDir, brick: Bricks = None) -> None:
+def run_summary(release_dir: ReleaseDir, brick: Bricks = None, verbose: Verbose = False) -> None:
     """survey-bricks-<dr>.fits.gz per RA-degree chunk, merged, with sky-map plots."""
-    _execute(release_dir, {}, [("summary", {"bricks": brick})])
+    _execute(release_dir, {}, [("summary", {"bricks": brick})], verbose=verbose)
 
 
 @run_app.command("sweeps")
@@ -330,9 +384,10 @@ def run_sweeps(
     release_dir: ReleaseDir,
     brick: Bricks = None,
     version: Annotated[str, typer.Option(help="Sweep directory name, sweep/<version>/.")] = "10.0",
+    verbose: Verbose = False,
 ) -> None:
     """Sweep files: the primary objects' sweep columns per 5°×5° box."""
-    _execute(release_dir, {}, [("sweeps", {"bricks": brick, "version": version})])
+    _execute(release_dir, {}, [("sweeps", {"bricks": brick, "version": version})], verbose=verbose)
 
 
 @run_app.command("external")
@@ -340,15 +395,18 @@ def run_external(
     release_dir: ReleaseDir,
     brick: Bricks = None,
     radius: Annotated[float, typer.Option(help="Match radius, arcsec.")] = 1.5,
+    verbose: Verbose = False,
 ) -> None:
     """Match the release to the external catalogues (external/survey-<dr>-<name>.fits)."""
-    _execute(release_dir, {}, [("external", {"bricks": brick, "radius_arcsec": radius})])
+    _execute(
+        release_dir, {}, [("external", {"bricks": brick, "radius_arcsec": radius})], verbose=verbose
+    )
 
 
 @run_app.command("package")
-def run_package(release_dir: ReleaseDir, brick: Bricks = None) -> None:
+def run_package(release_dir: ReleaseDir, brick: Bricks = None, verbose: Verbose = False) -> None:
     """Verify brick checksums, write the release checksum files, tar the logs."""
-    _execute(release_dir, {}, [("package", {"bricks": brick})])
+    _execute(release_dir, {}, [("package", {"bricks": brick})], verbose=verbose)
 
 
 Destination = Annotated[str, typer.Option("--destination", help="rsync destination.")]
@@ -356,9 +414,19 @@ DryRun = Annotated[bool, typer.Option("--dry-run", help="List what would be copi
 
 
 @run_app.command("publish")
-def run_publish(release_dir: ReleaseDir, destination: Destination, dry_run: DryRun = False) -> None:
+def run_publish(
+    release_dir: ReleaseDir,
+    destination: Destination,
+    dry_run: DryRun = False,
+    verbose: Verbose = False,
+) -> None:
     """Copy the release to its destination with rsync (no images/ links, no state/)."""
-    _execute(release_dir, {}, [("publish", {"destination": destination, "dry_run": dry_run})])
+    _execute(
+        release_dir,
+        {},
+        [("publish", {"destination": destination, "dry_run": dry_run})],
+        verbose=verbose,
+    )
 
 
 @run_app.command("release")
@@ -373,6 +441,7 @@ def run_release(
     ] = None,
     workers: Workers = None,
     threads: Threads = None,
+    verbose: Verbose = False,
 ) -> None:
     """Every phase in order: pre-tractor, tractor, post-processing, package (and publish)."""
     box = parse_region(region)
@@ -384,7 +453,7 @@ def run_release(
         "destination": destination,
     }
     overrides = _overrides(n_workers=workers, unit_threads=threads)
-    _execute(release_dir, overrides, [("release", params)])
+    _execute(release_dir, overrides, [("release", params)], verbose=verbose)
 
 
 @run_app.command("pretractor")
@@ -401,6 +470,7 @@ def run_pretractor(
     workers: Workers = None,
     batch_size: BatchSize = None,
     threads: Threads = None,
+    verbose: Verbose = False,
 ) -> None:
     """discover → zeropoints → merge → kdtree → bricks (→ depthcut), one command."""
     box = parse_region(region)
@@ -415,7 +485,7 @@ def run_pretractor(
         "depth_cut": depth_cut,
     }
     overrides = _overrides(n_workers=workers, batch_size=batch_size, unit_threads=threads)
-    _execute(release_dir, overrides, [("pretractor", params)])
+    _execute(release_dir, overrides, [("pretractor", params)], verbose=verbose)
 
 
 def _box(box: RaDecBox) -> list[float]:
@@ -440,7 +510,12 @@ def status(
         bool, typer.Option("--bricks", help="List every brick of the tractor phase.")
     ] = False,
 ) -> None:
-    """Units by phase and state (the ``qdo list`` view), the bricks, failed units and why."""
+    """Units by phase and state (what qdo list showed), the bricks, failed units and why.
+
+    Reads the release's ledger only (state/ledger.sqlite); it starts nothing. Failed units are
+    listed with their failure class (science, infra, oom, timeout, usage, environment) and a
+    one-line reason naming the file or the missing tool.
+    """
     ledger = _ledger(release_dir)
     table = Table(title=f"units of {release_dir}")
     for column in ("phase", "pending", "running", "done", "failed", "total"):
@@ -460,8 +535,22 @@ def status(
             Console().print(brick_table(rows_t))
         elif rows_t:
             print(f"{len(rows_t)} bricks in the tractor phase: `lsdr status --bricks` lists them")
-    for f in ledger.failed(phase):
+    failed = ledger.failed(phase)
+    for f in failed:
         print(f"FAILED {f.phase} {f.key} [{f.failure_class}, {f.attempts} start(s)]: {f.message}")
+    if failed:
+        print(f"failed units by class: {classes_line([f.failure_class for f in failed])}")
+
+
+def classes_line(failure_classes: list[str]) -> str:
+    """``environment 1, science 2``: failed units per class, in the classes' canonical order."""
+    from collections import Counter
+
+    from lsdr.tasks.units import FAILURE_CLASSES
+
+    counts = Counter(failure_classes)
+    order = [c for c in FAILURE_CLASSES if c in counts] + sorted(set(counts) - {*FAILURE_CLASSES})
+    return ", ".join(f"{c} {counts[c]}" for c in order)
 
 
 def brick_table(rows: list[Any]) -> Table:

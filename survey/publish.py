@@ -15,7 +15,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsdr.survey.errors import InputFileError, SurveyError, UsageError
+from lsdr.survey.errors import InputFileError, MissingDependencyError, SurveyError, UsageError
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.releasefiles import rsync_excludes
 
@@ -40,7 +40,8 @@ def rsync_command(layout: ReleaseLayout, destination: str, *, dry_run: bool) -> 
         raise UsageError(f"bad publish destination {destination!r}")
     exe = shutil.which(RSYNC)
     if exe is None:
-        raise UsageError("rsync is not installed (Debian: apt-get install rsync)")
+        # Class ``environment``: the message names the Debian package (errors.KNOWN_INSTALLS).
+        raise MissingDependencyError("executable", RSYNC)
     args = [exe, "-a", "--no-links", "--out-format=%n", *rsync_excludes()]
     if dry_run:
         args.append("--dry-run")

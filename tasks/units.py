@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lsdr.infra.ledger import UnitFinish
-from lsdr.survey.errors import SurveyError, UsageError
+from lsdr.survey.errors import MissingDependencyError, SurveyError, UsageError
 from lsdr.survey.fileio import write_text_atomic
 from lsdr.survey.layout import ReleaseLayout
 
@@ -177,8 +177,28 @@ def _done(data: dict[str, Any] | None, unit: Unit, fp: str) -> UnitResult | None
     )
 
 
-NO_BLIND_RETRY = ("science", "usage")
-"""Failure classes a rerun does not retry while the unit's inputs are unchanged."""
+# -- failure classes: the one list of their names (policies in docs/orchestration.md) -----------
+INFRA = "infra"
+"""A lost worker, no space, a stale NFS handle: resubmitted up to ``max_attempts`` starts."""
+OOM = "oom"
+"""Out of memory: resubmitted with half the threads, down to one."""
+TIMEOUT = "timeout"
+"""Past its time budget: the phase's timeout policy (bricks: rerun with ``--bail-out``)."""
+SCIENCE = "science"
+"""Bad data or an unexpected error: recorded, not retried while the inputs are unchanged."""
+USAGE = "usage"
+"""Bad parameters or configuration."""
+ENVIRONMENT = "environment"
+"""A missing program, Python module or shared library: not the data's fault; not retried
+within the run, retried by the next run (after the user installed it)."""
+FAILURE_CLASSES = (INFRA, OOM, TIMEOUT, SCIENCE, USAGE, ENVIRONMENT)
+"""Every failure class, each with its own policy."""
+
+NO_BLIND_RETRY = (SCIENCE, USAGE)
+"""Failure classes a rerun does not retry while the unit's inputs are unchanged.
+
+Not ``environment``: its inputs did not change but the environment did (the tool installed).
+"""
 
 
 def _failed(data: dict[str, Any] | None, unit: Unit, fp: str) -> UnitResult | None:
@@ -268,23 +288,25 @@ def iter_sidecars(layout: ReleaseLayout) -> Iterator[dict[str, Any]]:
             yield data
 
 
-# -- failure classes ---------------------------------------------------------------------------
+# -- classifying failures ----------------------------------------------------------------------
 INFRA_ERRNOS = {errno.ENOSPC, errno.EIO, errno.ESTALE, errno.EDQUOT}
 
 
 def classify(err: BaseException) -> str:
     """The failure class of an exception raised by a unit (see docs/orchestration.md)."""
     if isinstance(err, MemoryError) or _out_of_address_space(err):
-        return "oom"
+        return OOM  # first: an ImportError under the memory limit is not a missing module
+    if missing_dependency(err) is not None:
+        return ENVIRONMENT
     if isinstance(err, UsageError):
-        return "usage"
+        return USAGE
     if isinstance(err, SurveyError | subprocess.CalledProcessError):
-        return "science"
+        return SCIENCE
     if isinstance(err, TimeoutError | subprocess.TimeoutExpired):
-        return "timeout"
+        return TIMEOUT
     if isinstance(err, OSError) and err.errno in INFRA_ERRNOS:
-        return "infra"
-    return "science"
+        return INFRA
+    return SCIENCE
 
 
 OUT_OF_MEMORY_TEXTS = ("failed to map segment", "cannot allocate memory")
@@ -301,9 +323,66 @@ def _out_of_address_space(err: BaseException) -> bool:
     return False
 
 
+SHARED_OBJECT_TEXT = ": cannot open shared object file"
+"""How the dynamic loader (an extension module's ImportError, ``ctypes``' OSError) says a shared
+library is missing: ``libfoo.so.1: cannot open shared object file: No such file or directory``."""
+
+_EXEC_FRAMES = {("subprocess", "_execute_child"), ("subprocess", "_posix_spawn")}
+"""Where ``subprocess`` raises the OSError of a failed exec (module, function)."""
+
+
+def missing_dependency(err: BaseException) -> MissingDependencyError | None:
+    """The missing dependency an exception reveals, or None when it is not about one.
+
+    A :class:`MissingDependencyError`; an ``ImportError`` (a module, or the shared library an
+    extension module links); a ``FileNotFoundError``/``PermissionError`` from exec'ing a
+    subprocess, whose ``filename`` is the executable; ``ctypes``' OSError for a library.
+    Out-of-memory import errors are not (class ``oom``).
+    """
+    if isinstance(err, MissingDependencyError):
+        return err
+    if _out_of_address_space(err):
+        return None
+    text = " ".join(str(err).split())
+    if isinstance(err, ImportError | OSError) and SHARED_OBJECT_TEXT in text:
+        library = text.split(SHARED_OBJECT_TEXT, 1)[0].rsplit(": ", 1)[-1]
+        return MissingDependencyError("library", library, reason=text)
+    if isinstance(err, ImportError):
+        return MissingDependencyError("module", err.name or "(unnamed)", reason=text)
+    if isinstance(err, FileNotFoundError | PermissionError) and _failed_exec(err):
+        executable = os.fsdecode(err.filename)
+        if isinstance(err, PermissionError):
+            return MissingDependencyError("executable", executable, reason=err.strerror or text)
+        if os.path.exists(executable):  # ENOENT for a file that exists: its #! interpreter
+            return MissingDependencyError(
+                "executable", executable, reason="its #! interpreter was not found"
+            )
+        return MissingDependencyError("executable", executable)
+    return None
+
+
+def _failed_exec(err: OSError) -> bool:
+    """Whether an OSError comes from exec'ing a program (not a chdir to ``cwd``, not a file)."""
+    if err.filename is None or err.__traceback__ is None:
+        return False
+    tb = err.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    frame = tb.tb_frame
+    if (frame.f_globals.get("__name__"), frame.f_code.co_name) not in _EXEC_FRAMES:
+        return False
+    return bool(err.filename != frame.f_locals.get("cwd"))
+
+
 def one_line(err: BaseException) -> str:
-    """A one-line reason: the message, plus where it was raised for unexpected errors."""
+    """A one-line reason: the message, plus where it was raised for unexpected errors.
+
+    A missing dependency is named with the command that installs it, where lsdr knows one.
+    """
     text = " ".join(str(err).split()) or type(err).__name__
+    missing = missing_dependency(err)
+    if missing is not None:
+        return str(missing)
     if isinstance(err, SurveyError):
         return text
     if isinstance(err, MemoryError):
