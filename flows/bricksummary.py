@@ -26,10 +26,16 @@ def bricksummary(
     """Summarise the bricks per RA degree in parallel, then merge the chunks and plot."""
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    names = release_bricks(s.release_dir, bricks)
+    names, left_out = release_bricks(s, bricks, "summary")
     reports = run_then_merge(
         ("summary", summary_unit, plan_summary(layout, names, bands or ["g", "r", "z"])),
         ("summary-merge", summary_merge_unit, lambda parts: plan_summary_merge(layout, parts)),
         s,
     )
-    return combined_summary("summary", reports, table=str(layout.brick_summary))
+    return combined_summary(
+        "summary",
+        reports,
+        left_out=left_out,
+        left_out_what="brick",
+        table=str(layout.brick_summary),
+    )

@@ -17,8 +17,8 @@ def brightneighbors(
 ) -> dict[str, Any]:
     """Update each brick's maskbits image and catalogue from its neighbours (originals kept)."""
     s = settings_for(release_dir, settings)
-    names = release_bricks(s.release_dir, bricks)
+    names, left_out = release_bricks(s, bricks, "brightneighbors")
     units = plan_brightneighbors(ReleaseLayout(s.release_dir), names)
     report = run_units("brightneighbors", brightneighbors_unit, units, s)
     changed = sum(int(r.summary.get("pixels_changed", 0)) for r in report.results)
-    return phase_summary(report, pixels_changed=changed)
+    return phase_summary(report, left_out=left_out, left_out_what="brick", pixels_changed=changed)

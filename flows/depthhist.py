@@ -21,11 +21,17 @@ def depthhist(
     """Per brick, histogram its primary pixels' depths; then sum into ``<dr>-depth.fits``."""
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    names = release_bricks(s.release_dir, bricks)
+    names, left_out = release_bricks(s, bricks, "depth")
     bands_ = bands or ["g", "r", "z"]
     reports = run_then_merge(
         ("depth", depth_unit, plan_depth(layout, names, bands_)),
         ("depth-merge", depth_merge_unit, lambda parts: plan_depth_merge(layout, parts)),
         s,
     )
-    return combined_summary("depth", reports, histogram=str(layout.depth_histogram))
+    return combined_summary(
+        "depth",
+        reports,
+        left_out=left_out,
+        left_out_what="brick",
+        histogram=str(layout.depth_histogram),
+    )

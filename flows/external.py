@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from prefect import flow
@@ -9,6 +10,8 @@ from prefect import flow
 from lsdr.flows.runner import phase_summary, release_bricks, run_units, settings_for
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.postprocess import external_unit, plan_external
+
+log = logging.getLogger("lsdr.flows")
 
 MATCH_RADIUS_ARCSEC = 1.5
 """match-external-catalog.py's default radius."""
@@ -37,8 +40,11 @@ def external(
         if catalogues is not None
         else release_catalogues(layout.root)
     )
-    names = release_bricks(s.release_dir, bricks)
-    report = run_units(
-        "external", external_unit, plan_external(layout, names, cats, radius_arcsec), s
+    names, left_out = release_bricks(s, bricks, "external")
+    if not names:  # no catalogue to match against: nothing to do, not a failure of each match
+        log.warning("external: no brick with a tractor catalogue; no catalogue matched")
+    units = plan_external(layout, names, cats, radius_arcsec) if names else []
+    report = run_units("external", external_unit, units, s)
+    return phase_summary(
+        report, left_out=left_out, left_out_what="brick", external_dir=str(layout.external_dir)
     )
-    return phase_summary(report, external_dir=str(layout.external_dir))

@@ -1,4 +1,9 @@
-"""Phase ``merge``: calibs per exposure, and the survey-ccds / ccds-annotated tables with cuts."""
+"""Phase ``merge``: calibs per exposure, and the survey-ccds / ccds-annotated tables with cuts.
+
+Images whose zeropoints unit failed are left out of both steps (even when an older zeropoint
+table of theirs is still there), and images whose merged calibs failed are left out of the
+tables: one bad image costs its own CCDs, never the phase.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +12,15 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import phase_summary, run_units, settings_for
+from lsdr.flows.runner import (
+    PhaseReport,
+    leave_out,
+    phase_summary,
+    read_planned_list,
+    run_units,
+    settings_for,
+    upstream_failures,
+)
 from lsdr.flows.zeropoints import read_images
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.pretractor import (
@@ -30,15 +43,24 @@ def merge(
     """Merge calibs (``merge-calibs --continue``) and CCD tables (``--cut --cut-expnum``)."""
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    images = read_images(layout)
-    with_zpt = [i for i in images if layout.zpt_annotated(i).exists()]
+    images, bad_list = read_planned_list("merge", layout.image_list, lambda: read_images(layout))
+    if bad_list:
+        tables = run_units("merge", merge_tables_unit, bad_list, s)
+        return phase_summary(tables, merge_calibs=phase_summary(PhaseReport("merge-calibs")))
+    failed_zpt = upstream_failures(s, "zeropoints", images)
+    usable = [i for i in images if i not in failed_zpt]
+    with_zpt = [i for i in usable if layout.zpt_annotated(i).exists()]
     calibs = run_units("merge-calibs", merge_calibs_unit, plan_merge_calibs(layout, with_zpt), s)
-    units = plan_merge_tables(layout, images, cut=cut, cut_expnum=cut_expnum)
+    failed_calibs = {r.key: f"merge-calibs failed: {r.message}" for r in calibs.failed}
+    failed_calibs.update(upstream_failures(s, "merge-calibs", failed_calibs))  # first messages
+    left_out = leave_out("merge", "image", {**failed_zpt, **failed_calibs})
+    kept = [i for i in usable if i not in failed_calibs]
+    units = plan_merge_tables(layout, kept, cut=cut, cut_expnum=cut_expnum)
     tables = run_units("merge", merge_tables_unit, units, s)
     summary = tables.results[0].summary if tables.ok else {}
     for missing in summary.get("missing_tables", []):
-        log.warning("merge: no zeropoint table %s (its image failed or was not measured)", missing)
-    result = phase_summary(tables, **summary)
+        log.warning("merge: no zeropoint table %s (its image was not measured)", missing)
+    result = phase_summary(tables, left_out=left_out, left_out_what="image", **summary)
     result["merge_calibs"] = phase_summary(calibs)
     result["failed"] = result["failed"] + result["merge_calibs"]["failed"]
     return result

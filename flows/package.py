@@ -29,11 +29,13 @@ def package(
     """
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    names = release_bricks(s.release_dir, bricks)
+    names, left_out = release_bricks(s, bricks, "package")
     verified = run_units("verify", verify_unit, plan_verify(layout, names), s)
     good = [r.key for r in verified.results if r.state != "failed"]
     reports = [verified]
     # The log tarballs first: the release checksum files list them.
     reports.append(run_units("logs", logs_unit, plan_logs(layout, names), s))
     reports.append(run_units("checksums", checksums_unit, plan_checksums(layout, good), s))
-    return combined_summary("package", reports, verified=len(good))
+    return combined_summary(
+        "package", reports, left_out=left_out, left_out_what="brick", verified=len(good)
+    )

@@ -114,7 +114,21 @@ def pretractor(
         for name, params in steps:
             result = run_phase(name, s, address, **params)
             results.append(result)
-            if result["failed"] and name in STOPPING:
+            if stops_chain(name, result):
                 log.error("pretractor: %s failed; stopping before the next phase", name)
                 break
     return results
+
+
+def stops_chain(name: str, result: dict[str, Any]) -> bool:
+    """Whether a phase's failures leave the next phases nothing: a STOPPING phase's own unit failed.
+
+    Not a merge whose only failures are exposures' merged calibs: those images are left out of
+    the CCD tables, and the tables are what the next phases read.
+    """
+    if name not in STOPPING:
+        return False
+    own = list(result["failed"])
+    if "merge_calibs" in result:
+        own = [f for f in own if f not in result["merge_calibs"]["failed"]]
+    return bool(own)

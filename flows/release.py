@@ -3,8 +3,10 @@
 pretractor (discover … bricks) → tractor → brightneighbors → depth → summary → sweeps →
 external → package → publish (when a destination is given).  Each phase starts when the one
 before has finished all its units (they run one after the other on one Dask cluster).  Failed
-units are reported and the later phases go on with what succeeded, except publishing: a release
-with failed units is not published unless ``publish_with_failures`` is set.
+units are reported and the later phases go on with what succeeded, leaving out (and naming) what
+depended on a failed unit: a failed image's CCDs, a failed brick.  The chain stops before the
+tractor phase only when discovery, the CCD tables, the kd-tree or the brick list failed.
+Publishing is skipped when any unit failed, unless ``publish_with_failures`` is set.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.pretractor import pretractor, run_phase
-from lsdr.flows.runner import combined_summary, settings_for
+from lsdr.flows.pretractor import pretractor, run_phase, stops_chain
+from lsdr.flows.runner import combined_summary, left_out_line, settings_for
 from lsdr.infra.cluster import dask_cluster
 from lsdr.survey.layout import ReleaseLayout
 
@@ -58,8 +60,10 @@ def release(
                     dask_address=address,
                 )
             )
-            if not layout.brick_list.exists():
-                log.error("release: the pre-tractor phases wrote no brick list; stopping")
+            stop = pretractor_stop(layout, results)
+            if stop is not None:
+                log.error("release: %s; stopping before the tractor phase", stop)
+                results.append(combined_summary("tractor", [], skipped=stop))
                 return _finish(layout, results)
         results.append(
             run_phase("tractor", s, address, width=width, height=height, pixscale=pixscale)
@@ -74,6 +78,21 @@ def release(
             else:
                 results.append(run_phase("publish", s, address, destination=destination))
     return _finish(layout, results)
+
+
+def pretractor_stop(layout: ReleaseLayout, results: list[dict[str, Any]]) -> str | None:
+    """Why the tractor phase cannot run after these pre-tractor results, or None when it can.
+
+    When discover, merge (its tables), kdtree or the brick list failed, what is on disk is older
+    than the survey (or missing): no brick is fitted on it.  Failed images are not a reason:
+    they are left out of the tables, and the other images' bricks go on.
+    """
+    for r in results:
+        if stops_chain(r["phase"], r) or (r["phase"] == "bricks" and r["failed"]):
+            return f"{r['phase']} failed"
+    if not layout.brick_list.exists():
+        return "the pre-tractor phases wrote no brick list"
+    return None
 
 
 def _not_published(failed: list[str]) -> dict[str, Any]:
@@ -139,6 +158,13 @@ def summary_markdown(layout: ReleaseLayout, results: list[dict[str, Any]]) -> st
         lines += ["", "## Failed", ""]
         lines += [f"- {phase} {key} [{cls}]: {msg}" for phase, (key, cls, msg) in failures]
         lines += [f"- {r['phase']} not run: {r['skipped']}" for r in skipped]
+    left_out = [r for r in results if r.get("left_out")]
+    if left_out:
+        lines += ["", "## Left out (an upstream unit failed)", ""]
+        lines += [
+            f"- {left_out_line(r['phase'], r.get('left_out_what', 'unit'), r['left_out'])}"
+            for r in left_out
+        ]
     lines += ["", "## Products", ""]
     lines += [f"- {what}: `{path}`" for what, path in release_products(layout)]
     plots = release_plots(layout)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ from lsdr.tasks.units import (
     batches,
     engine_version,
     fingerprint,
+    last_failure,
     recorded_result,
 )
 
@@ -270,7 +271,7 @@ def run_units(
     from dask.base import annotate
     from prefect.futures import as_completed
 
-    from lsdr.tasks.batch import run_batch
+    from lsdr.tasks.batch import run_batch, run_batch_now
 
     layout = ReleaseLayout(settings.release_dir)
     ledger = ledger_for(settings)
@@ -288,6 +289,13 @@ def run_units(
             results[unit.key] = known
     if results:
         ledger.mark_cached(phase, [r.ledger_finish() for r in results.values()])
+    unplannable = [u for u in todo if u.plan_error is not None]
+    if unplannable:
+        # A bad input file found in planning: recorded here (sidecar, ledger), never sent to Dask.
+        todo = [u for u in todo if u.plan_error is None]
+        release_dir = str(settings.release_dir)
+        for r in run_batch_now(fn, unplannable, release_dir, ledger.url, version):
+            results[r.key] = r
     log.info("%s: %d units, %d already done, %d to run", phase, len(units), len(results), len(todo))
 
     artifacts = _Artifacts(phase, len(units))
@@ -411,12 +419,24 @@ def _after_lost_batch(
     return again
 
 
-def phase_summary(report: PhaseReport, **extra: Any) -> dict[str, Any]:
-    """A flow's JSON-able return value: counts, failed units, phase-specific numbers."""
+def phase_summary(
+    report: PhaseReport,
+    *,
+    left_out: Sequence[Sequence[str]] = (),
+    left_out_what: str = "unit",
+    **extra: Any,
+) -> dict[str, Any]:
+    """A flow's JSON-able return value: counts, failed units, units left out, phase numbers.
+
+    ``left_out``: (key, reason) of what the phase did not plan because an upstream unit
+    failed; ``left_out_what`` names such a key ("image", "brick") in the summary lines.
+    """
     return {
         "phase": report.phase,
         "counts": report.counts(),
         "failed": [[r.key, r.failure_class, r.message] for r in report.failed],
+        "left_out": [list(item) for item in left_out],
+        "left_out_what": left_out_what,
         **extra,
     }
 
@@ -430,7 +450,14 @@ def settings_for(release_dir: str, overrides: dict[str, Any] | None) -> Settings
     return load_settings(Path(release_dir), **(overrides or {}))
 
 
-def combined_summary(phase: str, reports: Sequence[PhaseReport], **extra: Any) -> dict[str, Any]:
+def combined_summary(
+    phase: str,
+    reports: Sequence[PhaseReport],
+    *,
+    left_out: Sequence[Sequence[str]] = (),
+    left_out_what: str = "unit",
+    **extra: Any,
+) -> dict[str, Any]:
     """One summary for a phase run as several steps (per-brick units, then their merge)."""
     counts: dict[str, int] = {"done": 0, "cached": 0, "failed": 0}
     failed: list[list[Any]] = []
@@ -438,7 +465,74 @@ def combined_summary(phase: str, reports: Sequence[PhaseReport], **extra: Any) -
         for state, n in report.counts().items():
             counts[state] = counts.get(state, 0) + n
         failed += [[f"{r.phase}:{r.key}", r.failure_class, r.message] for r in report.failed]
-    return {"phase": phase, "counts": counts, "failed": failed, **extra}
+    return {
+        "phase": phase,
+        "counts": counts,
+        "failed": failed,
+        "left_out": [list(item) for item in left_out],
+        "left_out_what": left_out_what,
+        **extra,
+    }
+
+
+# -- what a phase leaves out because an upstream unit failed ------------------------------------
+def upstream_failures(settings: Settings, phase: str, keys: Iterable[str]) -> dict[str, str]:
+    """The keys whose unit of ``phase`` last failed, each with ``"<phase> failed: <reason>"``.
+
+    From the units' sidecars, and from the ledger for a unit given up after its worker was lost
+    (it has a failed ledger row but no failed sidecar).  A downstream planner leaves these keys
+    out instead of reading their (missing, stale or bad) products.
+    """
+    layout = ReleaseLayout(settings.release_dir)
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return {}
+    in_ledger = {f.key: f.message for f in ledger_for(settings).failed(phase)}
+    out: dict[str, str] = {}
+    for key in wanted:
+        message = last_failure(layout, phase, key) or in_ledger.get(key)
+        if message is not None:
+            out[key] = f"{phase} failed: {message}"
+    return out
+
+
+LEFT_OUT_LOGGED = 20
+"""Most left-out units a warning line lists (the phase summary lists them all)."""
+
+
+def left_out_line(
+    phase: str, what: str, left_out: Sequence[Sequence[str]], limit: int | None = None
+) -> str:
+    """``merge: 1 image left out: <key> (zeropoints failed: <reason>)``; at most ``limit`` named."""
+    n = len(left_out)
+    shown = list(left_out) if limit is None else list(left_out)[:limit]
+    text = "; ".join(f"{key} ({reason})" for key, reason in shown)
+    more = f"; and {n - len(shown)} more" if len(shown) < n else ""
+    return f"{phase}: {n} {what}{'' if n == 1 else 's'} left out: {text}{more}"
+
+
+def leave_out(phase: str, what: str, reasons: Mapping[str, str]) -> list[list[str]]:
+    """Log the units a phase leaves out (one WARNING line) and return them for its summary."""
+    items = [[key, reason] for key, reason in reasons.items()]
+    if items:
+        log.warning(left_out_line(phase, what, items, limit=LEFT_OUT_LOGGED))
+    return items
+
+
+def read_planned_list(
+    phase: str, path: Path, read: Callable[[], list[str]]
+) -> tuple[list[str], list[Unit]]:
+    """Names from an upstream list file (image list, brick list), never raising on a bad one.
+
+    An unreadable or malformed list becomes one failed unit of ``phase``, keyed by the file's
+    name, with the reader's message (which names the file): (names, []) or ([], [that unit]).
+    """
+    from lsdr.survey.errors import InputFileError
+
+    try:
+        return read(), []
+    except InputFileError as err:
+        return [], [Unit(phase, path.name, (str(path),)).unplannable(err)]
 
 
 def run_then_merge(
@@ -464,14 +558,27 @@ def run_then_merge(
     return [first, run_units(merge_phase, merge_fn, plan_merge(partials), settings)]
 
 
-def release_bricks(release_dir: Path, bricks: Sequence[str] | None) -> list[str]:
-    """The bricks a post-tractor phase works on: those given, or the brick list's.
+def release_bricks(
+    settings: Settings, bricks: Sequence[str] | None, phase: str
+) -> tuple[list[str], list[list[str]]]:
+    """The bricks a post-tractor phase works on (given, or the brick list's), and those left out.
 
     Only bricks with a tractor catalogue: a brick with no CCDs has none, nothing to summarise.
+    A brick whose tractor unit last failed is left out even when an older catalogue is there,
+    and so is everything when the brick list cannot be read; the phase logs what it left out.
     """
     from lsdr.survey.bricklist import read_brick_list
+    from lsdr.survey.errors import InputFileError
     from lsdr.survey.layout import checked_brick
 
-    layout = ReleaseLayout(release_dir)
-    names = [checked_brick(b) for b in bricks] if bricks else read_brick_list(layout)
-    return [b for b in names if layout.tractor(b).exists()]
+    layout = ReleaseLayout(settings.release_dir)
+    if bricks:
+        names = [checked_brick(b) for b in bricks]
+    else:
+        try:
+            names = read_brick_list(layout)
+        except InputFileError as err:
+            return [], leave_out(phase, "brick list", {layout.brick_list.name: str(err)})
+    failed = upstream_failures(settings, "tractor", names)
+    left = leave_out(phase, "brick", failed)
+    return [b for b in names if b not in failed and layout.tractor(b).exists()], left

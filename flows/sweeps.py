@@ -24,6 +24,8 @@ def sweeps(
     """Write one sweep file per sky box holding any of the bricks."""
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    names = release_bricks(s.release_dir, bricks)
+    names, left_out = release_bricks(s, bricks, "sweeps")
     report = run_units("sweeps", sweeps_unit, plan_sweeps(layout, names, version), s)
-    return phase_summary(report, sweep_dir=str(layout.sweep_dir(version)))
+    return phase_summary(
+        report, left_out=left_out, left_out_what="brick", sweep_dir=str(layout.sweep_dir(version))
+    )

@@ -7,9 +7,17 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import phase_summary, run_units, settings_for
+from lsdr.flows.runner import (
+    leave_out,
+    phase_summary,
+    read_planned_list,
+    run_units,
+    settings_for,
+    upstream_failures,
+)
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.tractor import bail_out_after_timeout, plan_tractor, tractor_unit
+from lsdr.tasks.units import Unit
 
 log = logging.getLogger("lsdr.flows")
 
@@ -40,7 +48,22 @@ def tractor(
 
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    names = [checked_brick(b) for b in bricks] if bricks else read_brick_list(layout)
+    bad_list: list[Unit] = []
+    if bricks:
+        names = [checked_brick(b) for b in bricks]
+    else:
+        names, bad_list = read_planned_list(
+            "tractor", layout.brick_list, lambda: read_brick_list(layout)
+        )
+    # The CCD tables and the brick list are made by one unit each: when the last run of either
+    # failed, what is on disk is older than the survey, and no brick is fitted on it.
+    upstream = upstream_failures(s, "merge", ["survey-ccds"])
+    if not bricks:
+        upstream.update(upstream_failures(s, "bricks", ["brick-list"]))
+    reason = "; ".join(upstream.values())
+    left_out = leave_out("tractor", "brick", dict.fromkeys(names, reason) if upstream else {})
+    if upstream:
+        names = []
     units = plan_tractor(
         layout,
         names,
@@ -55,11 +78,11 @@ def tractor(
     )
     # Largest bricks first (memory follows pixels, and so does time): the last brick to start
     # is a small one, so workers finish together (longest-processing-time-first scheduling).
-    units = sorted(units, key=lambda u: -u.memory_mb)
+    units = [*bad_list, *sorted(units, key=lambda u: -u.memory_mb)]
     report = run_units(
         "tractor", tractor_unit, units, s, on_timeout=bail_out_after_timeout, batch_size=1
     )
     empty = [r.key for r in report.results if r.summary.get("status") == "nothing-to-do"]
     for brick in empty:
         log.warning("tractor: %s has no CCDs: nothing to do, no catalogue", brick)
-    return phase_summary(report, nothing_to_do=empty)
+    return phase_summary(report, left_out=left_out, left_out_what="brick", nothing_to_do=empty)

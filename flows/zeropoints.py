@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import phase_summary, run_units, settings_for
+from lsdr.flows.runner import phase_summary, read_planned_list, run_units, settings_for
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.pretractor import plan_zeropoints, zeropoints_unit
 
@@ -15,12 +15,17 @@ from lsdr.tasks.pretractor import plan_zeropoints, zeropoints_unit
 def zeropoints(
     release_dir: str, run_calibs: bool = True, settings: dict[str, Any] | None = None
 ) -> dict[str, Any]:
-    """``<base>-annotated.fits``, ``<base>-photom.fits`` and per-CCD calibs for each image."""
+    """``<base>-annotated.fits``, ``<base>-photom.fits`` and per-CCD calibs for each image.
+
+    An image list that cannot be read is one failed unit (keyed by its file name), not a crash.
+    """
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    images = read_images(layout)
+    images, bad_list = read_planned_list(
+        "zeropoints", layout.image_list, lambda: read_images(layout)
+    )
     units = plan_zeropoints(layout, images, run_calibs=run_calibs, threads=s.unit_threads)
-    report = run_units("zeropoints", zeropoints_unit, units, s)
+    report = run_units("zeropoints", zeropoints_unit, [*bad_list, *units], s)
     return phase_summary(report)
 
 

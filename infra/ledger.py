@@ -5,6 +5,8 @@ provenance sidecars are the truth, and :meth:`Ledger.rebuild` recreates the ledg
 SQLite in the release's state directory by default; any SQLAlchemy URL (PostgreSQL in
 production) otherwise.  Writers are the flow (planning, cached units) and the workers (a
 batch's start and end), each a single transaction, so the ledger costs two writes per batch.
+Readers that must not write (``lsdr status``) open it with :meth:`Ledger.existing`, which
+creates nothing.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import (
     Float,
@@ -26,13 +30,17 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    inspect,
     select,
     update,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
+from sqlalchemy.pool import NullPool
 
 from lsdr.infra.processes import pid_alive
+from lsdr.survey.errors import InputFileError
 
 STATES = ("pending", "running", "done", "failed")
 """Unit states: planned, started by a worker, finished with valid outputs, failed."""
@@ -119,21 +127,57 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _read_only_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # Any write now fails ("attempt to write a readonly database"); reads wait for writers.
+    cursor.execute("PRAGMA query_only=ON")
+    cursor.execute("PRAGMA busy_timeout=60000")
+    cursor.close()
+
+
+def _sqlite_path(url: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URL; None for any other database."""
+    return Path(url[len("sqlite:///") :]) if url.startswith("sqlite:///") else None
+
+
 _ENGINES: dict[str, Engine] = {}
 
 
-def _engine(url: str) -> Engine:
-    """One engine per URL and process (workers reuse theirs across batches)."""
-    key = f"{os.getpid()}:{url}"
+def _engine_key(url: str, read_only: bool) -> str:
+    return f"{os.getpid()}:{'ro:' if read_only else ''}{url}"
+
+
+def _engine(url: str, read_only: bool = False) -> Engine:
+    """One engine per URL, mode and process (workers reuse theirs across batches).
+
+    Read-only creates nothing: no directory, no database file, no table.  For SQLite it opens
+    the existing file with ``mode=rw`` and ``PRAGMA query_only``, not ``mode=ro``: on a WAL
+    database a ``mode=ro`` reader leaves ``-wal``/``-shm`` files behind, while the last
+    ``mode=rw`` connection to close removes them, so the directory is left as it was found.
+    """
+    key = _engine_key(url, read_only)
     engine = _ENGINES.get(key)
     if engine is None:
-        if url.startswith("sqlite:///"):
-            Path(url[len("sqlite:///") :]).parent.mkdir(parents=True, exist_ok=True)
+        path = _sqlite_path(url)
+        if read_only and path is not None:
+            uri = f"file:{quote(str(path.absolute()))}?mode=rw"
+            engine = create_engine(
+                "sqlite://",
+                creator=lambda: sqlite3.connect(uri, uri=True, timeout=60),
+                poolclass=NullPool,  # each read closes its connection: nothing stays open
+            )
+            event.listen(engine, "connect", _read_only_pragmas)
+        elif read_only:
+            options = {"postgresql_readonly": True} if url.startswith("postgresql") else {}
+            engine = create_engine(url, pool_pre_ping=True, execution_options=options)
+        elif path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url, connect_args={"timeout": 60})
             event.listen(engine, "connect", _sqlite_pragmas)
         else:
             engine = create_engine(url, pool_pre_ping=True)
-        _Base.metadata.create_all(engine)
+        if not read_only:
+            _Base.metadata.create_all(engine)
         _ENGINES[key] = engine
     return engine
 
@@ -146,28 +190,51 @@ def _chunks(items: Sequence[Any], size: int = 500) -> Iterator[Sequence[Any]]:
 class Ledger:
     """The ledger at a database URL; cheap to create, safe to pickle (it holds only the URL)."""
 
-    def __init__(self, url: str) -> None:
-        """Open (and create if needed) the ledger at ``url``."""
+    def __init__(self, url: str, *, read_only: bool = False) -> None:
+        """The ledger at ``url``, created on first use; ``read_only`` creates and writes nothing."""
         self.url = url
+        self.read_only = read_only
+
+    @classmethod
+    def existing(cls, url: str, *, read_only: bool = True) -> Ledger | None:
+        """The ledger at ``url`` if one was created there, else None; creates nothing itself.
+
+        For commands that report on a release (``lsdr status``) or repair it: where nothing has
+        run there is no ledger, and looking must not make one.  An unreadable database is an
+        :class:`InputFileError` naming it (its password hidden).
+        """
+        path = _sqlite_path(url)
+        if path is not None and not path.is_file():
+            return None
+        try:
+            if not inspect(_engine(url, read_only=True)).has_table(UnitRow.__tablename__):
+                return None
+        except SQLAlchemyError as err:
+            where = make_url(url).render_as_string(hide_password=True)
+            reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+            raise InputFileError(f"ledger {where} cannot be read: {reason}") from None
+        return cls(url, read_only=read_only)
 
     @property
     def engine(self) -> Engine:
         """The SQLAlchemy engine of this process."""
-        return _engine(self.url)
+        return _engine(self.url, self.read_only)
 
     def close(self) -> None:
         """Close this process's connections to the ledger (before deleting or moving it)."""
-        engine = _ENGINES.pop(f"{os.getpid()}:{self.url}", None)
-        if engine is not None:
-            engine.dispose()
+        for read_only in (False, True):
+            engine = _ENGINES.pop(_engine_key(self.url, read_only), None)
+            if engine is not None:
+                engine.dispose()
 
-    def __getstate__(self) -> dict[str, str]:
-        """Pickle the URL only (engines do not cross processes)."""
-        return {"url": self.url}
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle the URL and mode only (engines do not cross processes)."""
+        return {"url": self.url, "read_only": self.read_only}
 
-    def __setstate__(self, state: dict[str, str]) -> None:
+    def __setstate__(self, state: dict[str, Any]) -> None:
         """Rebuild from the URL."""
         self.url = state["url"]
+        self.read_only = bool(state.get("read_only", False))
 
     # -- planning and running ---------------------------------------------------------------
     def plan(self, phase: str, keys: Iterable[str]) -> int:

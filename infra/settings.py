@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, TypeAdapter, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -108,6 +108,21 @@ def read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise UsageError(f"{path}: expected a mapping of settings, got {type(data).__name__}")
     return data
+
+
+def check_setting(name: str, value: Any) -> None:
+    """Raise a one-line :class:`UsageError` (pydantic's reason) if ``value`` is bad for ``name``.
+
+    Only the field's own type and bounds, with no file or environment read: the CLI checks an
+    option's value this way, naming the option, before it loads anything.
+    """
+    field = Settings.model_fields[name]
+    form: Any = Annotated[field.annotation, field]  # the field's type with its bounds
+    try:
+        TypeAdapter(form).validate_python(value)
+    except ValidationError as err:
+        reason = str(err.errors()[0]["msg"])
+        raise UsageError(reason[:1].lower() + reason[1:]) from None
 
 
 def load_settings(release_dir: Path, **overrides: Any) -> Settings:

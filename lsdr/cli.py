@@ -185,7 +185,8 @@ def demo(
     plots; opens nothing. A rerun recomputes nothing. The brick grids have the demo's binned
     pixels (1800² at 0.524″: the whole brick, a quarter of the pixels of 3600² at 0.262″).
     """
-    from lsdr.run_cli import NAMED_REGIONS, run_pretractor, run_release
+    from lsdr.options_check import NAMED_REGIONS
+    from lsdr.run_cli import run_pretractor, run_release
     from lsdr.survey.layout import ReleaseLayout
 
     region = grid.RaDecBox(*NAMED_REGIONS["cookbook"])

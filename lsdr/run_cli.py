@@ -7,7 +7,9 @@ their class and reason.  Exit statuses:
 - 0: every unit is done;
 - 1: some units failed, at least one of them not because of the environment (bad data, a lost
   worker, out of memory, a timeout; the others completed);
-- 2: bad input or usage (one line, no traceback), checked before any unit runs;
+- 2: bad input or usage (one line, no traceback), checked before anything starts: every
+  option (:mod:`lsdr.options_check`) and the release directory, before the Prefect server, the
+  Dask cluster or any write;
 - 3: the only failures are the environment's (class ``environment``: a program, Python module
   or shared library is missing); install what the message names and rerun, which retries them.
 """
@@ -16,14 +18,19 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
+from lsdr import options_check as check
+from lsdr.options_check import NAMED_REGIONS, parse_region
 from lsdr.survey.bricks import RaDecBox
-from lsdr.survey.errors import RegionError, UsageError
+from lsdr.survey.layout import check_release_dir
+
+if TYPE_CHECKING:
+    from lsdr.infra.ledger import Ledger
 
 run_app = typer.Typer(
     help="Run a phase of the release (each a Prefect flow) or a chain of phases.",
@@ -35,12 +42,6 @@ run_app = typer.Typer(
 ledger_app = typer.Typer(help="The unit ledger (an index of the release's state).")
 console = Console(stderr=True)
 
-NAMED_REGIONS: dict[str, tuple[float, float, float, float]] = {
-    "cookbook": (180.0, 181.0, 32.0, 33.0),
-    "all": (0.0, 360.0, -90.0, 90.0),
-}
-"""Regions known by name; ``cookbook`` is the worked example (RA 180-181, Dec 32-33)."""
-
 EXIT_OK, EXIT_UNIT_FAILURES, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
 """``lsdr``'s exit statuses: done; units failed; bad input or usage; only the environment."""
 
@@ -50,8 +51,9 @@ ReleaseDir = Annotated[
 Region = Annotated[
     str | None,
     typer.Option(
-        help="RA/Dec box 'ra_min,ra_max,dec_min,dec_max' (degrees) or a named region "
-        f"({', '.join(NAMED_REGIONS)}). Default: every brick the CCDs touch."
+        help="RA/Dec box 'ra_min,ra_max,dec_min,dec_max' (degrees; ra_min > ra_max crosses RA "
+        f"0) or a named region ({', '.join(NAMED_REGIONS)}). Default: every brick the CCDs "
+        "touch."
     ),
 ]
 Bricks = Annotated[
@@ -93,25 +95,6 @@ Verbose = Annotated[
 ]
 
 
-def parse_region(text: str | None) -> RaDecBox | None:
-    """A region from ``ra_min,ra_max,dec_min,dec_max`` or a name; None for no region."""
-    if text is None:
-        return None
-    if text in NAMED_REGIONS:
-        return RaDecBox(*NAMED_REGIONS[text])
-    parts = text.split(",")
-    try:
-        values = [float(p) for p in parts]
-    except ValueError:
-        values = []
-    if len(values) != 4:
-        raise RegionError(
-            f"region {text!r}: expected 'ra_min,ra_max,dec_min,dec_max' or one of "
-            f"{', '.join(NAMED_REGIONS)}"
-        )
-    return RaDecBox(*values)
-
-
 def _overrides(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
@@ -128,14 +111,17 @@ def _execute(
 ) -> None:
     """Connect, open one cluster, run the phases, print the outcome, exit with its code.
 
-    Log records go to the run's log file (:mod:`lsdr.runlog`); the console shows the progress
-    (:mod:`lsdr.console`), warnings, and INFO records too when ``verbose``.
+    First, with nothing started or written: the settings given as options, the release
+    directory (:func:`check_release_dir`), then the settings as a whole; the commands have
+    checked their other options already.  Log records go to the run's log file
+    (:mod:`lsdr.runlog`); the console shows the progress (:mod:`lsdr.console`), warnings, and
+    INFO records too when ``verbose``.
     """
     from lsdr.infra.settings import load_settings
 
+    check.setting_overrides(overrides)
+    check_release_dir(release_dir)
     settings = load_settings(release_dir, **overrides)
-    if not settings.release_dir.is_dir():
-        raise UsageError(f"release directory {settings.release_dir} does not exist")
     from lsdr.infra.connect import connect_prefect
     from lsdr.runlog import route_logs
     from lsdr.survey.layout import ReleaseLayout
@@ -249,6 +235,8 @@ def run_discover(
     verbose: Verbose = False,
 ) -> None:
     """Find CP images, trim dates and duplicates, write image-list.txt."""
+    check.cameras(camera)
+    check.nights(_day(date_min), _day(date_max))
     params = {"cameras": camera, "date_min": _day(date_min), "date_max": _day(date_max)}
     _execute(release_dir, _overrides(n_workers=workers), [("discover", params)], verbose=verbose)
 
@@ -341,6 +329,9 @@ def run_tractor(
     verbose: Verbose = False,
 ) -> None:
     """The lite runbrick on every brick of the brick list (tractor/, coadd/ products)."""
+    check.bricks(brick)
+    check.brick_grid(width, height, pixscale)
+    check.fit_times(fit_budget, checkpoint_period)
     params = {
         "bricks": brick,
         "width": width,
@@ -364,18 +355,21 @@ def run_brightneighbors(
     release_dir: ReleaseDir, brick: Bricks = None, verbose: Verbose = False
 ) -> None:
     """Mark neighbouring bricks' bright stars and large blobs in each brick's maskbits."""
+    check.bricks(brick)
     _execute(release_dir, {}, [("brightneighbors", {"bricks": brick})], verbose=verbose)
 
 
 @run_app.command("depth")
 def run_depth(release_dir: ReleaseDir, brick: Bricks = None, verbose: Verbose = False) -> None:
     """The release's depth histogram (<dr>-depth.fits) and its plot, from the depth maps."""
+    check.bricks(brick)
     _execute(release_dir, {}, [("depth", {"bricks": brick})], verbose=verbose)
 
 
 @run_app.command("summary")
 def run_summary(release_dir: ReleaseDir, brick: Bricks = None, verbose: Verbose = False) -> None:
     """survey-bricks-<dr>.fits.gz per RA-degree chunk, merged, with sky-map plots."""
+    check.bricks(brick)
     _execute(release_dir, {}, [("summary", {"bricks": brick})], verbose=verbose)
 
 
@@ -387,6 +381,8 @@ def run_sweeps(
     verbose: Verbose = False,
 ) -> None:
     """Sweep files: the primary objects' sweep columns per 5°×5° box."""
+    check.bricks(brick)
+    check.sweep_version(version)
     _execute(release_dir, {}, [("sweeps", {"bricks": brick, "version": version})], verbose=verbose)
 
 
@@ -398,6 +394,8 @@ def run_external(
     verbose: Verbose = False,
 ) -> None:
     """Match the release to the external catalogues (external/survey-<dr>-<name>.fits)."""
+    check.bricks(brick)
+    check.match_radius(radius)
     _execute(
         release_dir, {}, [("external", {"bricks": brick, "radius_arcsec": radius})], verbose=verbose
     )
@@ -406,6 +404,7 @@ def run_external(
 @run_app.command("package")
 def run_package(release_dir: ReleaseDir, brick: Bricks = None, verbose: Verbose = False) -> None:
     """Verify brick checksums, write the release checksum files, tar the logs."""
+    check.bricks(brick)
     _execute(release_dir, {}, [("package", {"bricks": brick})], verbose=verbose)
 
 
@@ -421,6 +420,7 @@ def run_publish(
     verbose: Verbose = False,
 ) -> None:
     """Copy the release to its destination with rsync (no images/ links, no state/)."""
+    check.destination(release_dir, destination)
     _execute(
         release_dir,
         {},
@@ -445,6 +445,8 @@ def run_release(
 ) -> None:
     """Every phase in order: pre-tractor, tractor, post-processing, package (and publish)."""
     box = parse_region(region)
+    check.brick_grid(width, height, pixscale)
+    check.destination(release_dir, destination)
     params = {
         "region": None if box is None else _box(box),
         "width": width,
@@ -474,6 +476,8 @@ def run_pretractor(
 ) -> None:
     """discover → zeropoints → merge → kdtree → bricks (→ depthcut), one command."""
     box = parse_region(region)
+    check.cameras(camera)
+    check.nights(_day(date_min), _day(date_max))
     params = {
         "region": None if box is None else _box(box),
         "cameras": camera,
@@ -492,11 +496,24 @@ def _box(box: RaDecBox) -> list[float]:
     return [box.ra_min, box.ra_max, box.dec_min, box.dec_max]
 
 
-def _ledger(release_dir: Path) -> Any:
+def _ledger(release_dir: Path) -> Ledger:
+    """The release's ledger (its settings' ``ledger_url``), created if it does not exist."""
     from lsdr.flows.runner import ledger_for
     from lsdr.infra.settings import load_settings
 
+    check_release_dir(release_dir)
     return ledger_for(load_settings(release_dir))
+
+
+def _existing_ledger(release_dir: Path, *, read_only: bool) -> Ledger | None:
+    """The release's ledger if anything has run there, else None; creates nothing."""
+    from lsdr.infra.ledger import Ledger
+
+    return Ledger.existing(_ledger(release_dir).url, read_only=read_only)
+
+
+NOTHING_RUN = "nothing has run yet in {}: it has no ledger"
+"""What ``status``, ``retry`` and ``recover`` say on a release without a ledger."""
 
 
 BRICK_TABLE_MAX = 30
@@ -512,11 +529,14 @@ def status(
 ) -> None:
     """Units by phase and state (what qdo list showed), the bricks, failed units and why.
 
-    Reads the release's ledger only (state/ledger.sqlite); it starts nothing. Failed units are
-    listed with their failure class (science, infra, oom, timeout, usage, environment) and a
-    one-line reason naming the file or the missing tool.
+    Reads the release's ledger only (state/ledger.sqlite), read-only; it starts and writes
+    nothing. Failed units are listed with their failure class (science, infra, oom, timeout,
+    usage, environment) and a one-line reason naming the file or the missing tool.
     """
-    ledger = _ledger(release_dir)
+    ledger = _existing_ledger(release_dir, read_only=True)
+    if ledger is None:
+        print(NOTHING_RUN.format(release_dir))
+        return
     table = Table(title=f"units of {release_dir}")
     for column in ("phase", "pending", "running", "done", "failed", "total"):
         table.add_column(column, justify="right" if column != "phase" else "left")
@@ -585,7 +605,10 @@ def retry(
     from lsdr.survey.layout import ReleaseLayout
     from lsdr.tasks.units import sidecar_path
 
-    ledger = _ledger(release_dir)
+    ledger = _existing_ledger(release_dir, read_only=False)
+    if ledger is None:
+        print(f"{NOTHING_RUN.format(release_dir)}; no failed unit to re-queue")
+        return
     layout = ReleaseLayout(release_dir)
     keys = [f.key for f in ledger.failed(phase) if failure_class in (None, f.failure_class)]
     for key in keys:
@@ -603,7 +626,11 @@ def recover(
     ] = False,
 ) -> None:
     """Mark units whose worker died as pending (safe at any time)."""
-    keys = _ledger(release_dir).recover(all_hosts=all_hosts)
+    ledger = _existing_ledger(release_dir, read_only=False)
+    if ledger is None:
+        print(f"{NOTHING_RUN.format(release_dir)}; no unit to recover")
+        return
+    keys = ledger.recover(all_hosts=all_hosts)
     for key in keys:
         print(f"recovered {key}")
     print(f"{len(keys)} unit(s) recovered")
@@ -612,9 +639,9 @@ def recover(
 @ledger_app.command("rebuild")
 def ledger_rebuild(release_dir: ReleaseDir) -> None:
     """Rebuild the ledger from the release's provenance sidecars."""
-    from lsdr.survey.layout import ReleaseLayout
     from lsdr.tasks.units import rebuild_ledger
 
-    counts = rebuild_ledger(ReleaseLayout(release_dir), _ledger(release_dir))
+    layout = check_release_dir(release_dir)
+    counts = rebuild_ledger(layout, _ledger(release_dir))
     for phase, n in sorted(counts.items()):
         print(f"{phase}: {n} units")

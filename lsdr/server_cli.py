@@ -1,7 +1,8 @@
 """``lsdr server``: start, stop and find the release's own Prefect server.
 
 Mounted by ``lsdr/cli.py`` as ``lsdr server …``.  Every command takes the release directory; the
-server's files live in its ``state/`` directory.  Errors print one line and exit with status 2.
+server's files live in its ``state/`` directory.  ``status``, ``url`` and ``down`` refuse a
+directory that is not a release and create nothing.  Errors print one line and exit with status 2.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from lsdr.infra.prefect_server import (
     stop_server,
 )
 from lsdr.survey.errors import SurveyError, UsageError
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.layout import ReleaseLayout, check_release_dir
 
 app = typer.Typer(
     help="The release's Prefect server (SQLite in state/, or PostgreSQL): up, down, status, url.",
@@ -59,9 +60,15 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def state_dir_of(release_dir: Path, *, must_exist: bool = True) -> Path:
-    """The state directory of a release; the release directory itself must exist."""
-    if must_exist and not release_dir.is_dir():
+def state_dir_of(release_dir: Path, *, release: bool = True) -> Path:
+    """The state directory of a release (:func:`check_release_dir`).
+
+    Without ``release`` (for ``up``, whose server makes any existing directory a release by
+    writing its ``state/``) the directory need only exist.
+    """
+    if release:
+        return check_release_dir(release_dir).state_dir
+    if not release_dir.is_dir():
         raise UsageError(f"release directory {release_dir} does not exist")
     return ReleaseLayout(release_dir).state_dir
 
@@ -99,7 +106,10 @@ def up(
 ) -> None:
     """Start the release's Prefect server (or find the running one) and print its URL."""
     info = start_server(
-        state_dir_of(release_dir), port=port, database_url=database_url, timeout=timeout
+        state_dir_of(release_dir, release=False),
+        port=port,
+        database_url=database_url,
+        timeout=timeout,
     )
     print(describe(info))
     print(export_line(info))

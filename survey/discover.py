@@ -87,6 +87,12 @@ def find_camera_images(layout: ReleaseLayout, camera: Camera) -> list[str]:
     return sorted(found)
 
 
+def check_nights(date_min: dt.date | None, date_max: dt.date | None) -> None:
+    """Refuse a night range that selects nothing: ``date_min`` after ``date_max``."""
+    if date_min is not None and date_max is not None and date_min > date_max:
+        raise UsageError(f"date_min {date_min} is after date_max {date_max}")
+
+
 def discover_images(
     layout: ReleaseLayout,
     *,
@@ -99,8 +105,7 @@ def discover_images(
     ``cameras`` limits the search to those cameras (default: every camera lsdr knows);
     ``date_min``/``date_max`` are inclusive observing nights (see the module docstring).
     """
-    if date_min is not None and date_max is not None and date_min > date_max:
-        raise UsageError(f"date_min {date_min} is after date_max {date_max}")
+    check_nights(date_min, date_max)
     chosen = [get_camera(c) for c in cameras] if cameras is not None else list(CAMERAS.values())
     dropped: list[tuple[str, str]] = []
     candidates: list[_Candidate] = []

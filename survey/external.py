@@ -286,6 +286,13 @@ def _nearest_pairs(
     return ext[first], obj[first], dist[first]
 
 
+def check_match_radius(radius_arcsec: float) -> float:
+    """A match radius (arcsec) that can match anything: positive and finite."""
+    if not (math.isfinite(radius_arcsec) and radius_arcsec > 0):
+        raise UsageError(f"match radius must be positive, not {radius_arcsec}")
+    return radius_arcsec
+
+
 def match_external(
     layout: ReleaseLayout,
     catalogue: ExternalCatalogue,
@@ -301,8 +308,7 @@ def match_external(
     """
     from scipy.spatial import cKDTree
 
-    if not radius_arcsec > 0:
-        raise UsageError(f"match radius must be positive, not {radius_arcsec}")
+    check_match_radius(radius_arcsec)
     out_path = layout.external_match(catalogue.name)
     ext_pos, copied = read_external(catalogue)
     n_ext = len(ext_pos)

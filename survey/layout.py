@@ -38,6 +38,11 @@ def checked_brick(brick: str) -> str:
     return validate_brickname(brick)
 
 
+def checked_sweep_version(version: str) -> str:
+    """A sweep version safe as ``sweep/<version>/``: one plain directory name (``10.0``)."""
+    return _word(version)
+
+
 def brick_dir_prefix(brick: str) -> str:
     """``<bri>``: the first three characters of a brick name (``cus`` for custom bricks)."""
     return checked_brick(brick)[:3]
@@ -310,7 +315,7 @@ class ReleaseLayout:
     # -- post-processing ------------------------------------------------------------------
     def sweep_dir(self, version: str) -> Path:
         """``sweep/<version>/`` (e.g. ``sweep/10.0``)."""
-        return self.root / "sweep" / _word(version)
+        return self.root / "sweep" / checked_sweep_version(version)
 
     def sweep(self, version: str, ra1: float, dec1: float, ra2: float, dec2: float) -> Path:
         """``sweep/<version>/sweep-<ra1><p|m><dec1>-<ra2><p|m><dec2>.fits``."""
@@ -388,6 +393,27 @@ class ReleaseLayout:
     def ledger_db(self) -> Path:
         """``state/ledger.sqlite``: the default unit ledger."""
         return self.state_dir / "ledger.sqlite"
+
+
+def check_release_dir(root: Path) -> ReleaseLayout:
+    """The layout of ``root`` if it is a release directory, else a one-line :class:`UsageError`.
+
+    A release directory holds the survey to reduce, ``images/`` (the CP images, as a real
+    survey and the simulator have them), or what lsdr wrote there, ``state/`` (every run and
+    ``lsdr server up`` write it first).  A directory with neither (a typo, ``/tmp``) is refused
+    before anything reads or writes it.
+    """
+    layout = ReleaseLayout(root)
+    if not layout.root.exists():
+        raise UsageError(f"release directory {root} does not exist")
+    if not layout.root.is_dir():
+        raise UsageError(f"release directory {root} is not a directory")
+    if not (layout.images_dir.is_dir() or layout.state_dir.is_dir()):
+        raise UsageError(
+            f"{root} is not a release directory: it has no images/ (the CP images) and no "
+            "state/ (what lsdr writes)"
+        )
+    return layout
 
 
 def _check_ccdname(ccd: str) -> str:

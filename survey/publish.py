@@ -34,10 +34,23 @@ class PublishResult:
     command: tuple[str, ...]
 
 
-def rsync_command(layout: ReleaseLayout, destination: str, *, dry_run: bool) -> list[str]:
-    """The rsync argument list that publishes ``layout``'s release to ``destination``."""
+def check_destination(layout: ReleaseLayout, destination: str) -> str:
+    """A destination rsync takes as one: not empty, not an option, not the release itself.
+
+    A local destination inside the release would be copied into itself by the next publish.
+    """
     if not destination or destination.startswith("-"):
         raise UsageError(f"bad publish destination {destination!r}")
+    head = destination.split("/", 1)[0]
+    remote = destination.startswith("rsync://") or ":" in head  # rsync's host:path rule
+    if not remote and Path(destination).resolve().is_relative_to(layout.root.resolve()):
+        raise UsageError(f"publish destination {destination!r} is inside the release {layout.root}")
+    return destination
+
+
+def rsync_command(layout: ReleaseLayout, destination: str, *, dry_run: bool) -> list[str]:
+    """The rsync argument list that publishes ``layout``'s release to ``destination``."""
+    check_destination(layout, destination)
     exe = shutil.which(RSYNC)
     if exe is None:
         # Class ``environment``: the message names the Debian package (errors.KNOWN_INSTALLS).

@@ -12,6 +12,7 @@ from datetime import date
 from pathlib import Path
 
 from lsdr.survey.bricks import RaDecBox
+from lsdr.survey.errors import InputFileError
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.units import Unit, UnitOutput
 
@@ -21,6 +22,17 @@ CP_PATTERNS = ("c4d_*_oo[iwd]_*", "k4m_*_oo[iwd]_*", "ksb_*_oo[iwd]_*", "*_oki_*
 
 def _paths(paths: Sequence[Path]) -> tuple[str, ...]:
     return tuple(str(p) for p in paths)
+
+
+READ_ERRORS = (InputFileError, OSError, ValueError, RuntimeError)
+"""What reading a bad FITS file raises, through lsdr's readers (the first) or fitsio's."""
+
+
+def as_input_error(path: Path, err: Exception) -> InputFileError:
+    """``err`` as an :class:`InputFileError` naming ``path`` (unchanged if it already is one)."""
+    from lsdr.survey.fitsread import fits_failure
+
+    return err if isinstance(err, InputFileError) else fits_failure(path, err)
 
 
 def gaia_chunks(layout: ReleaseLayout) -> list[Path]:
@@ -109,13 +121,24 @@ def zeropoints_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
 
 # -- merge ------------------------------------------------------------------------------------
 def plan_merge_calibs(layout: ReleaseLayout, images: Sequence[str]) -> list[Unit]:
-    """One unit per exposure: inputs its per-CCD PsfEx and sky files."""
+    """One unit per exposure: inputs its per-CCD PsfEx and sky files.
+
+    Their names come from the image's CCD list; an image that cannot be read (truncated since
+    its zeropoints ran) gives a unit failed in planning (science, naming the file), not an error
+    of the whole phase.  Images whose zeropoints failed are not given here at all.
+    """
     from lsdr.survey.calibs import expected_calib_inputs
 
-    return [
-        Unit("merge-calibs", image, _paths(expected_calib_inputs(layout, image)))
-        for image in images
-    ]
+    units = []
+    for image in images:
+        try:
+            inputs = _paths(expected_calib_inputs(layout, image))
+        except READ_ERRORS as err:
+            bad = Unit("merge-calibs", image, (str(layout.image(image)),))
+            units.append(bad.unplannable(as_input_error(layout.image(image), err)))
+            continue
+        units.append(Unit("merge-calibs", image, inputs))
+    return units
 
 
 def merge_calibs_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
@@ -129,7 +152,11 @@ def merge_calibs_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
 def plan_merge_tables(
     layout: ReleaseLayout, images: Sequence[str], *, cut: bool = True, cut_expnum: bool = True
 ) -> list[Unit]:
-    """One unit: every image's ``-annotated.fits`` that exists (missing ones are reported)."""
+    """One unit: every image's ``-annotated.fits`` that exists (missing ones are reported).
+
+    ``images``: the images to merge, without those whose zeropoints or merged calibs failed
+    (the flow leaves them out, whatever old table they left behind).
+    """
     tables = [layout.zpt_annotated(i) for i in images]
     present = [p for p in tables if p.exists()]
     options = (

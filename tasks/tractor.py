@@ -97,10 +97,17 @@ def plan_tractor(
 
     ``fit_budget_s`` (the time budget) and ``checkpoint_period`` are execution flags;
     ``load`` (per brick: CCDs and CCD Mpix under it; default: from the survey-ccds tables)
-    sizes the memory estimates.
+    sizes the memory estimates.  A survey-ccds table that cannot be read makes every brick a
+    unit failed in planning (science, naming the table), not an error of the phase.
     """
+    from lsdr.survey.errors import InputFileError
+
+    bad_table: InputFileError | None = None
     if load is None:
-        load = ccd_pixels(layout, bricks, width, pixscale)
+        try:
+            load = ccd_pixels(layout, bricks, width, pixscale)
+        except InputFileError as err:
+            bad_table, load = err, {}
     inputs = tuple(str(p) for p in (*survey_ccds_tables(layout), *gaia_chunks(layout)))
     options = (
         ("width", width),
@@ -116,7 +123,7 @@ def plan_tractor(
         flags.append(("checkpoint_period", checkpoint_period))
     if fit_budget_s is not None:
         flags.append(("fit_budget_s", fit_budget_s))
-    return [
+    units = [
         Unit(
             "tractor",
             brick,
@@ -128,6 +135,7 @@ def plan_tractor(
         )
         for brick in bricks
     ]
+    return units if bad_table is None else [u.unplannable(bad_table) for u in units]
 
 
 def bail_out_after_timeout(unit: Unit) -> Unit | None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lsdr.infra.ledger import UnitFinish
-from lsdr.survey.errors import MissingDependencyError, SurveyError, UsageError
+from lsdr.survey.errors import InputFileError, MissingDependencyError, SurveyError, UsageError
 from lsdr.survey.fileio import write_text_atomic
 from lsdr.survey.layout import ReleaseLayout
 
@@ -65,6 +65,25 @@ class Unit:
     def with_threads(self, threads: int) -> Unit:
         """The same unit with another thread count (threads are not part of the fingerprint)."""
         return replace(self, threads=threads)
+
+    def unplannable(self, err: InputFileError) -> Unit:
+        """The same unit marked as failed in planning: a file its planner read is bad.
+
+        :func:`execute_unit` records it as a ``science`` failure with ``err``'s message (which
+        names the file), without running it; a rerun with the same inputs reports it again,
+        and replacing the file (an input, so a new fingerprint) lets it plan and run.
+        """
+        return self.with_flag(PLAN_ERROR, str(err))
+
+    @property
+    def plan_error(self) -> str | None:
+        """Why planning could not read this unit's inputs (see :meth:`unplannable`), or None."""
+        error = self.flag(PLAN_ERROR)
+        return str(error) if error else None
+
+
+PLAN_ERROR = "plan_error"
+"""The execution flag of a unit whose planner could not read one of its input files."""
 
 
 @dataclass(frozen=True)
@@ -221,6 +240,18 @@ def _failed(data: dict[str, Any] | None, unit: Unit, fp: str) -> UnitResult | No
         f"`lsdr retry --phase {unit.phase}` after a fix)",
         threads=unit.threads,
     )
+
+
+def last_failure(layout: ReleaseLayout, phase: str, key: str) -> str | None:
+    """The message of a unit's last recorded outcome when it failed (its sidecar), else None.
+
+    Whatever the fingerprint: a downstream phase leaves out what its upstream unit last failed
+    to make, until that unit runs again and succeeds.
+    """
+    data = read_sidecar(sidecar_path(layout, phase, key))
+    if data is None or data.get("state") != "failed":
+        return None
+    return str(data.get("message") or data.get("failure_class") or "failed")
 
 
 def recorded_result(layout: ReleaseLayout, unit: Unit, fp: str) -> UnitResult | None:
@@ -444,6 +475,8 @@ def execute_unit(
         return cached
     start = time.monotonic()
     try:
+        if unit.plan_error is not None:
+            raise InputFileError(unit.plan_error)
         with memory_limit(memory_limit_mb):
             output = fn(layout, unit)
     except Exception as err:

@@ -1,4 +1,10 @@
-"""Shared fixtures: the real legacypipe build, when the tests need it."""
+"""Shared fixtures: the real legacypipe build, a Prefect server, a Dask cluster; no skips in CI.
+
+With ``LSDR_REQUIRE_LEGACYPIPE=1`` (CI) no test may skip: what is missing fails the test
+(``required_in_ci.unavailable``; ``required_in_ci.legacypipe_test_case`` for the test data in
+../shared/data/legacypipe-test), and the hooks of ``required_in_ci`` turn any other skip into a
+failure.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,9 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from required_in_ci import pytest_make_collect_report as pytest_make_collect_report
+from required_in_ci import pytest_runtest_makereport as pytest_runtest_makereport
+from required_in_ci import unavailable
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild, find_build
 
@@ -19,10 +28,7 @@ def legacypipe() -> LegacypipeBuild:
     """
     build = find_build()
     if build is None:
-        message = "real legacypipe not built: run infra/scripts/build-legacypipe.sh"
-        if os.environ.get("LSDR_REQUIRE_LEGACYPIPE") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("real legacypipe not built: run infra/scripts/build-legacypipe.sh")
     return build
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -100,3 +102,141 @@ def test_status_lists_counts_and_failed_units(tmp_path):
     )
     assert "zeropoints" in done.stdout
     assert "FAILED zeropoints b.fits.fz [science, 1 start(s)]: b: HDU 2 truncated" in done.stdout
+
+
+# -- bad options are refused before anything starts; read-only commands write nothing ----------
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every path under ``root`` (relative) with its file's SHA-256; "" for a directory."""
+    return {
+        path.relative_to(root).as_posix(): (
+            hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else ""
+        )
+        for path in sorted(root.rglob("*"))
+    }
+
+
+@pytest.fixture
+def fresh_release(tmp_path: Path) -> Path:
+    """A release as a survey starts out: CP images under images/, nothing run yet."""
+    root = tmp_path / "release"
+    night = root / "images" / "90prime" / "CP20170101"
+    night.mkdir(parents=True)
+    (night / "ksb_170101_000000_ooi_g_v1.fits.fz").write_bytes(b"not read by these tests")
+    return root
+
+
+BAD_OPTIONS = [
+    (("run", "tractor", "--brick", "9999p999"), "--brick", "9999p999"),
+    (("run", "tractor", "--brick", "../1804p325"), "--brick", "../1804p325"),
+    (("run", "depth", "--brick", "1804p325", "--brick", "1803p325"), "--brick", "1803p325"),
+    (("run", "bricks", "--region", "10,20,1,0"), "--region", "10,20,1,0"),
+    (("run", "bricks", "--region", "10,20,80,95"), "--region", "10,20,80,95"),
+    (("run", "pretractor", "--region", "350,370,0,1"), "--region", "350,370,0,1"),
+    (("run", "tractor", "--width", "0"), "--width", "0"),
+    (("run", "release", "--height", "0"), "--height", "0"),
+    (("run", "tractor", "--pixscale", "0"), "--pixscale", "0"),
+    (("run", "tractor", "--fit-budget", "-1"), "--fit-budget", "-1"),
+    (("run", "tractor", "--checkpoint-period", "-5"), "--checkpoint-period", "-5"),
+    (("run", "zeropoints", "--workers", "0"), "--workers", "0"),
+    (("run", "zeropoints", "--threads", "0"), "--threads", "0"),
+    (("run", "zeropoints", "--batch-size", "0"), "--batch-size", "0"),
+    (
+        ("run", "discover", "--date-min", "2020-01-02", "--date-max", "2020-01-01"),
+        "--date-min",
+        "2020-01-02",
+    ),
+    (("run", "pretractor", "--camera", "hsc"), "--camera", "hsc"),
+    (("run", "sweeps", "--version", "../x"), "--version", "../x"),
+    (("run", "external", "--radius", "-1"), "--radius", "-1"),
+    (("run", "publish", "--destination", ""), "--destination", "''"),
+]
+"""A bad option, the option and the value its one line must name."""
+
+
+@pytest.mark.parametrize(("args", "option", "value"), BAD_OPTIONS)
+def test_bad_run_option_exits_2_before_anything_starts(
+    fresh_release: Path, args: tuple[str, ...], option: str, value: str
+):
+    """One line naming the option and the value, status 2; no server, no state/, no file."""
+    before = tree(fresh_release)
+    result = lsdr(*args, "--release-dir", str(fresh_release))
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("lsdr: error: ")
+    assert option in lines[0] and value in lines[0], lines[0]
+    assert "Prefect server" not in result.stdout + result.stderr
+    assert not (fresh_release / "state").exists()
+    assert tree(fresh_release) == before
+
+
+def test_publish_destination_inside_the_release_is_refused(fresh_release: Path):
+    """A destination inside the release (rsync would copy it into itself): refused, no write."""
+    before = tree(fresh_release)
+    inside = str(fresh_release / "published")
+    result = lsdr("run", "publish", "--release-dir", str(fresh_release), "--destination", inside)
+    assert result.returncode == 2, result.stderr
+    [line] = result.stderr.splitlines()
+    assert "--destination" in line and inside in line
+    assert tree(fresh_release) == before
+
+
+READ_COMMANDS = [
+    ("status",),
+    ("retry", "--phase", "zeropoints"),
+    ("recover",),
+    ("ledger", "rebuild"),
+    ("server", "status"),
+    ("server", "url"),
+    ("server", "down"),
+    ("run", "kdtree"),
+]
+"""Commands that take a release directory (the first seven only read or repair it)."""
+
+
+@pytest.mark.parametrize("command", READ_COMMANDS, ids=" ".join)
+def test_a_directory_that_is_not_a_release_is_refused(tmp_path: Path, command: tuple[str, ...]):
+    """An empty directory (not a release) and a missing one: status 2, one line, nothing made."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    missing = tmp_path / "missing"
+    for directory in (empty, missing):
+        result = lsdr(*command, "--release-dir", str(directory))
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "Traceback" not in result.stderr
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and str(directory) in lines[0], result.stderr
+    assert list(empty.iterdir()) == []
+    assert not missing.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+def test_status_of_a_release_that_has_not_run_writes_nothing(fresh_release: Path):
+    """`lsdr status` before any run says that nothing has run, exit 0, and creates no file."""
+    before = tree(fresh_release)
+    result = lsdr("status", "--release-dir", str(fresh_release))
+    assert result.returncode == 0, result.stderr
+    assert "nothing has run yet" in result.stdout
+    assert tree(fresh_release) == before
+    # No server runs: `server status` says so (1), `server url` has none to print (2).
+    assert lsdr("server", "status", "--release-dir", str(fresh_release)).returncode == 1
+    assert lsdr("server", "url", "--release-dir", str(fresh_release)).returncode == 2
+    assert tree(fresh_release) == before
+
+
+def test_status_reads_the_ledger_without_writing(tmp_path: Path):
+    """With a ledger, `lsdr status` reports it and leaves every file byte for byte as it was."""
+    from lsdr.infra.ledger import Ledger, UnitFinish, default_url
+
+    ledger = Ledger(default_url(tmp_path / "state"))
+    ledger.plan("merge", ["survey-ccds"])
+    ledger.finish("merge", [UnitFinish("survey-ccds", "failed", failure_class="science")])
+    ledger.close()
+    before = tree(tmp_path)
+    result = lsdr("status", "--release-dir", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "FAILED merge survey-ccds [science" in result.stdout
+    assert tree(tmp_path) == before

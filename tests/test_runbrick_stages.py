@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pickle
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
@@ -112,18 +111,46 @@ def test_checkpoint_keeps_only_matching_brick_and_bbox(tmp_path: Path):
     assert read_checkpoint(tmp_path / "none", BRICK, {}) == {}
 
 
-def test_checkpointer_writes_after_its_period(tmp_path: Path):
-    """Nothing is written before the period; flush writes the rest; no temp file remains."""
+class FakeClock:
+    """A monotonic clock the test moves by hand (the checkpointer's only source of time)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        """The time the test has set."""
+        return self.now
+
+
+BBOXES = {0: (0, 1, 0, 1), 1: (1, 2, 1, 2), 2: (2, 3, 2, 3), 3: (3, 4, 3, 4)}
+
+
+def test_checkpointer_writes_after_its_period(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Nothing is written before the period; the first blob after it writes all; flush the rest.
+
+    The clock is the test's: the order of events decides, not how fast the machine is.
+    """
+    from lsdr.survey.runbrick import stages
+
+    clock = FakeClock()
+    monkeypatch.setattr(stages, "time", clock)
     path = tmp_path / "cp.pickle"
-    cp = Checkpointer(path, BRICK, period=0.2)
-    cp.add(0, (0, 1, 0, 1), "x")
-    assert not path.exists()
-    time.sleep(0.25)
-    cp.add(1, (1, 2, 1, 2), "y")
-    assert read_checkpoint(path, BRICK, {0: (0, 1, 0, 1), 1: (1, 2, 1, 2)}) == {0: "x", 1: "y"}
-    cp.add(2, (2, 3, 2, 3), "z")
+    cp = Checkpointer(path, BRICK, period=600.0, last_write=clock.now)
+    cp.add(0, BBOXES[0], "x")
+    clock.now += 599.0
+    cp.add(1, BBOXES[1], "y")
+    assert not path.exists(), "written before its period"
+    clock.now += 1.0  # 600 s since the start
+    cp.add(2, BBOXES[2], "z")
+    assert read_checkpoint(path, BRICK, BBOXES) == {0: "x", 1: "y", 2: "z"}
+    clock.now += 599.0  # the period restarts at each write
+    cp.add(3, BBOXES[3], "w")
+    assert read_checkpoint(path, BRICK, BBOXES) == {0: "x", 1: "y", 2: "z"}
     cp.flush()
-    assert len(read_checkpoint(path, BRICK, {2: (2, 3, 2, 3)})) == 1
+    assert read_checkpoint(path, BRICK, BBOXES) == {0: "x", 1: "y", 2: "z", 3: "w"}
+    inode = path.stat().st_ino
+    cp.flush()  # nothing new: not rewritten (a rewrite renames a new file onto the name)
+    assert path.stat().st_ino == inode
     assert [p.name for p in tmp_path.iterdir()] == ["cp.pickle"]
 
 

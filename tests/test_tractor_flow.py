@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import pickle
+import re
 import signal
 import threading
 import time
@@ -68,6 +69,37 @@ def unit_summary(layout: ReleaseLayout) -> dict[str, Any]:
     assert data is not None and data.get("state") == "done", data
     summary: dict[str, Any] = data["summary"]
     return summary
+
+
+TEMPORARY_NAME = re.compile(r"tmp-\d+-.+")
+"""A file being written: ``survey/fileio.atomic_path`` writes ``tmp-<pid>-<final name>`` beside
+the final file and renames it onto that name when the write succeeds (removes it on error)."""
+
+
+def leftover_temporaries(root: Path) -> list[Path]:
+    """Files under ``root`` still under ``atomic_path``'s temporary name (partial writes)."""
+    return sorted(p for p in root.rglob("tmp-*") if TEMPORARY_NAME.fullmatch(p.name))
+
+
+def test_leftover_temporaries_finds_a_partial_write_and_nothing_else(tmp_path: Path) -> None:
+    """A ``tmp-<pid>-<name>`` file left in a catalogue directory is found; final names are not."""
+    from lsdr.survey.fileio import atomic_path
+
+    tractor_dir = tmp_path / "tractor" / "180"
+    tractor_dir.mkdir(parents=True)
+    (tractor_dir / "tractor-1804p325.fits").write_bytes(b"done")
+    (tractor_dir / "tmpl-1804p325.fits").write_bytes(b"not a temporary name")
+    assert leftover_temporaries(tmp_path) == []
+    leftover = tractor_dir / "tmp-123-x.fits"
+    leftover.write_bytes(b"partial")
+    assert leftover_temporaries(tmp_path) == [leftover]
+    leftover.unlink()
+    # The name the writer really uses while it writes, seen from inside the write.
+    final = tmp_path / "coadd" / "180" / "1804p325" / "legacysurvey-1804p325-image-r.fits.fz"
+    with atomic_path(final) as tmp:
+        tmp.write_bytes(b"being written")
+        assert leftover_temporaries(tmp_path) == [tmp]
+    assert leftover_temporaries(tmp_path) == [] and final.read_bytes() == b"being written"
 
 
 def checkpoint_entries(path: Path) -> int:
@@ -228,7 +260,7 @@ def test_brick_out_of_memory_is_rerun_with_half_the_threads_then_recorded(
     row = ledger_for(load_settings(layout.root)).get("tractor", BRICK)
     assert row is not None and (row.attempts, row.threads) == (2, 1)
     assert not layout.tractor(BRICK).exists()
-    assert not list(layout.root.glob("tractor/**/*.tmp*")), "a partial catalogue was left"
+    assert leftover_temporaries(layout.root) == [], "a partial product was left"
 
 
 @pytest.mark.slow

@@ -145,6 +145,74 @@ def test_metrics_pass_for_an_honest_catalogue():
     assert m.typing_accuracy == 1.0
 
 
+# Issue 5's acceptance thresholds as docs/validation.md publishes them (the "threshold" column):
+# typed in here, never read from lsdr.survey.validate.
+COMPLETENESS_MIN = 0.90
+"""Completeness of point sources at −1.0 ≤ Δm < −0.5: ≥ 0.90."""
+FLUX_BIAS_MAX = 0.02
+"""|median(flux / true flux) − 1| of stars with S/N > 20: < 2 %."""
+RESIDUAL_SIGMA_RANGE = (0.8, 1.3)
+"""Normalised flux residual σ of stars with S/N > 20: within 0.8–1.3."""
+ASTROMETRY_MAX_ARCSEC = 0.05
+"""Astrometric scatter of objects with S/N > 50: < 0.05″."""
+TYPING_MIN = 0.90
+"""Typing accuracy of objects with S/N > 50: ≥ 90 %."""
+
+
+def documented_verdicts(m: ValidationMetrics) -> dict[str, bool]:
+    """Each acceptance check decided by the documented thresholds from the metrics' values."""
+    lo, hi = RESIDUAL_SIGMA_RANGE
+    out = {}
+    for b in BANDS:
+        out[f"completeness_{b}"] = m.completeness_limit[b] >= COMPLETENESS_MIN
+        out[f"flux_bias_{b}"] = abs(m.flux_bias[b]) < FLUX_BIAS_MAX
+        out[f"residual_sigma_{b}"] = lo <= m.residual_sigma[b] <= hi
+    out["astrometry"] = m.astrometry_arcsec < ASTROMETRY_MAX_ARCSEC
+    out["typing"] = m.typing_accuracy >= TYPING_MIN
+    return out
+
+
+def missing_stars_in_the_completeness_bin(match: BrickMatch, every: int) -> BrickMatch:
+    """The match with every ``every``-th point source of the acceptance bin unmatched.
+
+    The synthetic bands share fluxes and depths, so the bin, and the loss, is every band's.
+    """
+    dm = ts.flux_to_mag(match.true_flux["r"]) - match.depth_mag["r"]
+    in_bin = np.nonzero((match.true_type == b"PSF") & (dm >= -1.0) & (dm < -0.5))[0]
+    match.matched[in_bin[::every]] = False
+    return match
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "every", "failing"),
+    [
+        ({}, 0, set()),
+        # 1.5 % is within the bias threshold, but far beyond bright stars' errors.
+        ({"bias": 0.015}, 0, {"residual_sigma_g", "residual_sigma_r", "residual_sigma_z"}),
+        ({"bias": 0.025}, 0, {f"{m}_{b}" for m in ("flux_bias", "residual_sigma") for b in BANDS}),
+        ({"noise_scale": 0.75}, 0, {"residual_sigma_g", "residual_sigma_r", "residual_sigma_z"}),
+        ({"noise_scale": 1.35}, 0, {"residual_sigma_g", "residual_sigma_z"}),
+        ({"astro_sigma": 0.04}, 0, set()),
+        ({"astro_sigma": 0.06}, 0, {"astrometry"}),
+        ({"mistype": 0.05}, 0, set()),
+        ({"mistype": 0.15}, 0, {"typing"}),
+        ({}, 20, set()),  # 95 % complete
+        ({}, 8, {"completeness_g", "completeness_r", "completeness_z"}),  # 87.5 % complete
+    ],
+)
+def test_each_check_applies_the_documented_threshold(
+    kwargs: dict[str, float], every: int, failing: set[str]
+):
+    """Every pass/fail equals the docs' threshold applied to the metric, on either side of it."""
+    match = synthetic_match(**kwargs)
+    if every:
+        match = missing_stars_in_the_completeness_bin(match, every)
+    m = compute_metrics(match)
+    assert m.checks == documented_verdicts(m)
+    assert {k for k, ok in m.checks.items() if not ok} == failing, m
+    assert m.passed() == (not failing)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "failing"),
     [
@@ -233,14 +301,20 @@ def test_lite_runbrick_meets_the_acceptance_thresholds(dense_brick_metrics: Vali
     """Completeness, flux bias, astrometry and typing meet issue 5's thresholds on a real brick."""
     m = dense_brick_metrics
     assert m.n_truth_psf > 50 and m.n_catalog > 50
-    held = {k: ok for k, ok in m.checks.items() if not k.startswith("residual_sigma")}
-    assert held and all(held.values()), f"acceptance checks failing: {held}\n{m}"
     for b in BANDS:
         assert m.n_flux_stars[b] >= 20 and m.n_completeness_limit[b] >= 5
+        assert m.completeness_limit[b] >= COMPLETENESS_MIN, (b, m)
+        assert abs(m.flux_bias[b]) < FLUX_BIAS_MAX, (b, m)
+    assert m.n_astrometry > 20 and m.n_typing > 20
+    assert m.astrometry_arcsec < ASTROMETRY_MAX_ARCSEC, m
+    assert m.typing_accuracy >= TYPING_MIN, m
 
 
 @pytest.mark.slow
 def test_flux_residuals_are_consistent_with_flux_ivar(dense_brick_metrics: ValidationMetrics):
     """Normalised flux residual σ of stars with S/N > 20 lies within 0.8–1.3 in every band."""
     m = dense_brick_metrics
-    assert all(m.checks[f"residual_sigma_{b}"] for b in BANDS), m.residual_sigma
+    lo, hi = RESIDUAL_SIGMA_RANGE
+    for b in BANDS:
+        assert m.n_flux_stars[b] >= 20
+        assert lo <= m.residual_sigma[b] <= hi, (b, m.residual_sigma)

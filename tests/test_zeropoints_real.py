@@ -10,25 +10,25 @@ or a missed exposure time would be caught) and FWHM within 30 % where stars were
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import fitsio
 import numpy as np
 import pytest
+from required_in_ci import legacypipe_test_case
 
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.zeropoints import measure_image
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "legacypipe-test"
-
 
 @pytest.fixture(scope="module")
 def mzlsbass2(tmp_path_factory: pytest.TempPathFactory) -> ReleaseLayout:
-    """A writable copy of mzlsbass2's images, Gaia chunks and survey-ccds (no calibs)."""
-    if not (SHARED / "mzlsbass2").exists():
-        pytest.skip("legacypipe test data not present")
+    """A writable copy of mzlsbass2's images, Gaia chunks and survey-ccds (no calibs).
+
+    Absent test data skips the test, or fails it under LSDR_REQUIRE_LEGACYPIPE=1 (CI).
+    """
     root = tmp_path_factory.mktemp("real") / "mzlsbass2"
-    shutil.copytree(SHARED / "mzlsbass2", root, ignore=shutil.ignore_patterns("calib"))
+    case = legacypipe_test_case("mzlsbass2")
+    shutil.copytree(case, root, ignore=shutil.ignore_patterns("calib"))
     return ReleaseLayout(root)
 
 
