@@ -435,10 +435,14 @@ def phase_summary(
         "phase": report.phase,
         "counts": report.counts(),
         "failed": [[r.key, r.failure_class, r.message] for r in report.failed],
-        "left_out": [list(item) for item in left_out],
-        "left_out_what": left_out_what,
+        **_left_out_fields(left_out, left_out_what),
         **extra,
     }
+
+
+def _left_out_fields(left_out: Sequence[Sequence[str]], what: str) -> dict[str, Any]:
+    """The summary's ``left_out`` (key, reason) pairs and what a key names."""
+    return {"left_out": [list(item) for item in left_out], "left_out_what": what}
 
 
 def settings_for(release_dir: str, overrides: dict[str, Any] | None) -> Settings:
@@ -469,8 +473,7 @@ def combined_summary(
         "phase": phase,
         "counts": counts,
         "failed": failed,
-        "left_out": [list(item) for item in left_out],
-        "left_out_what": left_out_what,
+        **_left_out_fields(left_out, left_out_what),
         **extra,
     }
 

@@ -27,8 +27,8 @@ LEGACYPIPE_TEST_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" /
 
 
 def required() -> bool:
-    """Whether this run is CI's, in which no test may skip."""
-    return os.environ.get(REQUIRE_ENV) == "1"
+    """Whether this run is CI's (``LSDR_REQUIRE_LEGACYPIPE=1`` or ``CI=true``): no test may skip."""
+    return os.environ.get(REQUIRE_ENV) == "1" or os.environ.get("CI", "").lower() == "true"
 
 
 def unavailable(message: str) -> NoReturn:
