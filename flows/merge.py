@@ -43,7 +43,7 @@ def merge(
     """Merge calibs (``merge-calibs --continue``) and CCD tables (``--cut --cut-expnum``)."""
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    images, bad_list = read_planned_list("merge", layout.image_list, lambda: read_images(layout))
+    images, bad_list = read_planned_list("merge", layout.image_list, lambda: read_images(layout), s)
     if bad_list:
         tables = run_units("merge", merge_tables_unit, bad_list, s)
         return phase_summary(tables, merge_calibs=phase_summary(PhaseReport("merge-calibs")))

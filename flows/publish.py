@@ -1,14 +1,23 @@
-"""Phase ``publish``: copy the release to its destination with rsync."""
+"""Phase ``publish``: copy the release to its destination with rsync.
+
+A release whose ledger holds failed units is not published (:mod:`lsdr.publish_gate`), as
+the ``release`` chain does not publish one whose run failed units; a dry run still lists what
+would be copied.  Failed ``publish`` units do not count: publishing again retries them.
+"""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import combined_summary, phase_summary, run_units, settings_for
+from lsdr.flows.runner import combined_summary, ledger_for, phase_summary, run_units, settings_for
+from lsdr.publish_gate import blocking_failures, refusal
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.postprocess import plan_publish, publish_unit
+
+log = logging.getLogger("lsdr.flows")
 
 
 @flow(name="publish")
@@ -16,11 +25,14 @@ def publish(
     release_dir: str,
     destination: str,
     dry_run: bool = False,
+    publish_with_failures: bool = False,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """rsync the release (not ``images/`` links, not orchestration state) to ``destination``.
 
-    A dry run lists what would be copied and records nothing.
+    A dry run lists what would be copied and records nothing.  Otherwise a release with failed
+    units in its ledger is not published (the summary's ``skipped`` says why), unless
+    ``publish_with_failures``.
     """
     from lsdr.survey.publish import publish as rsync_release
 
@@ -28,6 +40,14 @@ def publish(
     layout = ReleaseLayout(s.release_dir)
     if dry_run:
         result = rsync_release(layout, destination, dry_run=True)
-        return combined_summary("publish", [], dry_run=True, would_copy=list(result.files[:50]))
+        would_copy = list(result.files[:50])
+        return combined_summary(
+            "publish", [], dry_run=True, would_copy=would_copy, would_copy_total=result.n_files
+        )
+    if not publish_with_failures:
+        reason = refusal(s.release_dir, blocking_failures(ledger_for(s)))
+        if reason is not None:
+            log.error("publish: %s", reason)
+            return combined_summary("publish", [], skipped=reason)
     report = run_units("publish", publish_unit, plan_publish(layout, destination), s)
     return phase_summary(report, destination=destination)

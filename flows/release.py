@@ -6,7 +6,8 @@ before has finished all its units (they run one after the other on one Dask clus
 units are reported and the later phases go on with what succeeded, leaving out (and naming) what
 depended on a failed unit: a failed image's CCDs, a failed brick.  The chain stops before the
 tractor phase only when discovery, the CCD tables, the kd-tree or the brick list failed.
-Publishing is skipped when any unit failed, unless ``publish_with_failures`` is set.
+Publishing is skipped when any unit failed, in this run or (the ledger's, as ``lsdr run publish``
+refuses) before it, unless ``publish_with_failures`` is set.
 """
 
 from __future__ import annotations
@@ -76,7 +77,13 @@ def release(
                 log.error("release: not published: failed units in %s", ", ".join(failed))
                 results.append(_not_published(failed))
             else:
-                results.append(run_phase("publish", s, address, destination=destination))
+                # The publish flow also checks the ledger: a unit failed before this run counts.
+                allow = publish_with_failures
+                results.append(
+                    run_phase(
+                        "publish", s, address, destination=destination, publish_with_failures=allow
+                    )
+                )
     return _finish(layout, results)
 
 

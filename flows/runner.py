@@ -29,9 +29,8 @@ from lsdr.tasks.units import (
     UnitResult,
     batches,
     engine_version,
-    fingerprint,
     last_failure,
-    recorded_result,
+    settle,
 )
 
 log = logging.getLogger("lsdr.flows")
@@ -196,6 +195,57 @@ class _Artifacts:
             log.warning("could not create the units table artifact: %s", err)
 
 
+CACHED_LISTED = 500
+"""Most found-done units the cached-units table artifact lists by name."""
+
+
+def show_cached(phase: str, cached: Sequence[UnitResult]) -> None:
+    """Show the units a phase found done as one Prefect task run in state Cached, with why.
+
+    They are never submitted (a task run per unit would cost more than the rerun saves at
+    300,000 bricks), so one task run ``<phase>-already-done`` stands for them, its message
+    giving the count and the reasons, with a table artifact naming each unit and its reason.
+    Outside a flow run nothing is shown.
+    """
+    if not cached:
+        return
+    try:
+        from prefect.context import FlowRunContext
+
+        if FlowRunContext.get() is None:
+            return
+        reasons = Counter(r.message or "" for r in cached)
+        message = f"{len(cached)} units already done: " + "; ".join(
+            f"{n} {reason}" for reason, n in reasons.most_common()
+        )
+        rows = [{"unit": r.key, "reason": r.message} for r in cached[:CACHED_LISTED]]
+        already_done(phase, message, rows)
+    except Exception as err:  # a view; never fail a phase for one
+        log.warning("could not show the cached units in Prefect: %s", err)
+
+
+def _already_done(phase: str, message: str, rows: list[dict[str, Any]]) -> Any:
+    """The task run standing for a phase's found-done units: state Cached, with the reason."""
+    from prefect.artifacts import create_table_artifact
+    from prefect.states import Completed
+
+    create_table_artifact(
+        rows, key=f"{_artifact_key(phase)}-cached", description=f"{phase}: {message}"[:2000]
+    )
+    return Completed(name="Cached", message=message)
+
+
+def _cached_task() -> Any:
+    from prefect import task
+
+    return task(name="units-already-done", task_run_name="{phase}-already-done")(_already_done)
+
+
+def already_done(phase: str, message: str, rows: list[dict[str, Any]]) -> None:
+    """Run the found-done task in the current flow (see :func:`show_cached`)."""
+    _cached_task()(phase, message, rows)
+
+
 def _artifact_key(phase: str) -> str:
     return "".join(c if c.isalnum() else "-" for c in phase.lower())
 
@@ -281,14 +331,14 @@ def run_units(
     results: dict[str, UnitResult] = {}
     todo: list[Unit] = []
     for unit in units:
-        fp = fingerprint(unit, version)
-        known = recorded_result(layout, unit, fp)
-        if known is None:
-            todo.append(unit)
+        settled = settle(layout, unit, version)
+        if settled.result is None:
+            todo.append(settled.unit)
         else:
-            results[unit.key] = known
+            results[unit.key] = settled.result
     if results:
         ledger.mark_cached(phase, [r.ledger_finish() for r in results.values()])
+        show_cached(phase, [r for r in results.values() if r.state == "cached"])
     unplannable = [u for u in todo if u.plan_error is not None]
     if unplannable:
         # A bad input file found in planning: recorded here (sidecar, ledger), never sent to Dask.
@@ -523,19 +573,27 @@ def leave_out(phase: str, what: str, reasons: Mapping[str, str]) -> list[list[st
 
 
 def read_planned_list(
-    phase: str, path: Path, read: Callable[[], list[str]]
+    phase: str, path: Path, read: Callable[[], list[str]], settings: Settings | None = None
 ) -> tuple[list[str], list[Unit]]:
     """Names from an upstream list file (image list, brick list), never raising on a bad one.
 
     An unreadable or malformed list becomes one failed unit of ``phase``, keyed by the file's
     name, with the reader's message (which names the file): (names, []) or ([], [that unit]).
+    Once the list reads again, that failed unit is forgotten (its sidecar and ledger row go:
+    it stood for the file, not for work to redo), given the run's ``settings``.
     """
     from lsdr.survey.errors import InputFileError
+    from lsdr.tasks.units import sidecar_path
 
     try:
-        return read(), []
+        names = read()
     except InputFileError as err:
         return [], [Unit(phase, path.name, (str(path),)).unplannable(err)]
+    if settings is not None and last_failure(ReleaseLayout(settings.release_dir), phase, path.name):
+        sidecar_path(ReleaseLayout(settings.release_dir), phase, path.name).unlink(missing_ok=True)
+        ledger_for(settings).forget(phase, [path.name])
+        log.info("%s: %s reads again; its failed unit is cleared", phase, path)
+    return names, []
 
 
 def run_then_merge(

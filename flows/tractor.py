@@ -53,7 +53,7 @@ def tractor(
         names = [checked_brick(b) for b in bricks]
     else:
         names, bad_list = read_planned_list(
-            "tractor", layout.brick_list, lambda: read_brick_list(layout)
+            "tractor", layout.brick_list, lambda: read_brick_list(layout), s
         )
     # The CCD tables and the brick list are made by one unit each: when the last run of either
     # failed, what is on disk is older than the survey, and no brick is fitted on it.

@@ -22,7 +22,7 @@ def zeropoints(
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
     images, bad_list = read_planned_list(
-        "zeropoints", layout.image_list, lambda: read_images(layout)
+        "zeropoints", layout.image_list, lambda: read_images(layout), s
     )
     units = plan_zeropoints(layout, images, run_calibs=run_calibs, threads=s.unit_threads)
     report = run_units("zeropoints", zeropoints_unit, [*bad_list, *units], s)

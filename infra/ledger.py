@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     create_engine,
+    delete,
     event,
     func,
     inspect,
@@ -347,6 +348,17 @@ class Ledger:
             return rows
 
     # -- repairs ------------------------------------------------------------------------------
+    def forget(self, phase: str, keys: Sequence[str]) -> int:
+        """Remove units that no longer exist (a bad list file's unit, once the list reads)."""
+        with Session(self.engine) as session, session.begin():
+            n = 0
+            for chunk in _chunks(list(keys)):
+                result = session.execute(
+                    delete(UnitRow).where(UnitRow.phase == phase, UnitRow.key.in_(chunk))
+                )
+                n += int(getattr(result, "rowcount", 0) or 0)
+            return n
+
     def retry(self, phase: str, *, failure_class: str | None = None) -> int:
         """Re-queue the phase's failed units (after a fix) as pending; return how many."""
         query = update(UnitRow).where(UnitRow.phase == phase, UnitRow.state == "failed")

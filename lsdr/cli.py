@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -22,6 +22,9 @@ from lsdr.server_cli import app as server_app
 from lsdr.survey import bricks as grid
 from lsdr.survey.errors import SurveyError
 from lsdr.survey.simulate import DEMO_BINNING
+
+if TYPE_CHECKING:
+    from lsdr.survey.simulate import SimulationConfig
 
 DEMO_BRICK_PIXSCALE = 0.262 * DEMO_BINNING
 """The demo's brick grid pixel (″): its finest CCD pixel (Mosaic binned), not finer."""
@@ -77,16 +80,39 @@ def fail(message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
+LIBRARY_ERROR: type[Exception] = next(
+    c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"
+)
+"""The base of the usage errors Typer's (vendored or not) Click raises while parsing."""
+
+
 def main() -> None:
-    """Console-script entry point: run the app, turning survey errors into one-line exits."""
+    """Console-script entry point: run the app; usage and survey errors become one line.
+
+    The CLI library's own usage errors (a value of the wrong type, an unknown option) are
+    printed as lsdr's are (:func:`lsdr.options_check.library_error_line`), not as a usage
+    box; ``--help`` and a command given without arguments still show the help.
+    """
+    from lsdr.run_cli import EXIT_ENVIRONMENT, EXIT_USAGE
+
     try:
-        app()
+        code = app(standalone_mode=False)
+    except LIBRARY_ERROR as err:
+        status = int(getattr(err, "exit_code", EXIT_USAGE))
+        if type(err).__name__ == "NoArgsIsHelpError":
+            raise SystemExit(status) from None  # the help is printed already
+        from lsdr.options_check import library_error_line
+
+        fail(library_error_line(err, sys.argv[1:]), status)
+    except typer.Abort:
+        fail("aborted", 1)
     except SurveyError as err:
         # Exit 3 for a missing dependency outside any unit (a dry-run publish without rsync).
-        from lsdr.run_cli import EXIT_ENVIRONMENT, EXIT_USAGE
         from lsdr.survey.errors import MissingDependencyError
 
         fail(str(err), EXIT_ENVIRONMENT if isinstance(err, MissingDependencyError) else EXIT_USAGE)
+    if isinstance(code, int) and code != 0:
+        raise SystemExit(code)  # typer.Exit(code) from a command, or 130 for Ctrl-C
 
 
 @app.command()
@@ -118,37 +144,19 @@ def simulate(
     catalogue (truth/truth.fits) and the CCD truth (truth/truth-ccds.fits) are what the release
     is checked against. The same seed gives identical files.
     """
-    _simulate(
-        out,
-        camera,
-        band,
-        passes,
-        grid.RaDecBox(ra_min, ra_max, dec_min, dec_max),
-        seed,
-        binning,
-        workers,
-    )
+    from lsdr import options_check as check
+
+    check.output_dir("--out", out)
+    region = grid.RaDecBox(ra_min, ra_max, dec_min, dec_max)
+    _simulate(out, check.simulation(camera, band, passes, region, seed, binning, workers))
 
 
-def _simulate(
-    out: Path,
-    cameras: list[str] | None,
-    bands: list[str] | None,
-    passes: int,
-    region: grid.RaDecBox,
-    seed: int,
-    binning: int,
-    workers: int,
-) -> None:
-    """Run the simulator and report what it wrote."""
+def _simulate(out: Path, config: SimulationConfig) -> None:
+    """Run the simulator (its options checked already) and report what it wrote."""
     import time
 
-    from lsdr.survey.simulate import SimulationConfig, parse_passes, simulate_survey
+    from lsdr.survey.simulate import simulate_survey
 
-    specs = parse_passes(cameras, bands, passes)
-    config = SimulationConfig(
-        seed=seed, region=region, passes=specs, binning=binning, workers=workers
-    )
     start = time.monotonic()
     result = simulate_survey(out, config)
     out.mkdir(parents=True, exist_ok=True)
@@ -185,12 +193,15 @@ def demo(
     plots; opens nothing. A rerun recomputes nothing. The brick grids have the demo's binned
     pixels (1800² at 0.524″: the whole brick, a quarter of the pixels of 3600² at 0.262″).
     """
-    from lsdr.options_check import NAMED_REGIONS
+    from lsdr import options_check as check
     from lsdr.run_cli import run_pretractor, run_release
     from lsdr.survey.layout import ReleaseLayout
 
-    region = grid.RaDecBox(*NAMED_REGIONS["cookbook"])
-    _simulate(out, None, None, 2, region, seed, DEMO_BINNING, workers)
+    # Every option before the simulation writes anything: the run's, then the simulator's.
+    check.output_dir("--out", out)
+    check.setting_overrides({"n_workers": workers})
+    region = grid.RaDecBox(*check.NAMED_REGIONS["cookbook"])
+    _simulate(out, check.simulation(None, None, 2, region, seed, DEMO_BINNING, workers))
     layout = ReleaseLayout(out)
     try:
         if tractor:

@@ -9,14 +9,17 @@ exits with status 2 and writes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import date
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lsdr.survey.bricks import RaDecBox
 from lsdr.survey.errors import RegionError, UsageError
+
+if TYPE_CHECKING:
+    from lsdr.survey.simulate import SimulationConfig
 
 NAMED_REGIONS: dict[str, tuple[float, float, float, float]] = {
     "cookbook": (180.0, 181.0, 32.0, 33.0),
@@ -164,3 +167,110 @@ def setting_overrides(overrides: dict[str, Any]) -> None:
     for name, value in overrides.items():
         option = SETTING_OPTIONS.get(name, name)
         _check(option, value, partial(check_setting, name, value))
+
+
+def simulation(
+    camera_names: list[str] | None,
+    bands: list[str] | None,
+    passes: int,
+    region: RaDecBox,
+    seed: int,
+    binning: int,
+    workers: int,
+) -> SimulationConfig:
+    """``lsdr simulate`` and ``lsdr demo``: a survey the simulator can make, each option named.
+
+    The simulator checks its configuration before it writes anything; this names the option
+    of each refused value (``--workers 0: workers 0 must be at least 1``).  A negative seed,
+    which numpy's ``SeedSequence`` refuses only once the simulation has started, is refused
+    here.
+    """
+    from lsdr.survey.simulate import SimulationConfig, parse_passes
+
+    cameras(camera_names)
+    if seed < 0:
+        raise UsageError(f"--seed {seed}: the seed must be a non-negative integer")
+    _check("--binning", binning, partial(SimulationConfig, binning=binning))
+    _check("--workers", workers, partial(SimulationConfig, workers=workers))
+    specs = parse_passes(camera_names, bands, passes)
+    _check("--passes", passes, partial(SimulationConfig, passes=specs))
+    return SimulationConfig(
+        seed=seed, region=region, passes=specs, binning=binning, workers=workers
+    )
+
+
+def output_dir(option: str, path: Path) -> Path:
+    """``--out``: a directory to write into, or one that does not exist yet (not a file)."""
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{option} {path}: exists and is not a directory")
+    return path
+
+
+# -- what the CLI library itself refuses (a value of the wrong type, an unknown option) --------
+def library_error_line(err: Exception, argv: Sequence[str]) -> str:
+    """One line for a usage error the CLI library raised while parsing ``argv``.
+
+    A bad value names the option and the value as :func:`option_error` does
+    (``--width 'abc': input should be a valid integer, …``); any other usage error (an unknown
+    option or command, a missing option) is the library's message and where the help is.
+    """
+    param = getattr(err, "param", None)
+    message = str(getattr(err, "message", "") or err)
+    if param is not None and _is_bad_value(err):
+        value = _bad_value(err, param, argv)
+        name = _param_name(param)
+        reason = _lower_first(message.removeprefix("Value error, "))  # pydantic's ValueError
+        if value is None:
+            return f"{name}: {reason}"
+        return str(option_error(name, value, UsageError(reason)))
+    format_message = getattr(err, "format_message", None)
+    text = format_message() if callable(format_message) else message
+    ctx = getattr(err, "ctx", None)
+    path = getattr(ctx, "command_path", None)
+    where = f" (see '{path} --help')" if path else ""
+    return f"{_lower_first(' '.join(str(text).split())).rstrip('.')}{where}"
+
+
+def _is_bad_value(err: Exception) -> bool:
+    """A value the library refused (its ``BadParameter``), not a missing option."""
+    import typer
+
+    return isinstance(err, typer.BadParameter) and type(err).__name__ != "MissingParameter"
+
+
+def _param_name(param: object) -> str:
+    """An option's long name (``--width``), else its first; an argument's name (``RA``)."""
+    opts = [str(o) for o in getattr(param, "opts", None) or []]
+    if getattr(param, "param_type_name", "") == "option" and opts:
+        return next((o for o in opts if o.startswith("--")), opts[0])
+    return str(getattr(param, "metavar", None) or getattr(param, "name", "") or "").upper()
+
+
+def _bad_value(err: Exception, param: object, argv: Sequence[str]) -> object | None:
+    """The value the library refused: from its validation error, else the option's last one."""
+    errors = getattr(err.__cause__, "errors", None)
+    if callable(errors):
+        items = errors()
+        given = items[0].get("input") if items else None
+        if isinstance(given, str | int | float):
+            return given
+    opts = [str(o) for o in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]]
+    value: str | None = None
+    for i, token in enumerate(argv):
+        if token == "--":
+            break
+        for opt in opts:
+            if token == opt and i + 1 < len(argv):
+                value = argv[i + 1]
+            elif opt.startswith("--") and token.startswith(f"{opt}="):
+                value = token.partition("=")[2]
+            elif not opt.startswith("--") and token.startswith(opt) and token != opt:
+                value = token[len(opt) :]  # -Wabc
+    return value
+
+
+def _lower_first(text: str) -> str:
+    """``Input should be…`` → ``input should be…`` (not ``RA …``: an initialism stays)."""
+    if len(text) > 1 and text[0].isupper() and text[1].islower():
+        return text[0].lower() + text[1:]
+    return text

@@ -6,7 +6,9 @@ their class and reason.  Exit statuses:
 
 - 0: every unit is done;
 - 1: some units failed, at least one of them not because of the environment (bad data, a lost
-  worker, out of memory, a timeout; the others completed);
+  worker, out of memory, a timeout; the others completed), or none did but units were left out
+  because an upstream unit failed before (a phase run alone), or ``publish`` refused a release
+  with failed units;
 - 2: bad input or usage (one line, no traceback), checked before anything starts: every
   option (:mod:`lsdr.options_check`) and the release directory, before the Prefect server, the
   Dask cluster or any write;
@@ -16,6 +18,7 @@ their class and reason.  Exit statuses:
 
 from __future__ import annotations
 
+import sys
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -176,23 +179,34 @@ def _execute(
     _report(results)
 
 
-def exit_status(failure_classes: list[str]) -> int:
+def exit_status(failure_classes: list[str], not_done: int = 0) -> int:
     """The run's exit status from its failed units' classes (see the module docstring).
 
     3 when every failure is the environment's (nothing is wrong with the data), 1 when any
-    other unit failed, 0 when none did.
+    other unit failed, or when none failed but ``not_done`` units or phases were not run
+    because an upstream unit failed (left out by a phase run alone after that failure, or a
+    publish refused), 0 when every unit is done.
     """
     from lsdr.tasks.units import ENVIRONMENT
 
     if not failure_classes:
-        return EXIT_OK
+        return EXIT_UNIT_FAILURES if not_done else EXIT_OK
     if all(cls == ENVIRONMENT for cls in failure_classes):
         return EXIT_ENVIRONMENT
     return EXIT_UNIT_FAILURES
 
 
+LEFT_OUT_SHOWN = 20
+"""Most left-out units (over all phases) or dry-run files the end-of-run report names."""
+
+
 def _report(results: list[dict[str, Any]]) -> None:
-    """Print one line per phase and per failed unit; exit with :func:`exit_status`."""
+    """Print one line per phase, per failed unit and per left-out unit; exit with its status.
+
+    The left-out units (not planned because an upstream unit failed) are named with their
+    reason up to :data:`LEFT_OUT_SHOWN`, then counted; they make the run's status 1 when
+    nothing failed in it (:func:`exit_status`).
+    """
     from lsdr.tasks.units import ENVIRONMENT
 
     classes: list[str] = []
@@ -201,14 +215,29 @@ def _report(results: list[dict[str, Any]]) -> None:
         if "merge_calibs" in result:
             flat.append({**result["merge_calibs"], "failed": []})  # its failures are in merge's
         flat.append(result)
+    left_out = 0
     for result in flat:
         c = result["counts"]
+        items = result.get("left_out") or []
+        what = result.get("left_out_what", "unit")
+        extra = f", {len(items)} {what}{'' if len(items) == 1 else 's'} left out" if items else ""
         print(
-            f"{result['phase']}: {c['done']} done, {c['cached']} already done, {c['failed']} failed"
+            f"{result['phase']}: {c['done']} done, {c['cached']} already done, "
+            f"{c['failed']} failed{extra}"
         )
         for key, cls, message in result["failed"]:
             classes.append(cls)
             print(f"  FAILED {key} [{cls}]: {message}")
+        if result.get("skipped"):
+            print(f"  NOT RUN: {result['skipped']}")
+        if result.get("dry_run"):
+            _print_would_copy(result)
+        shown = items[: max(LEFT_OUT_SHOWN - left_out, 0)]
+        for key, reason in shown:
+            print(f"  LEFT OUT {key}: {reason}")
+        if len(items) > len(shown):
+            print(f"  and {len(items) - len(shown)} more {what}(s) left out")
+        left_out += len(items)
     environment = classes.count(ENVIRONMENT)
     if environment:
         print(
@@ -220,9 +249,41 @@ def _report(results: list[dict[str, Any]]) -> None:
             f"{len(classes) - environment} unit(s) failed: fix them, then "
             "`lsdr retry --phase P` and rerun."
         )
-    code = exit_status(classes)
+    if left_out and not classes:
+        print(
+            f"{left_out} unit(s) left out because an upstream unit failed: `lsdr status` lists "
+            f"the failed units; fix them, then {_retry_hint(flat)}, rerun that phase and this one."
+        )
+    skipped = sum(1 for result in flat if result.get("skipped"))
+    code = exit_status(classes, left_out + skipped)
     if code != EXIT_OK:
         raise SystemExit(code)
+
+
+def _print_would_copy(result: dict[str, Any]) -> None:
+    """A dry-run publish: how many files it would copy, the first ones named."""
+    files = list(result.get("would_copy") or [])
+    total = int(result.get("would_copy_total", len(files)))
+    print(f"  dry run: would copy {total} file(s)")
+    for name in files[:LEFT_OUT_SHOWN]:
+        print(f"    {name}")
+    if total > min(len(files), LEFT_OUT_SHOWN):
+        print(f"    and {total - min(len(files), LEFT_OUT_SHOWN)} more")
+
+
+def _retry_hint(results: list[dict[str, Any]]) -> str:
+    """``lsdr retry --phase zeropoints``: the phases whose failures the left-out units name."""
+    phases = sorted(
+        {
+            reason.partition(" failed: ")[0]
+            for result in results
+            for _, reason in result.get("left_out") or []
+            if " failed: " in reason
+        }
+    )
+    if len(phases) == 1:
+        return f"`lsdr retry --phase {phases[0]}`"
+    return f"`lsdr retry --phase P` ({', '.join(phases)})" if phases else "`lsdr retry --phase P`"
 
 
 @run_app.command("discover")
@@ -419,14 +480,37 @@ def run_publish(
     dry_run: DryRun = False,
     verbose: Verbose = False,
 ) -> None:
-    """Copy the release to its destination with rsync (no images/ links, no state/)."""
+    """Copy the release to its destination with rsync (no images/ links, no state/).
+
+    A release with failed units (lsdr status lists them) is not published: fix them, lsdr
+    retry, rerun. A dry run still lists what would be copied.
+    """
     check.destination(release_dir, destination)
+    _publish_gate(release_dir, dry_run)
     _execute(
         release_dir,
         {},
         [("publish", {"destination": destination, "dry_run": dry_run})],
         verbose=verbose,
     )
+
+
+def _publish_gate(release_dir: Path, dry_run: bool) -> None:
+    """Refuse to publish a release whose ledger has failed units (exit 1), before anything starts.
+
+    As ``lsdr run release`` does not publish a run with failed units; read-only, so nothing is
+    written or copied.  A dry run is not refused: it says that a publish would be.
+    """
+    from lsdr.publish_gate import blocking_failures, refusal
+
+    reason = refusal(release_dir, blocking_failures(_existing_ledger(release_dir, read_only=True)))
+    if reason is None:
+        return
+    if dry_run:
+        print(f"lsdr: dry run only: a publish would be refused: {reason}", file=sys.stderr)
+        return
+    print(f"lsdr: {reason}", file=sys.stderr)
+    raise SystemExit(EXIT_UNIT_FAILURES)
 
 
 @run_app.command("release")

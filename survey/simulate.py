@@ -1028,3 +1028,46 @@ def simulate_survey(root: Path, config: SimulationConfig | None = None) -> Simul
     }
     write_text_atomic(layout.truth_dir / SIMULATION_RECORD, json.dumps(record, indent=1))
     return result
+
+
+def add_exposure(
+    root: Path, like: str, *, days: int = 1, config: SimulationConfig | None = None
+) -> Path:
+    """Simulate one more exposure of a survey already on disk; return its image's path.
+
+    A repeat visit: the pointing, band and conditions of the exposure whose image is ``like``
+    (relative to ``images/``), ``days`` nights later, with a new exposure number and new noise;
+    its CCDs are appended to ``truth/truth-ccds.fits``.  ``config``: the survey's (default: the
+    demo's).  What a nightly increment finds, for tests and benchmarks of reruns.
+    """
+    import dataclasses
+
+    import fitsio
+
+    config = config or SimulationConfig()
+    layout = ReleaseLayout(Path(root))
+    _, _, plan_seq = np.random.SeedSequence(config.seed).spawn(3)
+    plans = {str(p.image_relpath()): p for p in plan_exposures(config, plan_seq)}
+    if like not in plans:
+        raise UsageError(f"{like}: not an exposure of this simulated survey")
+    template = plans[like]
+    utc = template.utc + dt.timedelta(days=days)
+    camera = get_camera(template.camera)
+    night = (utc - dt.timedelta(hours=19)).date()
+    if camera.expnum_in_header:
+        expnum = template.expnum + 1  # simulated numbers are 3 mod 7: never taken
+        dtacqnam = f"/data/observer/{camera.prefix}.{expnum}.fits"
+    else:
+        frame = (utc - dt.datetime(1858, 11, 17, tzinfo=dt.UTC)).days - 50_000
+        dtacqnam = f"/descache/bass/{night.strftime('%Y%m%d')}/d{frame}.9999.fits"
+        expnum = int(f"{frame}9999")
+    plan = dataclasses.replace(
+        template, expnum=expnum, utc=utc, dtacqnam=dtacqnam, seed=(template.seed + 7919) % 2**31
+    )
+    truth = np.asarray(fitsio.read(str(layout.truth_catalog), ext=1))
+    rows = _simulate_exposure(_ExposureJob(layout.root, plan, config.binning, config, truth, False))
+    old = np.asarray(fitsio.read(str(layout.truth_ccds), ext=1))
+    ccds = np.concatenate([old.astype(TRUTH_CCD_DTYPE), np.array(rows, TRUTH_CCD_DTYPE)])
+    with atomic_path(layout.truth_ccds) as tmp:
+        fitsio.write(str(tmp), ccds, clobber=True, extname="TRUTH_CCDS")
+    return layout.image(plan.image_relpath())

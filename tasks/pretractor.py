@@ -55,7 +55,11 @@ def plan_discover(
     date_min: date | None = None,
     date_max: date | None = None,
 ) -> list[Unit]:
-    """One unit: scan ``images/``; its inputs are every CP file there (name, size, mtime)."""
+    """One unit: scan ``images/``; it reads every CP file's primary header (its inputs).
+
+    By header digest: a CP file whose pixels change, or that is copied back over itself,
+    leaves the image list done; a new, removed or re-headered file reruns the scan.
+    """
     files: list[Path] = []
     if layout.images_dir.exists():
         for pattern in CP_PATTERNS:
@@ -65,7 +69,7 @@ def plan_discover(
         ("date_min", date_min.isoformat() if date_min else None),
         ("date_max", date_max.isoformat() if date_max else None),
     )
-    return [Unit("discover", "images", _paths(sorted(set(files))), options)]
+    return [Unit("discover", "images", (), options, headers=_paths(sorted(set(files))))]
 
 
 def discover_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
@@ -121,7 +125,7 @@ def zeropoints_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
 
 # -- merge ------------------------------------------------------------------------------------
 def plan_merge_calibs(layout: ReleaseLayout, images: Sequence[str]) -> list[Unit]:
-    """One unit per exposure: inputs its per-CCD PsfEx and sky files.
+    """One unit per exposure: inputs its image (headers read) and its per-CCD PsfEx and sky files.
 
     Their names come from the image's CCD list; an image that cannot be read (truncated since
     its zeropoints ran) gives a unit failed in planning (science, naming the file), not an error
@@ -132,7 +136,7 @@ def plan_merge_calibs(layout: ReleaseLayout, images: Sequence[str]) -> list[Unit
     units = []
     for image in images:
         try:
-            inputs = _paths(expected_calib_inputs(layout, image))
+            inputs = (str(layout.image(image)), *_paths(expected_calib_inputs(layout, image)))
         except READ_ERRORS as err:
             bad = Unit("merge-calibs", image, (str(layout.image(image)),))
             units.append(bad.unplannable(as_input_error(layout.image(image), err)))

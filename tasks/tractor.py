@@ -1,7 +1,9 @@
 """The tractor phase's units: one brick each, through the lite runbrick.
 
-A brick's inputs are the CCD tables and the reference catalogue (a changed table reruns the
-bricks); its options are the runbrick flags that change the result.  Every brick runs with a
+A brick's inputs are what runbrick reads for it: its CCDs' rows of the survey-ccds tables (by
+digest, so a change to another CCD's row leaves it done), those CCDs' images, DQ and weight
+maps and calibs, and the reference-catalogue chunks it reads; its options are the runbrick
+flags that change the result.  Every brick runs with a
 checkpoint in the release's shared ``checkpoints/`` directory, so a brick rerun after its
 worker died resumes from the blobs already fitted; checkpoints and stage pickles are removed
 once the brick is done, unless kept on request.
@@ -9,12 +11,16 @@ once the brick is done, unless kept on request.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import hashlib
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.pretractor import gaia_chunks, survey_ccds_tables
+from lsdr.tasks.pretractor import survey_ccds_tables
 from lsdr.tasks.units import Unit, UnitOutput
 
 CHECKPOINT_PERIOD_S = 60.0
@@ -47,34 +53,133 @@ def ccd_pixels(
     A CCD's pixels under the brick are bounded by the whole CCD and by the brick's area in that
     CCD's pixels (an upper bound: partial overlaps count as full).
     """
-    from lsdr.survey import bricks as grid
-    from lsdr.survey.bricklist import ccd_footprints
     from lsdr.survey.ccdtables import read_survey_ccds
 
-    wanted = {grid.brick_by_name(b).brickid: b for b in bricks}
     load: dict[str, tuple[int, float]] = dict.fromkeys(bricks, (0, 0.0))
-    if not wanted or not survey_ccds_tables(layout):
+    if not bricks or not survey_ccds_tables(layout):
         return load
     ccds = read_survey_ccds(layout)
-    if len(ccds) == 0:
-        return load
+    for brick, index in _touching(ccds, bricks, width, pixscale).items():
+        under = _pixels_under(ccds[index], width, pixscale)
+        load[brick] = (len(index), float(under.sum()) / 1e6)
+    return load
+
+
+def _touching(
+    ccds: np.ndarray, bricks: Sequence[str], width: int, pixscale: float, pad: int = 0
+) -> dict[str, np.ndarray]:
+    """Per brick, the indices of the CCD rows whose footprint overlaps its image.
+
+    The vectorised footprint test of the brick list, with the image ``pad`` pixels wider on
+    each side.
+    """
+    from lsdr.survey import bricks as grid
+    from lsdr.survey.bricklist import ccd_footprints
+
+    wanted = {grid.brick_by_name(b).brickid: b for b in bricks}
+    out: dict[str, list[int]] = {b: [] for b in bricks}
+    if len(ccds) == 0 or not wanted:
+        return {b: np.zeros(0, np.int64) for b in bricks}
     _, _, corner_ra, corner_dec = ccd_footprints(ccds)
     index, ids = grid.bricks_touching_polygons(
-        corner_ra, corner_dec, width_pix=width, pixscale=pixscale
+        corner_ra, corner_dec, width_pix=width + 2 * pad, pixscale=pixscale
     )
+    for i, brickid in zip(index.tolist(), ids.tolist(), strict=True):
+        if brickid in wanted:
+            out[wanted[brickid]].append(i)
+    return {b: np.asarray(v, np.int64) for b, v in out.items()}
+
+
+def _pixels_under(ccds: np.ndarray, width: int, pixscale: float) -> np.ndarray:
+    """Upper bound of each CCD's pixels under a brick of ``width`` pixels of ``pixscale``."""
     ccd_scale = 3600.0 * np.sqrt(
         np.abs(ccds["cd1_1"] * ccds["cd2_2"] - ccds["cd1_2"] * ccds["cd2_1"])
     )
     brick_side = width * pixscale
-    under = np.minimum(
-        ccds["width"].astype(np.float64) * ccds["height"],
-        (brick_side / np.maximum(ccd_scale, 1e-6)) ** 2,
+    return np.asarray(
+        np.minimum(
+            ccds["width"].astype(np.float64) * ccds["height"],
+            (brick_side / np.maximum(ccd_scale, 1e-6)) ** 2,
+        ),
+        np.float64,
     )
-    for i, brickid in zip(index.tolist(), ids.tolist(), strict=True):
-        if brickid in wanted:
-            n, mpix = load[wanted[brickid]]
-            load[wanted[brickid]] = (n + 1, mpix + float(under[i]) / 1e6)
-    return load
+
+
+PREFILTER_PAD_PIX = 4
+"""Brick pixels added on each side in the vectorised footprint test that picks the CCDs the
+exact per-CCD test (runbrick's own) then checks: a superset, whatever the rounding."""
+
+
+@dataclass(frozen=True)
+class BrickReads:
+    """What runbrick reads for one brick: its CCD rows (digest) and the files behind them."""
+
+    rows_digest: str
+    files: tuple[str, ...]
+    n_ccds: int
+    ccd_mpix: float
+
+
+def brick_reads(
+    layout: ReleaseLayout,
+    bricks: Sequence[str],
+    *,
+    width: int = 3600,
+    height: int = 3600,
+    pixscale: float = 0.262,
+    bands: Sequence[str] = ("g", "r", "z"),
+) -> dict[str, BrickReads]:
+    """Per brick, the survey-ccds rows runbrick selects and every file it will read.
+
+    The rows are runbrick's own selection (``select_ccds``: cuts passed, band, pixels under the
+    brick), taken among the candidates of the vectorised footprint test; their digest stands
+    for the tables, so a brick reruns only when one of *its* rows changes, appears or goes.
+    Files: each CCD's image, DQ and weight maps, its per-CCD and merged PsfEx and sky files
+    (whichever exists is read), and the reference chunks of the brick's corners and centre.
+    """
+    from lsdr.survey.calibtable import text
+    from lsdr.survey.ccdtables import read_survey_ccds
+    from lsdr.survey.refcat import healpix_ring
+    from lsdr.survey.runbrick.tims import ccds_touching_brick
+    from lsdr.survey.runbrick.types import BrickGeometry
+
+    ccds = read_survey_ccds(layout, kept_only=True) if survey_ccds_tables(layout) else None
+    candidates = (
+        _touching(ccds, bricks, width, pixscale, PREFILTER_PAD_PIX) if ccds is not None else {}
+    )
+    out: dict[str, BrickReads] = {}
+    for brick in bricks:
+        geom = BrickGeometry.for_brick(brick, width=width, height=height, pixscale=pixscale)
+        rows: npt.NDArray[np.void] = (
+            ccds_touching_brick(ccds[candidates[brick]], geom, bands)
+            if ccds is not None
+            else np.zeros(0, [("image_filename", "S1")])
+        )
+        if len(rows):
+            rows = rows[np.lexsort((rows["ccdname"], rows["expnum"]))]
+        digest = hashlib.sha256(
+            json.dumps(str(rows.dtype.descr)).encode() + rows.tobytes()
+        ).hexdigest()
+        files: list[str] = []
+        for row in rows:
+            image, ccdname = text(row["image_filename"]), text(row["ccdname"])
+            files += [
+                str(layout.image(image)),
+                str(layout.image_companion(image, "ood")),
+                str(layout.image_companion(image, "oow")),
+                str(layout.sky_single(image, ccdname)),
+                str(layout.sky_merged(image)),
+                str(layout.psfex_merged(image)),
+                str(layout.psfex_single(image, ccdname)),
+            ]
+        wcs = geom.wcs()
+        cx = np.array([0.5, geom.width + 0.5, geom.width + 0.5, 0.5, (geom.width + 1) / 2])
+        cy = np.array([0.5, 0.5, geom.height + 0.5, geom.height + 0.5, (geom.height + 1) / 2])
+        ra, dec = wcs.pixel_to_radec(cx, cy)
+        files += [str(layout.gaia_chunk(hp)) for hp in sorted(set(healpix_ring(ra, dec).tolist()))]
+        mpix = float(_pixels_under(rows, width, pixscale).sum()) / 1e6 if len(rows) else 0.0
+        out[brick] = BrickReads(digest, tuple(dict.fromkeys(files)), len(rows), mpix)
+    return out
 
 
 def plan_tractor(
@@ -91,24 +196,22 @@ def plan_tractor(
     fit_budget_s: float | None = None,
     checkpoint_period: float | None = None,
     outliers: bool = True,
-    load: Mapping[str, tuple[int, float]] | None = None,
 ) -> list[Unit]:
-    """One unit per brick of the brick list, each with its memory estimate.
+    """One unit per brick of the brick list, with what it reads and its memory estimate.
 
-    ``fit_budget_s`` (the time budget) and ``checkpoint_period`` are execution flags;
-    ``load`` (per brick: CCDs and CCD Mpix under it; default: from the survey-ccds tables)
-    sizes the memory estimates.  A survey-ccds table that cannot be read makes every brick a
-    unit failed in planning (science, naming the table), not an error of the phase.
+    ``fit_budget_s`` (the time budget) and ``checkpoint_period`` are execution flags.  A
+    survey-ccds table that cannot be read makes every brick a unit failed in planning
+    (science, naming the table), not an error of the phase.
     """
     from lsdr.survey.errors import InputFileError
 
-    bad_table: InputFileError | None = None
-    if load is None:
-        try:
-            load = ccd_pixels(layout, bricks, width, pixscale)
-        except InputFileError as err:
-            bad_table, load = err, {}
-    inputs = tuple(str(p) for p in (*survey_ccds_tables(layout), *gaia_chunks(layout)))
+    try:
+        reads = brick_reads(
+            layout, bricks, width=width, height=height, pixscale=pixscale, bands=bands
+        )
+    except InputFileError as err:
+        tables = tuple(str(p) for p in survey_ccds_tables(layout))
+        return [Unit("tractor", brick, tables).unplannable(err) for brick in bricks]
     options = (
         ("width", width),
         ("height", height),
@@ -123,19 +226,19 @@ def plan_tractor(
         flags.append(("checkpoint_period", checkpoint_period))
     if fit_budget_s is not None:
         flags.append(("fit_budget_s", fit_budget_s))
-    units = [
+    return [
         Unit(
             "tractor",
             brick,
-            inputs,
+            reads[brick].files,
             options,
             threads=threads,
             flags=tuple(flags),
-            memory_mb=brick_memory_mb(load.get(brick, (0, 0.0))[1], width, height),
+            memory_mb=brick_memory_mb(reads[brick].ccd_mpix, width, height),
+            read_rows=(("survey-ccds", reads[brick].rows_digest),),
         )
         for brick in bricks
     ]
-    return units if bad_table is None else [u.unplannable(bad_table) for u in units]
 
 
 def bail_out_after_timeout(unit: Unit) -> Unit | None:

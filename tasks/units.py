@@ -1,11 +1,14 @@
 """Units of work and their provenance: fingerprints, sidecars, failure classes, execution.
 
 A unit is (phase, key): an image, an exposure, a camera-band table, a brick.  Its fingerprint
-hashes its input files (size and mtime), its options and the engine version; its provenance
-sidecar (``state/provenance/<phase>/<hash>.json``) records that fingerprint with the outputs it
-wrote (size and mtime), the wall time and memory.  A unit is done when its sidecar matches the
-current fingerprint and every recorded output is still there, unchanged: the on-disk release is
-the truth, the ledger is an index of it.  No Prefect here: these functions run anywhere.
+hashes what it reads: its input files' *contents* (``tasks/digests.py``: a size/mtime/ctime
+check first, a content hash only when that differs), the table rows it reads, its options and
+the engine version.  Its provenance sidecar (``state/provenance/<phase>/<hash>.json``) records
+that fingerprint, the digest of every file it read and wrote, the wall time and memory.  A
+unit is done when its sidecar matches the current fingerprint and every recorded output still
+holds the bytes it wrote: the on-disk release is the truth, the ledger is an index of it.  A
+touched file with the same bytes changes nothing, and a rerun unit whose outputs come out
+byte-identical leaves its dependants done (early cutoff).  No Prefect here.
 """
 
 from __future__ import annotations
@@ -29,8 +32,20 @@ from lsdr.infra.ledger import UnitFinish
 from lsdr.survey.errors import InputFileError, MissingDependencyError, SurveyError, UsageError
 from lsdr.survey.fileio import write_text_atomic
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.tasks.digests import (
+    CONTENT,
+    HEADER,
+    FileDigest,
+    absolute,
+    by_path,
+    digest_file,
+    digest_files,
+    relative,
+    stat_stamp,
+)
 
-SIDECAR_VERSION = 1
+SIDECAR_VERSION = 2
+"""2: inputs and outputs recorded by content digest (1: by size and mtime; such a unit reruns)."""
 
 
 @dataclass(frozen=True)
@@ -48,6 +63,15 @@ class Unit:
     memory_mb: int = 0
     """Estimated peak memory (MB), 0 when unknown: places the unit on a worker with room for
     it (Dask resource ``MEMORY_MB``); not part of the fingerprint."""
+    headers: tuple[str, ...] = ()
+    """Files of which the unit reads only the primary FITS header (discovery): fingerprinted by
+    that header's bytes, so an image's pixels never make the image list stale."""
+    read_rows: tuple[tuple[str, str], ...] = ()
+    """(what, digest) of the table rows the unit reads, when it reads a few rows of a table
+    many units share (a brick: its CCDs' rows of survey-ccds), instead of the whole table."""
+    known: tuple[FileDigest, ...] = ()
+    """Digests the planner already took of the inputs (not part of the identity): the worker
+    reuses those whose file is unchanged instead of hashing it again."""
 
     def option(self, name: str, default: Any = None) -> Any:
         """The value of one option."""
@@ -134,26 +158,66 @@ class UnitResult:
 
 
 # -- fingerprints and sidecars --------------------------------------------------------------
-def file_stamp(path: str | Path) -> list[Any]:
-    """(path, size, mtime_ns) of a file, or (path, "missing")."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        return [str(path), "missing"]
-    return [str(path), st.st_size, st.st_mtime_ns]
+def identity(unit: Unit, engine_version: str, root: str | Path | None = None) -> str:
+    """Hash of what the unit is, without its files' contents.
 
-
-def fingerprint(unit: Unit, engine_version: str) -> str:
-    """Hash of the unit's inputs (sizes and mtimes), options and engine version."""
+    Phase, key, engine, options, the rows it reads and the names of the files it reads: a
+    sidecar with another identity is stale without hashing anything (new options, a new input).
+    Paths under ``root`` (the release) count relative to it, in options too.
+    """
     doc = {
         "phase": unit.phase,
         "key": unit.key,
         "engine": engine_version,
         "options": [[k, v] for k, v in unit.options],
-        "inputs": [file_stamp(p) for p in unit.inputs],
+        "rows": [list(r) for r in unit.read_rows],
+        "inputs": [relative(p, root) for p in unit.inputs],
+        "headers": [relative(p, root) for p in unit.headers],
     }
     text = json.dumps(doc, sort_keys=True, default=str)
+    if root is not None:
+        text = text.replace(json.dumps(str(root).rstrip("/") + "/")[1:-1], "")
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class InputDigests:
+    """A unit's fingerprint over its inputs' contents, and the digests it took.
+
+    ``hashed``: how many files had to be hashed (the rest were vouched for by their stamps).
+    """
+
+    fingerprint: str
+    records: tuple[FileDigest, ...]
+    hashed: int
+
+
+def input_digests(
+    unit: Unit,
+    engine_version: str,
+    known: Mapping[str, FileDigest] | None = None,
+    root: str | Path | None = None,
+) -> InputDigests:
+    """The unit's fingerprint: its identity and the content digest of every file it reads.
+
+    ``known``: digests recorded before (a sidecar's, the planner's), reused for files whose
+    stamp is unchanged.  ``root``: the release, whose paths count relative to it.
+    """
+    known = {**{d.path: d for d in unit.known}, **(known or {})}
+    content, n_content = digest_files(unit.inputs, CONTENT, known)
+    headers, n_headers = digest_files(unit.headers, HEADER, known)
+    doc = {
+        "identity": identity(unit, engine_version, root),
+        "inputs": [[relative(d.path, root), d.digest] for d in content],
+        "headers": [[relative(d.path, root), d.digest] for d in headers],
+    }
+    fp = hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()
+    return InputDigests(fp, (*content, *headers), n_content + n_headers)
+
+
+def fingerprint(unit: Unit, engine_version: str, root: str | Path | None = None) -> str:
+    """The unit's fingerprint (see :func:`input_digests`), hashing what this process has not."""
+    return input_digests(unit, engine_version, root=root).fingerprint
 
 
 def sidecar_path(layout: ReleaseLayout, phase: str, key: str) -> Path:
@@ -171,29 +235,104 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-def done_result(layout: ReleaseLayout, unit: Unit, fp: str) -> UnitResult | None:
-    """The cached result of a unit whose sidecar matches ``fp`` and whose outputs are intact."""
-    return _done(read_sidecar(sidecar_path(layout, unit.phase, unit.key)), unit, fp)
+@dataclass(frozen=True)
+class Settled:
+    """What the sidecar settles for a unit: its result (None: it must run) and the unit to run.
+
+    The unit to run carries the digests the check already took, for its worker to reuse.
+    """
+
+    result: UnitResult | None
+    unit: Unit
 
 
-def _done(data: dict[str, Any] | None, unit: Unit, fp: str) -> UnitResult | None:
-    if data is None or data.get("state") != "done" or data.get("fingerprint") != fp:
-        return None
-    outputs = data.get("outputs", [])
-    for stamp in outputs:
-        if file_stamp(stamp[0]) != stamp:
+def settle(layout: ReleaseLayout, unit: Unit, engine_version: str) -> Settled:
+    """Whether a unit is done (cached) or failed for these very inputs, from its sidecar.
+
+    No sidecar (or one of another identity or version): the unit runs, nothing is hashed here
+    (its worker hashes what it reads).  Otherwise the inputs whose stamps changed are hashed;
+    the same fingerprint and outputs holding the bytes they were written with mean done.  A
+    done unit whose files were touched gets its sidecar's stamps refreshed, so the next check
+    hashes nothing.
+    """
+    path = sidecar_path(layout, unit.phase, unit.key)
+    data = read_sidecar(path)
+    if (
+        data is None
+        or data.get("version") != SIDECAR_VERSION
+        or data.get("identity") != identity(unit, engine_version, layout.root)
+    ):
+        return Settled(None, unit)
+    root = layout.root
+    digests = input_digests(unit, engine_version, by_path(data.get("inputs", []), root), root)
+    planned = replace(unit, known=digests.records)
+    if data.get("fingerprint") != digests.fingerprint:
+        return Settled(None, planned)
+    failed = _failed(data, unit, digests.fingerprint)
+    if failed is not None:
+        return Settled(failed, planned)
+    if data.get("state") != "done":
+        return Settled(None, planned)
+    outputs = _intact_outputs(data.get("outputs", []), root)
+    if outputs is None:
+        return Settled(None, planned)
+    records, hashed_outputs = outputs
+    touched = False
+    if digests.hashed + hashed_outputs:
+        # Refresh the stamps, so the next check hashes nothing.  The files were *touched* when
+        # a trusted stamp changed; an untrusted one (written just before it was last hashed)
+        # is only re-confirmed.
+        recorded = [
+            *by_path(data.get("inputs", []), root).values(),
+            *by_path(data.get("outputs", []), root).values(),
+        ]
+        touched = any(r.stamp is not None and r.stamp != stat_stamp(r.path) for r in recorded)
+        data["inputs"] = [d.as_list(root) for d in digests.records]
+        data["outputs"] = [d.as_list(root) for d in records]
+        write_text_atomic(path, json.dumps(data, indent=1, default=str))
+    reason = CACHED_SAME_BYTES if touched else CACHED_UNCHANGED
+    return Settled(_cached(data, unit, digests.fingerprint, reason, root), planned)
+
+
+CACHED_UNCHANGED = "inputs and outputs unchanged since the unit ran"
+CACHED_SAME_BYTES = "files touched since the unit ran, but their contents are the same"
+"""Why a unit was found done (the reason shown in Prefect and the summary)."""
+
+
+def _intact_outputs(items: Sequence[Any], root: Path) -> tuple[list[FileDigest], int] | None:
+    """The recorded outputs, re-checked (None: one is missing or holds other bytes)."""
+    records, hashed = [], 0
+    for item in items:
+        recorded = FileDigest.from_list(item, root) if isinstance(item, list) else None
+        if recorded is None:
             return None
+        now, did = digest_file(recorded.path, CONTENT, recorded, trusted=False)
+        if now.digest != recorded.digest:
+            return None
+        records.append(now if now.stamp is not None else recorded)
+        hashed += did
+    return records, hashed
+
+
+def _cached(data: dict[str, Any], unit: Unit, fp: str, reason: str, root: Path) -> UnitResult:
     return UnitResult(
         phase=unit.phase,
         key=unit.key,
         state="cached",
         fingerprint=fp,
+        message=reason,
         wall_s=float(data.get("wall_s", 0.0)),
         peak_mem_mb=float(data.get("peak_mem_mb", 0.0)),
-        outputs=tuple(s[0] for s in outputs),
+        outputs=tuple(absolute(str(s[0]), root) for s in data.get("outputs", [])),
         summary=data.get("summary", {}),
         threads=int(data.get("threads", 1)),
     )
+
+
+def done_result(layout: ReleaseLayout, unit: Unit, engine_version: str) -> UnitResult | None:
+    """The cached result of a unit whose sidecar says done for its current inputs, or None."""
+    result = settle(layout, unit, engine_version).result
+    return result if result is not None and result.state == "cached" else None
 
 
 # -- failure classes: the one list of their names (policies in docs/orchestration.md) -----------
@@ -254,29 +393,34 @@ def last_failure(layout: ReleaseLayout, phase: str, key: str) -> str | None:
     return str(data.get("message") or data.get("failure_class") or "failed")
 
 
-def recorded_result(layout: ReleaseLayout, unit: Unit, fp: str) -> UnitResult | None:
-    """What the sidecar already settles for ``fp``: done (cached) or a failure not to retry.
+def write_sidecar(
+    layout: ReleaseLayout,
+    result: UnitResult,
+    traceback_text: str = "",
+    *,
+    unit_identity: str = "",
+    inputs: Sequence[FileDigest] = (),
+) -> Path:
+    """Record a finished (done or failed) unit's provenance, atomically.
 
-    One read of the sidecar, for the flow's planning of every unit.
+    ``inputs``: the digests of what it read (as fingerprinted before it ran); its outputs are
+    hashed here, by the process that wrote them, with their fresh stamps trusted.
     """
-    data = read_sidecar(sidecar_path(layout, unit.phase, unit.key))
-    return _done(data, unit, fp) or _failed(data, unit, fp)
-
-
-def write_sidecar(layout: ReleaseLayout, result: UnitResult, traceback_text: str = "") -> Path:
-    """Record a finished (done or failed) unit's provenance, atomically."""
+    outputs, _ = digest_files(result.outputs, CONTENT, trusted=True)
     doc = {
         "version": SIDECAR_VERSION,
         "phase": result.phase,
         "key": result.key,
         "state": result.state,
+        "identity": unit_identity,
         "fingerprint": result.fingerprint,
         "failure_class": result.failure_class,
         "message": result.message,
         "wall_s": round(result.wall_s, 4),
         "peak_mem_mb": round(result.peak_mem_mb, 1),
         "threads": result.threads,
-        "outputs": [file_stamp(p) for p in result.outputs],
+        "inputs": [d.as_list(layout.root) for d in inputs],
+        "outputs": [d.as_list(layout.root) for d in outputs],
         "summary": dict(result.summary),
         "host": socket.gethostname(),
         "pid": os.getpid(),
@@ -300,9 +444,12 @@ def amend_outputs(layout: ReleaseLayout, phase: str, key: str, paths: Sequence[P
     data = read_sidecar(path)
     if data is None or data.get("state") != "done":
         return False
+    root = layout.root
     wanted = {str(p) for p in paths}
     data["outputs"] = [
-        file_stamp(stamp[0]) if stamp[0] in wanted else stamp for stamp in data.get("outputs", [])
+        digest_file(name, CONTENT, trusted=True)[0].as_list(root) if name in wanted else item
+        for item in data.get("outputs", [])
+        for name in [absolute(str(item[0]), root)]
     ]
     write_text_atomic(path, json.dumps(data, indent=1, default=str))
     return True
@@ -468,11 +615,17 @@ def execute_unit(
     *,
     memory_limit_mb: int | None = None,
 ) -> UnitResult:
-    """Run one unit unless its sidecar says it is done; never raises for a unit's failure."""
-    fp = fingerprint(unit, engine_version)
-    cached = done_result(layout, unit, fp)
-    if cached is not None:
-        return cached
+    """Run one unit unless its sidecar says it is done; never raises for a unit's failure.
+
+    The inputs are fingerprinted before the unit runs (reusing the planner's digests of
+    unchanged files), and those digests are what its sidecar records as read.
+    """
+    settled = settle(layout, unit, engine_version)
+    if settled.result is not None and settled.result.state == "cached":
+        return settled.result
+    digests = input_digests(settled.unit, engine_version, root=layout.root)
+    fp = digests.fingerprint
+    unit_identity = identity(unit, engine_version, layout.root)
     start = time.monotonic()
     try:
         if unit.plan_error is not None:
@@ -492,7 +645,13 @@ def execute_unit(
             peak_mem_mb=peak_rss_mb(),
             threads=unit.threads,
         )
-        write_sidecar(layout, result, traceback.format_exc())
+        write_sidecar(
+            layout,
+            result,
+            traceback.format_exc(),
+            unit_identity=unit_identity,
+            inputs=digests.records,
+        )
         return result
     result = UnitResult(
         phase=unit.phase,
@@ -505,7 +664,7 @@ def execute_unit(
         summary=dict(output.summary),
         threads=unit.threads,
     )
-    write_sidecar(layout, result)
+    write_sidecar(layout, result, unit_identity=unit_identity, inputs=digests.records)
     return result
 
 
@@ -539,7 +698,7 @@ def rebuild_ledger(layout: ReleaseLayout, ledger: Any) -> dict[str, int]:
                 message=doc.get("message"),
                 wall_s=doc.get("wall_s"),
                 peak_mem_mb=doc.get("peak_mem_mb"),
-                outputs=tuple(str(s[0]) for s in doc.get("outputs", [])),
+                outputs=tuple(absolute(str(s[0]), layout.root) for s in doc.get("outputs", [])),
                 threads=doc.get("threads"),
             )
         )

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 
 import pytest
+from demo_release import DemoRun, shared_demo
 from required_in_ci import pytest_make_collect_report as pytest_make_collect_report
 from required_in_ci import pytest_runtest_makereport as pytest_runtest_makereport
 from required_in_ci import unavailable
@@ -61,6 +62,17 @@ def prefect_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
                     os.environ.pop(k, None)
                 else:
                     os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def demo_release(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
+    """The demo release, made once for the whole session (all xdist workers) and shared.
+
+    Read it, or change a copy of it (``demo_release.copy_release``).
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return shared_demo(shared / "shared-demo")
 
 
 @pytest.fixture(scope="session")

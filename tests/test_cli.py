@@ -151,6 +151,9 @@ BAD_OPTIONS = [
     (("run", "sweeps", "--version", "../x"), "--version", "../x"),
     (("run", "external", "--radius", "-1"), "--radius", "-1"),
     (("run", "publish", "--destination", ""), "--destination", "''"),
+    # Values the CLI library itself refuses: the same one line, not its usage box.
+    (("run", "tractor", "--width", "abc"), "--width", "'abc'"),
+    (("run", "zeropoints", "--workers", "x"), "--workers", "'x'"),
 ]
 """A bad option, the option and the value its one line must name."""
 

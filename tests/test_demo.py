@@ -1,4 +1,4 @@
-"""``lsdr demo`` through the real CLI, run once for the module and read by every test here.
+"""``lsdr demo`` through the real CLI, run once for the session and read by every test here.
 
 The demo runs without astrometry.net's Python module (a fresh machine's case); the tests read
 its products, its console and log file, rerun it, and let the real legacypipe read its kd file.
@@ -7,15 +7,13 @@ its products, its console and log file, rerun it, and let the real legacypipe re
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from demo_release import DemoRun, lsdr, product_mtimes
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
 from lsdr.survey.bricks import write_survey_bricks
@@ -25,16 +23,6 @@ from lsdr.survey.runbrick.tims import ccds_touching_brick
 from lsdr.survey.runbrick.types import BrickGeometry
 from lsdr.survey.runbrick.writecat import read_catalog
 
-
-def lsdr(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the ``lsdr`` command of this venv (the session's Prefect server via the env)."""
-    command = [sys.executable, "-m", "lsdr", *args]
-    return subprocess.run(
-        command, capture_output=True, text=True, timeout=3000, check=False, env=env
-    )
-
-
-PRODUCT_DIRS = ("tractor", "tractor-i", "coadd", "metrics", "sweep", "external", "plots", "logs")
 POST_PHASES = ("brightneighbors", "depth", "summary", "sweeps", "external", "package")
 
 CONSOLE_LINES_MAX = 80
@@ -54,53 +42,10 @@ def info_records(text: str) -> list[str]:
     return [line for line in text.splitlines() if INFO_RECORD.search(line)]
 
 
-def product_mtimes(root: Path) -> dict[str, int]:
-    """Every product of the release (per-brick, post-processing, top level) with its mtime."""
-    files = [p for top in PRODUCT_DIRS for p in (root / top).rglob("*") if p.is_file()]
-    files += [p for p in root.glob("*") if p.is_file()]
-    return {str(p.relative_to(root)): p.stat().st_mtime_ns for p in files}
-
-
-@dataclass(frozen=True)
-class DemoRun:
-    """The demo release made once for this module, and what its first run printed."""
-
-    out: Path
-    first: subprocess.CompletedProcess[str]
-    mtimes: dict[str, int]
-    """Every product's mtime right after the first run."""
-
-
-def without_astrometry(root: Path) -> dict[str, str]:
-    """An environment in which ``import astrometry`` fails, as on a machine without libkd.
-
-    A package named ``astrometry`` first on ``PYTHONPATH`` raises ImportError (the workers
-    inherit it); ``LSDR_KDTREE_PYTHON``, the old route's Python, is unset.
-    """
-    blocker = root / "no-astrometry" / "astrometry"
-    blocker.mkdir(parents=True)
-    (blocker / "__init__.py").write_text(
-        'raise ImportError("astrometry blocked: the demo must not need libkd")\n'
-    )
-    env = {k: v for k, v in os.environ.items() if k != "LSDR_KDTREE_PYTHON"}
-    env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (str(blocker.parent), os.environ.get("PYTHONPATH")) if p
-    )
-    return env
-
-
 @pytest.fixture(scope="module")
-def demo(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> DemoRun:
-    """``lsdr demo`` at its normal size, once, with astrometry.net's Python module unimportable."""
-    root = tmp_path_factory.mktemp("demo")
-    env = without_astrometry(root)
-    probe = [sys.executable, "-c", "import astrometry"]
-    blocked = subprocess.run(probe, env=env, capture_output=True, text=True, check=False)
-    assert blocked.returncode != 0 and "astrometry blocked" in blocked.stderr
-    out = root / "demo"
-    first = lsdr("demo", "--out", str(out), env=env)
-    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-    return DemoRun(out, first, product_mtimes(out))
+def demo(demo_release: DemoRun) -> DemoRun:
+    """The session's demo release (``tests/demo_release.py``), made without astrometry."""
+    return demo_release
 
 
 @pytest.mark.slow

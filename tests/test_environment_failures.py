@@ -35,9 +35,8 @@ from lsdr.tasks.units import (
     UnitOutput,
     classify,
     execute_unit,
-    fingerprint,
     one_line,
-    recorded_result,
+    settle,
 )
 
 NO_SUCH_MODULE = "lsdr_no_such_module_7f3a"
@@ -214,8 +213,8 @@ def test_an_environment_failure_is_rerun_by_the_next_run_a_science_one_is_not(
         f"{NO_SUCH_TOOL} not found on PATH: install the package that provides it, then rerun"
     )
     assert (sci.state, sci.failure_class) == ("failed", "science")
-    assert recorded_result(layout, env_unit, fingerprint(env_unit, "v1")) is None
-    settled = recorded_result(layout, sci_unit, fingerprint(sci_unit, "v1"))
+    assert settle(layout, env_unit, "v1").result is None
+    settled = settle(layout, sci_unit, "v1").result
     assert settled is not None and settled.failure_class == "science"
 
 

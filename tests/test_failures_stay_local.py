@@ -32,7 +32,7 @@ from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
 from lsdr.tasks.pretractor import merge_calibs_unit, plan_merge_calibs
 from lsdr.tasks.tractor import plan_tractor
-from lsdr.tasks.units import Unit, UnitOutput, execute_unit, fingerprint, recorded_result
+from lsdr.tasks.units import Unit, UnitOutput, execute_unit, settle
 
 REGION = RaDecBox(180.42, 180.76, 32.375, 32.625)
 """Two bricks' centres (1804p325, 1807p325): the brick list of ``--region``."""
@@ -262,8 +262,9 @@ def test_image_truncated_after_its_zeropoints_fails_in_merge_planning(
 
     shutil.copy2(saved, path)
     restored = lsdr("run", "merge", "--release-dir", str(root))
-    # Its own units all done: exit 0; the z image, whose zeropoints failed, is still left out.
-    assert restored.returncode == 0, restored.stdout + restored.stderr[-3000:]
+    # Its own units all done, but the z image, whose zeropoints failed, is still left out:
+    # units not done, exit 1.
+    assert restored.returncode == 1, restored.stdout + restored.stderr[-3000:]
     assert "merge-calibs: 1 done" in restored.stdout
     assert f"merge: 1 image left out: {run.bad} (zeropoints failed: " in restored.stderr
     assert survey_ccds(layout) == truth_ccds(layout, without={run.bad})
@@ -305,14 +306,15 @@ def test_merge_calibs_planner_turns_a_truncated_image_into_a_recorded_failure(
     truncate_in_second_ccd(path)
     good, bad = plan_merge_calibs(layout, [intact, IMAGE])
     assert good.plan_error is None
-    assert len(good.inputs) == 4  # a PsfEx and a sky file for each of its two CCDs
+    # the image (its CCD list and exposure header) and a PsfEx and a sky file for each CCD
+    assert good.inputs[0] == str(layout.image(intact)) and len(good.inputs) == 5
     assert bad.plan_error is not None and str(path) in bad.plan_error
     assert bad.inputs == (str(path),)  # replacing the image changes the fingerprint
 
     result = execute_unit(merge_calibs_unit, layout, bad, "test")
     assert result.state == "failed" and result.failure_class == "science"
     assert result.message is not None and str(path) in result.message
-    again = recorded_result(layout, bad, fingerprint(bad, "test"))
+    again = settle(layout, bad, "test").result
     assert again is not None and again.state == "failed"
 
 
@@ -404,3 +406,26 @@ def test_release_summary_has_a_left_out_section(tmp_path: Path) -> None:
         f"- merge: 1 image left out: {IMAGE} (zeropoints failed: x.fits.fz HDU 2: truncated)"
         in (text)
     )
+
+
+def test_a_list_that_reads_again_clears_its_failed_unit(tmp_path: Path) -> None:
+    """Once the brick list is fixed, its failed unit (sidecar and ledger row) is gone."""
+    from lsdr.flows.runner import ledger_for, settings_for
+    from lsdr.survey.bricklist import read_brick_list
+    from lsdr.tasks.batch import run_batch_now
+    from lsdr.tasks.units import sidecar_path
+
+    layout = ReleaseLayout(tmp_path)
+    settings = settings_for(str(tmp_path), None)
+    layout.brick_list.write_text("1804p325\n../1804p325\n")
+    read = lambda: read_brick_list(layout)  # noqa: E731
+    _, bad = read_planned_list("tractor", layout.brick_list, read, settings)
+    ledger = ledger_for(settings)
+    ledger.plan("tractor", [u.key for u in bad])
+    run_batch_now(unreadable_unit, bad, str(tmp_path), ledger.url, "test")
+    assert ledger.get("tractor", "bricks.txt").state == "failed"  # type: ignore[union-attr]
+    layout.brick_list.write_text("1804p325\n")
+    names, bad = read_planned_list("tractor", layout.brick_list, read, settings)
+    assert (names, bad) == (["1804p325"], [])
+    assert ledger.get("tractor", "bricks.txt") is None
+    assert not sidecar_path(layout, "tractor", "bricks.txt").exists()

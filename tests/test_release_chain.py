@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import fitsio
@@ -14,30 +13,27 @@ import pytest
 from lsdr.flows.release import summary_markdown
 from lsdr.flows.runner import ledger_for, settings_for
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.units import (
-    Unit,
-    UnitResult,
-    amend_outputs,
-    done_result,
-    fingerprint,
-    write_sidecar,
-)
+from lsdr.tasks.units import Unit, UnitOutput, amend_outputs, done_result, execute_unit
+
+
+def write_original(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """A unit that writes one product (as runbrick writes a brick's maskbits)."""
+    product = layout.root / "maskbits.fits"
+    product.write_bytes(b"original")
+    return UnitOutput((product,))
 
 
 def test_amended_outputs_keep_the_unit_done(tmp_path: Path) -> None:
     """A later phase rewrites a done unit's output: done again only after the re-stamp."""
     layout = ReleaseLayout(tmp_path)
     product = tmp_path / "maskbits.fits"
-    product.write_bytes(b"original")
     unit = Unit("tractor", "1804p325")
-    fp = fingerprint(unit, "test")
-    write_sidecar(layout, UnitResult("tractor", "1804p325", "done", fp, outputs=(str(product),)))
-    assert done_result(layout, unit, fp) is not None
-    time.sleep(0.01)
+    assert execute_unit(write_original, layout, unit, "test").state == "done"
+    assert done_result(layout, unit, "test") is not None
     product.write_bytes(b"updated by brightneighbors")
-    assert done_result(layout, unit, fp) is None
+    assert done_result(layout, unit, "test") is None
     assert amend_outputs(layout, "tractor", "1804p325", [product])
-    assert done_result(layout, unit, fp) is not None
+    assert done_result(layout, unit, "test") is not None
     assert not amend_outputs(layout, "tractor", "1801p325", [product])  # no sidecar: nothing
 
 

@@ -1,0 +1,103 @@
+"""Rerun cost of the demo release after its inputs change, as ratios of its first run.
+
+Simulates the demo survey, runs the whole release once (the baseline, measured in this run),
+then, in place and in order: a rerun with nothing changed; reruns after touching 1, 10 and
+all CP images (new mtimes, same bytes); and a rerun after adding one exposure (a repeat visit
+of a Mosaic pointing, ``survey.simulate.add_exposure``).  Each rerun's wall time is reported
+as a ratio of the first run's, with the units it started (from the ledger).
+Run: ``.venv/bin/python bench/bench_rerun.py [--out DIR] [--workers 2] [--json PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from report import emit
+
+RELEASE = ("--region", "cookbook", "-W", "1800", "-H", "1800", "--pixscale", "0.524")
+"""The demo's release options (binned 1800² bricks at 0.524″)."""
+
+
+def lsdr(*args: str) -> float:
+    """Run one ``lsdr`` command; its wall time (it must succeed)."""
+    t0 = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-m", "lsdr", *args], capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise SystemExit(
+            f"lsdr {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
+        )
+    return time.perf_counter() - t0
+
+
+def attempts(root: Path) -> dict[tuple[str, str], int]:
+    """Starts of every unit, from the ledger."""
+    with sqlite3.connect(root / "state" / "ledger.sqlite") as db:
+        return {(p, k): a for p, k, a in db.execute("SELECT phase, key, attempts FROM units")}
+
+
+def started(before: dict[tuple[str, str], int], after: dict[tuple[str, str], int]) -> int:
+    """Units started between two ledger readings."""
+    return sum(1 for unit, n in after.items() if n > before.get(unit, 0))
+
+
+def images(root: Path) -> list[Path]:
+    """The CP image files of the release (``ooi`` only), by name."""
+    return sorted(p for p in (root / "images").rglob("*_ooi_*.fits.fz"))
+
+
+def main() -> None:
+    """Parse arguments, run the scenarios, print the report."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=None, help="work directory (default: temp)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    work = args.out or Path(tempfile.mkdtemp(prefix="bench-rerun-"))
+    root = work / "release"
+    workers = ("--workers", str(args.workers))
+    release = ("run", "release", "--release-dir", str(root), *RELEASE, *workers)
+
+    from lsdr.survey.simulate import SimulationConfig, add_exposure
+
+    report: dict[str, float | int | str] = {"release": str(root)}
+    region = ("--ra-min", "180", "--ra-max", "181", "--dec-min", "32", "--dec-max", "33")
+    report["simulate_s"] = lsdr("simulate", "--out", str(root), *region, *workers)
+    before = attempts(root) if (root / "state" / "ledger.sqlite").exists() else {}
+    first = lsdr(*release)
+    report["first_run_s"] = first
+    report["first_run_units"] = started(before, attempts(root))
+
+    def scenario(name: str, change: object) -> None:
+        change()  # type: ignore[operator]
+        before = attempts(root)
+        seconds = lsdr(*release)
+        report[f"{name}_s"] = seconds
+        report[f"{name}_ratio"] = seconds / first
+        report[f"{name}_units"] = started(before, attempts(root))
+
+    cp = images(root)
+
+    def touch(n: int) -> None:
+        for path in cp[:n]:
+            os.utime(path)
+
+    scenario("nothing_changed", lambda: None)
+    scenario("touch_1_image", lambda: touch(1))
+    scenario("touch_10_images", lambda: touch(10))
+    scenario(f"touch_all_{len(cp)}_images", lambda: touch(len(cp)))
+    mosaic = next(str(p.relative_to(root / "images")) for p in cp if "/k4m_" in str(p))
+    scenario("add_1_image", lambda: add_exposure(root, mosaic, config=SimulationConfig(seed=1)))
+    emit(report, args.json)
+
+
+if __name__ == "__main__":
+    main()
