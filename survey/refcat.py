@@ -93,14 +93,17 @@ def write_gaia_chunks(layout: ReleaseLayout, stars: npt.NDArray[np.void]) -> lis
     return written
 
 
+def gaia_chunk_paths(layout: ReleaseLayout, ra: npt.ArrayLike, dec: npt.ArrayLike) -> list[Path]:
+    """The chunk files holding the positions (existing or not), in HEALPix order."""
+    return [layout.gaia_chunk(hp) for hp in sorted(set(healpix_ring(ra, dec).tolist()))]
+
+
 def read_gaia(layout: ReleaseLayout, ra: npt.ArrayLike, dec: npt.ArrayLike) -> npt.NDArray[np.void]:
     """Reference stars of the chunks holding any of the positions (a missing chunk is empty)."""
     import fitsio
 
-    chunks = sorted(set(healpix_ring(ra, dec).tolist()))
     parts = []
-    for healpix in chunks:
-        path = layout.gaia_chunk(healpix)
+    for path in gaia_chunk_paths(layout, ra, dec):
         if not path.exists():
             continue
         try:

@@ -116,7 +116,6 @@ class BrickReads:
 
     rows_digest: str
     files: tuple[str, ...]
-    n_ccds: int
     ccd_mpix: float
 
 
@@ -139,7 +138,8 @@ def brick_reads(
     """
     from lsdr.survey.calibtable import text
     from lsdr.survey.ccdtables import read_survey_ccds
-    from lsdr.survey.refcat import healpix_ring
+    from lsdr.survey.refcat import gaia_chunk_paths
+    from lsdr.survey.runbrick.refs import reference_points
     from lsdr.survey.runbrick.tims import ccds_touching_brick
     from lsdr.survey.runbrick.types import BrickGeometry
 
@@ -172,13 +172,9 @@ def brick_reads(
                 str(layout.psfex_merged(image)),
                 str(layout.psfex_single(image, ccdname)),
             ]
-        wcs = geom.wcs()
-        cx = np.array([0.5, geom.width + 0.5, geom.width + 0.5, 0.5, (geom.width + 1) / 2])
-        cy = np.array([0.5, 0.5, geom.height + 0.5, geom.height + 0.5, (geom.height + 1) / 2])
-        ra, dec = wcs.pixel_to_radec(cx, cy)
-        files += [str(layout.gaia_chunk(hp)) for hp in sorted(set(healpix_ring(ra, dec).tolist()))]
+        files += [str(p) for p in gaia_chunk_paths(layout, *reference_points(geom))]
         mpix = float(_pixels_under(rows, width, pixscale).sum()) / 1e6 if len(rows) else 0.0
-        out[brick] = BrickReads(digest, tuple(dict.fromkeys(files)), len(rows), mpix)
+        out[brick] = BrickReads(digest, tuple(dict.fromkeys(files)), mpix)
     return out
 
 

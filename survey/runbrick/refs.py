@@ -47,13 +47,17 @@ def mask_radius(mag: npt.ArrayLike) -> npt.NDArray[np.float64]:
     return np.asarray(1630.0 / 3600.0 * 1.396 ** (-np.asarray(mag, np.float64)), np.float64)
 
 
+def reference_points(geom: BrickGeometry) -> tuple[npt.NDArray[np.float64], ...]:
+    """RA, Dec of the brick's corners and centre: the chunks holding them are those read."""
+    cx = np.array([0.5, geom.width + 0.5, geom.width + 0.5, 0.5, (geom.width + 1) / 2])
+    cy = np.array([0.5, 0.5, geom.height + 0.5, geom.height + 0.5, (geom.height + 1) / 2])
+    return tuple(geom.wcs().pixel_to_radec(cx, cy))
+
+
 def brick_refs(layout: ReleaseLayout, geom: BrickGeometry) -> npt.NDArray[np.void]:
     """Gaia stars inside the brick grid or whose mask circle reaches it."""
     wcs = geom.wcs()
-    cx = np.array([0.5, geom.width + 0.5, geom.width + 0.5, 0.5, (geom.width + 1) / 2])
-    cy = np.array([0.5, 0.5, geom.height + 0.5, geom.height + 0.5, (geom.height + 1) / 2])
-    ra, dec = wcs.pixel_to_radec(cx, cy)
-    gaia = read_gaia(layout, ra, dec)
+    gaia = read_gaia(layout, *reference_points(geom))
     if len(gaia) == 0:
         return np.zeros(0, REFS_DTYPE)
     g = np.asarray(gaia["phot_g_mean_mag"], np.float64)
