@@ -357,6 +357,15 @@ def model_from_row(row: np.void, path: Path) -> PsfModel:
         raise InputFileError(f"{path}: not a merged PsfEx table ({err})") from err
 
 
+def as_stored(model: PsfModel, meta: CalibMeta) -> PsfModel:
+    """The model as its file holds it (float32 bases), as a later run reads it back.
+
+    The run that fits a PSF uses this, so it measures with the same numbers as every rerun
+    that reads the calib back, and their tables come out byte-identical (early cutoff).
+    """
+    return model_from_row(psf_row(model, meta)[0], Path("<in memory>"))
+
+
 def read_psfex(path: Path, expnum: int, ccdname: str) -> PsfModel:
     """Read the model of CCD ``ccdname`` of exposure ``expnum`` from a per-CCD or merged file."""
     return model_from_row(read_ccd_row(path, expnum, ccdname, "PsfEx table"), path)

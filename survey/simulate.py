@@ -1064,7 +1064,8 @@ def add_exposure(
     plan = dataclasses.replace(
         template, expnum=expnum, utc=utc, dtacqnam=dtacqnam, seed=(template.seed + 7919) % 2**31
     )
-    truth = np.asarray(fitsio.read(str(layout.truth_catalog), ext=1))
+    # fitsio reads the S3 type column back as str: the renderer compares bytes.
+    truth = np.asarray(fitsio.read(str(layout.truth_catalog), ext=1)).astype(TRUTH_DTYPE)
     rows = _simulate_exposure(_ExposureJob(layout.root, plan, config.binning, config, truth, False))
     old = np.asarray(fitsio.read(str(layout.truth_ccds), ext=1))
     ccds = np.concatenate([old.astype(TRUTH_CCD_DTYPE), np.array(rows, TRUTH_CCD_DTYPE)])

@@ -280,6 +280,15 @@ def model_from_row(row: np.void, path: Path) -> SplineSkyModel:
         raise InputFileError(f"{path}: not a spline-sky table ({err})") from err
 
 
+def as_stored(model: SplineSkyModel, meta: CalibMeta) -> SplineSkyModel:
+    """The model as its file holds it (float32 grid and statistics), as a later run reads it.
+
+    The run that fits a sky uses this, so it measures with the same numbers as every rerun
+    that reads the calib back, and their tables come out byte-identical (early cutoff).
+    """
+    return model_from_row(sky_row(model, meta)[0], Path("<in memory>"))
+
+
 def read_splinesky(path: Path, expnum: int, ccdname: str) -> SplineSkyModel:
     """Read the sky of CCD ``ccdname`` of exposure ``expnum`` from a per-CCD or merged file."""
     return model_from_row(read_ccd_row(path, expnum, ccdname, "spline-sky table"), path)

@@ -50,6 +50,7 @@ from lsdr.survey.psfex import (
     stamp_half_size,
     write_psfex,
 )
+from lsdr.survey.psfex import as_stored as stored_psf
 from lsdr.survey.refcat import read_gaia
 from lsdr.survey.splinesky import (
     PERCENTILES,
@@ -59,6 +60,7 @@ from lsdr.survey.splinesky import (
     read_splinesky,
     write_splinesky,
 )
+from lsdr.survey.splinesky import as_stored as stored_sky
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -913,7 +915,8 @@ def measure_ccd(
         sky_img = sky.image(img.shape)
     else:
         sky_source = None
-        sky, sky_img, _ = measure_sky(img, good, ivar)
+        sky = stored_sky(measure_sky(img, good, ivar)[0], meta)
+        sky_img = sky.image(img.shape)
     sub = (img - sky_img).astype(np.float32)
 
     # Reference stars on this CCD, moved to the epoch of the exposure.
@@ -945,7 +948,7 @@ def measure_ccd(
             )
     else:
         psf_source = None
-        psf = fit_psf(sub, ivar, bad, sig1_img, (xr, yr), fwhm_guess)
+        psf = stored_psf(fit_psf(sub, ivar, bad, sig1_img, (xr, yr), fwhm_guess), meta)
 
     phot, zpt_stats = _photometry(
         sub, ivar, dq, psf, info, refs, ra_now, dec_now, xr, yr, wcs, pixscale, ccdname

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from demo_release import DemoRun, shared_demo
@@ -101,3 +102,13 @@ def border_release(tmp_path_factory: pytest.TempPathFactory) -> object:
     from border_release import build_border_release
 
     return build_border_release(tmp_path_factory.getbasetemp() / "border-release")
+
+
+@pytest.fixture
+def fresh_release(tmp_path: Path) -> Path:
+    """A release as a survey starts out: one CP image under images/, nothing run yet."""
+    root = tmp_path / "release"
+    night = root / "images" / "90prime" / "CP20170101"
+    night.mkdir(parents=True)
+    (night / "ksb_170101_000000_ooi_g_v1.fits.fz").write_bytes(b"not read by these tests")
+    return root

@@ -75,14 +75,28 @@ def make_demo(root: Path) -> DemoRun:
     return DemoRun(out, first, product_mtimes(out))
 
 
+def reuse_demo(out: Path) -> DemoRun:
+    """A developer's finished ``lsdr demo --out DIR`` as the session's demo (never in CI).
+
+    Its first run's console is not known: the tests that read it see an empty one.
+    """
+    out = out.resolve()
+    first = subprocess.CompletedProcess(["lsdr", "demo", "--out", str(out)], 0, "", "")
+    return DemoRun(out, first, product_mtimes(out))
+
+
 def shared_demo(shared: Path) -> DemoRun:
-    """The session's demo release in ``shared`` (made by the first caller, under a lock)."""
+    """The session's demo release in ``shared`` (made by the first caller, under a lock).
+
+    ``LSDR_TEST_DEMO=DIR`` reuses a finished demo release instead (a developer's shortcut).
+    """
     shared.mkdir(parents=True, exist_ok=True)
     record = shared / "demo-run.json"
+    made = os.environ.get("LSDR_TEST_DEMO")
     with open(shared / "demo.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not record.exists():
-            run = make_demo(shared)
+            run = reuse_demo(Path(made)) if made else make_demo(shared)
             doc = {
                 "out": str(run.out),
                 "args": list(run.first.args),

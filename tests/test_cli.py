@@ -117,16 +117,6 @@ def tree(root: Path) -> dict[str, str]:
     }
 
 
-@pytest.fixture
-def fresh_release(tmp_path: Path) -> Path:
-    """A release as a survey starts out: CP images under images/, nothing run yet."""
-    root = tmp_path / "release"
-    night = root / "images" / "90prime" / "CP20170101"
-    night.mkdir(parents=True)
-    (night / "ksb_170101_000000_ooi_g_v1.fits.fz").write_bytes(b"not read by these tests")
-    return root
-
-
 BAD_OPTIONS = [
     (("run", "tractor", "--brick", "9999p999"), "--brick", "9999p999"),
     (("run", "tractor", "--brick", "../1804p325"), "--brick", "../1804p325"),

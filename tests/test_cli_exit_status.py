@@ -48,16 +48,6 @@ def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
     return lines[0]
 
 
-@pytest.fixture
-def fresh_release(tmp_path: Path) -> Path:
-    """A release as a survey starts out: one CP image under images/, nothing run yet."""
-    root = tmp_path / "release"
-    night = root / "images" / "90prime" / "CP20170101"
-    night.mkdir(parents=True)
-    (night / "ksb_170101_000000_ooi_g_v1.fits.fz").write_bytes(b"not read by these tests")
-    return root
-
-
 # -- values the CLI library itself refuses -------------------------------------------------------
 LIBRARY_REFUSED = [
     (("run", "tractor", "--width", "abc"), "--width", "'abc'"),

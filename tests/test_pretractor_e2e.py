@@ -1,7 +1,8 @@
 """``lsdr run pretractor`` on the synthetic 15-brick survey, end to end, through the real CLI.
 
-One survey, four acts in order: the first run makes every product and recovers the truth;
-a second run recomputes nothing; touching one image reprocesses that image and the merges;
+One survey, five acts in order: the first run makes every product and recovers the truth;
+a second run recomputes nothing; touching one image (same bytes) changes nothing, and editing
+one reprocesses that image and the merges;
 a truncated image fails alone, with its file and HDU named, and the exit code says so.
 """
 
@@ -130,27 +131,51 @@ def test_second_run_recomputes_nothing(release: Path):
     assert products(release) == before_files
 
 
-def test_touching_one_image_reprocesses_it_and_the_merges(release: Path):
-    """A touched image: its zeropoints rerun, then merge, kd-tree and bricks; nothing else."""
+def test_touching_one_image_changes_nothing(release: Path):
+    """A touched image with the same bytes: every unit is found done, no product is rewritten."""
+    layout = ReleaseLayout(release)
+    path = layout.image(layout.image_list.read_text().split()[3])
+    before_files = products(release)
+    before = attempts(release, "zeropoints")
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+    result = lsdr("run", "pretractor", "--release-dir", str(release), "--region", "cookbook")
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "zeropoints: 0 done, 20 already done, 0 failed" in result.stdout
+    assert attempts(release, "zeropoints") == before
+    assert products(release) == before_files
+
+
+def test_editing_one_image_reprocesses_it_and_the_merges(release: Path):
+    """New bytes in one image (a header card): its zeropoints and merged calibs rerun.
+
+    Its per-CCD calibs exist and are not remade; nothing outside that image's products and the
+    merged tables changes.
+    """
     layout = ReleaseLayout(release)
     image = layout.image_list.read_text().split()[3]
     before_files = products(release)
     before = attempts(release, "zeropoints")
-    path = layout.image(image)
-    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000_000))
+    with fitsio.FITS(str(layout.image(image)), "rw") as f:
+        f[0].write_key("LSDRNOTE", "an edit for the rerun test")
     result = lsdr("run", "pretractor", "--release-dir", str(release), "--region", "cookbook")
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     assert "zeropoints: 1 done, 19 already done, 0 failed" in result.stdout
+    assert "merge-calibs: 1 done, 19 already done, 0 failed" in result.stdout
     after = attempts(release, "zeropoints")
     assert {k for k in after if after[k] != before[k]} == {image}
     changed = {p for p, t in products(release).items() if before_files.get(p) != t}
-    expected_zpt = {
-        str(layout.zpt_annotated(image).relative_to(release)),
-        str(layout.zpt_photom(image).relative_to(release)),
+    mine = {
+        str(p.relative_to(release))
+        for p in (
+            layout.zpt_annotated(image),
+            layout.zpt_photom(image),
+            layout.psfex_merged(image),
+            layout.sky_merged(image),
+        )
     }
-    assert expected_zpt <= changed
-    assert not any(p.startswith("calib/") for p in changed)  # calibs exist: not remade
-    others = changed - expected_zpt
+    assert {str(layout.zpt_annotated(image).relative_to(release))} <= changed
+    assert not any(p.startswith(("calib/psfex-single", "calib/sky-single")) for p in changed)
+    others = changed - mine
     assert all(p.startswith(("survey-ccds-", "ccds-annotated-", "bricks.txt")) for p in others), (
         others
     )
