@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 from runbrick_survey import BRICK, prepared_survey, private_copy
 
+from lsdr.survey.checksums import repackage_checksums
 from lsdr.survey.runbrick.options import RunbrickOptions
 from lsdr.survey.runbrick.stages import run_brick
 
@@ -36,7 +37,11 @@ def products(root: Path) -> dict[str, bytes]:
 def test_a_brick_run_twice_writes_the_same_bytes(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    """One brick, one thread then two threads from scratch: every product byte-identical."""
+    """One brick, one thread, then two threads again after packaging: the same bytes.
+
+    The second run starts from a packaged brick (the package phase's checksum listing sits in
+    the coadd directory, as on a release being rerun) with the products deleted.
+    """
     layout = private_copy(
         prepared_survey(tmp_path_factory), tmp_path_factory.mktemp("determinism") / "rel"
     )
@@ -45,13 +50,18 @@ def test_a_brick_run_twice_writes_the_same_bytes(
     made = products(layout.root)
     assert any(name.endswith(f"tractor-{BRICK}.fits") for name in made), sorted(made)
     assert any(name.endswith("-image-g.fits.fz") for name in made), sorted(made)
-    for top in (*PRODUCTS, "checkpoints", "pickles"):
+    [listing] = [p for p in repackage_checksums(layout, [BRICK]) if "coadd" in p.parts]
+    for path in [p for top in PRODUCTS for p in (layout.root / top).rglob("*") if p.is_file()]:
+        if path != listing:
+            path.unlink()
+    for top in ("checkpoints", "pickles"):
         shutil.rmtree(layout.root / top, ignore_errors=True)
 
     again = run_brick(
         layout, BRICK, RunbrickOptions(width=300, height=300, pixscale=3.5, threads=2)
     )
     assert again.status == "done"
+    listing.unlink()  # the package phase's, not the brick's
     remade = products(layout.root)
     assert sorted(remade) == sorted(made)
     differ = [name for name in made if remade[name] != made[name]]

@@ -25,6 +25,7 @@ from lsdr.survey import tractorschema as ts
 from lsdr.survey.errors import InputFileError, UsageError
 from lsdr.survey.fileio import atomic_path, sha256_file, write_text_atomic
 from lsdr.survey.layout import ReleaseLayout, checked_brick
+from lsdr.survey.releasefiles import CHECKSUM_SUFFIX
 from lsdr.survey.runbrick.types import BrickGeometry
 
 CATALOG_EXTNAME = "CATALOG"
@@ -433,7 +434,8 @@ def brick_products(layout: ReleaseLayout, brick: str) -> list[Path]:
 
     The tractor and tractor-i catalogues, every file in ``coadd/<bri>/<brick>/`` and the
     brick's files in ``metrics/<bri>/`` (``*-<brick>.*``); never temporary (``tmp-``) files,
-    the checksum file itself, logs, pickles or checkpoints.
+    checksum files (the package phase's listing of the coadd directory lives in it: listing it
+    would make a rerun's checksums differ from the first run's), logs, pickles or checkpoints.
     """
     b = checked_brick(brick)
     found: list[Path] = []
@@ -446,7 +448,7 @@ def brick_products(layout: ReleaseLayout, brick: str) -> list[Path]:
     metrics = layout.metrics_dir(b)
     if metrics.is_dir():
         found.extend(p for p in metrics.iterdir() if p.is_file() and f"-{b}." in p.name)
-    keep = [p for p in found if not p.name.startswith("tmp-")]
+    keep = [p for p in found if not p.name.startswith("tmp-") and p.suffix != CHECKSUM_SUFFIX]
     return sorted(keep, key=lambda p: p.relative_to(layout.root).as_posix())
 
 
