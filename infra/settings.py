@@ -4,7 +4,7 @@ Precedence, lowest to highest:
 
 1. the defaults below;
 2. the release's config file, ``<release>/lsdr.yaml`` (or the file named by ``LSDR_CONFIG``);
-3. environment variables ``LSDR_<FIELD>`` (e.g. ``LSDR_BATCH_SIZE=50``);
+3. environment variables ``LSDR_<FIELD>`` (e.g. ``LSDR_BATCH_SIZE=50``, ``LSDR_ENGINE=lite``);
 4. command-line options and flow parameters (passed to :func:`load_settings` as overrides).
 
 Nothing deeper in the code reads the environment: flows and tasks receive a ``Settings``.
@@ -18,17 +18,18 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from lsdr.survey.errors import UsageError
+from lsdr.survey.engines.registry import DEFAULT_ENGINE
+from lsdr.survey.errors import SurveyError, UsageError
 
 CONFIG_NAME = "lsdr.yaml"
 
-Engine = Literal["lite", "legacypipe"]
 ClusterProfile = Literal["local", "local-slurm", "perlmutter-cpu", "cori-haswell", "cori-knl"]
 
 
@@ -42,7 +43,11 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LSDR_", extra="forbid", frozen=True)
 
     release_dir: Path = Field(Path("."), description="The release (and survey) directory.")
-    engine: Engine = Field("lite", description="Science engine: lite (lsdr's own) or legacypipe.")
+    engine: str = Field(
+        DEFAULT_ENGINE,
+        description="Science engine: a known name (lite, lsdr's own) or module:attribute of an "
+        "importable engine (survey/engines); checked when the settings are read.",
+    )
     cluster: ClusterProfile = Field("local", description="Where Dask workers run.")
     n_workers: int = Field(default_factory=_default_workers, ge=1, description="Dask workers.")
     threads_per_worker: int = Field(1, ge=1, description="Threads per Dask worker.")
@@ -75,6 +80,18 @@ class Settings(BaseSettings):
     @classmethod
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        """An engine the registry resolves here (an unknown one fails before anything runs)."""
+        from lsdr.survey.engines.registry import get_engine
+
+        try:
+            get_engine(value)
+        except SurveyError as err:
+            raise PydanticCustomError("engine", "{reason}", {"reason": str(err)}) from None
+        return value
 
     @classmethod
     def settings_customise_sources(
