@@ -180,9 +180,11 @@ def external_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     from lsdr.survey.external import catalogue_from_dict
 
     catalogue = catalogue_from_dict(unit.option("catalogue"))
-    options = MatchOptions(float(unit.option("radius_arcsec", MatchOptions.radius_arcsec)))
-    bricks = list(unit.option("bricks", []))
-    return unit_engine(unit).match_external(layout, catalogue, bricks, options)
+    options = MatchOptions(
+        bricks=tuple(unit.option("bricks", [])),
+        radius_arcsec=float(unit.option("radius_arcsec", MatchOptions.radius_arcsec)),
+    )
+    return unit_engine(unit).match_external(layout, catalogue, options)
 
 
 # -- package -------------------------------------------------------------------------------------

@@ -149,8 +149,10 @@ class MergeTablesOptions:
 
 @dataclass(frozen=True)
 class MatchOptions:
-    """How to match an external catalogue (``match-external-catalog.py`` flags)."""
+    """What to match an external catalogue against, and how (``match-external-catalog.py``)."""
 
+    bricks: tuple[str, ...]
+    """``-F``: the bricks whose catalogues' primary objects are matched."""
     radius_arcsec: float = MATCH_RADIUS_ARCSEC
     """``--tolerance``: the match radius, arcsec."""
 
@@ -229,11 +231,7 @@ class Engine(Protocol):
         ...
 
     def match_external(
-        self,
-        layout: ReleaseLayout,
-        catalogue: ExternalCatalogue,
-        bricks: Sequence[str],
-        options: MatchOptions,
+        self, layout: ReleaseLayout, catalogue: ExternalCatalogue, options: MatchOptions
     ) -> UnitOutput:
-        """One external catalogue matched to the release's primary objects."""
+        """One external catalogue matched to the bricks' primary objects."""
         ...

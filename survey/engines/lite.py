@@ -170,14 +170,10 @@ class LiteEngine:
         return UnitOutput.of(write_sweep(layout, box, version))
 
     def match_external(
-        self,
-        layout: ReleaseLayout,
-        catalogue: ExternalCatalogue,
-        bricks: Sequence[str],
-        options: MatchOptions,
+        self, layout: ReleaseLayout, catalogue: ExternalCatalogue, options: MatchOptions
     ) -> UnitOutput:
         """``survey.external.match_external``: the catalogue's external-match file."""
         from lsdr.survey.external import match_external
 
-        result = match_external(layout, catalogue, bricks, radius_arcsec=options.radius_arcsec)
-        return UnitOutput.of(result)
+        radius = options.radius_arcsec
+        return UnitOutput.of(match_external(layout, catalogue, options.bricks, radius))
