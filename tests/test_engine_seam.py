@@ -184,6 +184,16 @@ def test_an_unknown_engine_exits_2_with_one_line_before_anything_runs(
     assert tree(fresh_release) == before
 
 
+def test_demo_with_an_unknown_engine_simulates_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``LSDR_ENGINE=x lsdr demo``: one line, status 2, before the simulation writes anything."""
+    monkeypatch.setenv("LSDR_ENGINE", "x")
+    line = one_error_line(lsdr("demo", "--out", str(tmp_path / "demo")))
+    assert "unknown engine 'x': known engines are lite" in line, line
+    assert not (tmp_path / "demo").exists()
+
+
 # -- units ----------------------------------------------------------------------------------------
 def refuse(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """A unit whose engine reports a failure without raising (as a command's exit status)."""
