@@ -164,7 +164,7 @@ def test_the_engine_setting_follows_the_settings_precedence(
     assert load_settings(tmp_path, engine="lite").engine == "lite"
     (tmp_path / "lsdr.yaml").write_text("engine: x\n")
     monkeypatch.delenv("LSDR_ENGINE")
-    with pytest.raises(UsageError, match="setting engine: unknown engine 'x'"):
+    with pytest.raises(UsageError, match=r"lsdr\.yaml: engine: unknown engine 'x'"):
         load_settings(tmp_path)
 
 
