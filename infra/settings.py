@@ -17,6 +17,7 @@ receive a ``Settings``.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -263,49 +264,49 @@ def _environment() -> dict[str, str]:
     }
 
 
-def _where(
-    name: str,
-    given: dict[str, Any],
-    environment: dict[str, str],
-    config: Path,
-    from_file: dict[str, Any],
-) -> str:
-    """Where setting ``name``'s value comes from, for an error: the override, variable or file."""
-    if name in given:
-        return f"setting {name}"
-    if name in environment:
-        return f"{ENV_PREFIX}{name.upper()}"
-    if name in from_file:
-        return f"{config}: {name}"
-    return f"setting {name}"
+@dataclass(frozen=True)
+class _Sources:
+    """The sources above the profile files, highest first: overrides, environment, config file."""
 
+    given: dict[str, Any]
+    environment: dict[str, str]
+    config: Path
+    from_file: dict[str, Any]
 
-def _chosen(
-    name: str,
-    given: dict[str, Any],
-    environment: dict[str, str],
-    config: Path,
-    from_file: dict[str, Any],
-) -> Any:
-    """Setting ``name`` by the precedence above the profile files, checked; its default if unset.
+    def _source(self, name: str) -> tuple[str, Any] | None:
+        """Setting ``name`` from the highest source that gives it, with that source's label.
 
-    For ``cluster`` and ``cluster_file``, which say which profile files to read.  A relative
-    path in the config file is relative to that file.
-    """
-    if name in given:
-        value = given[name]
-    elif name in environment:
-        value = environment[name]
-    elif name in from_file:
-        value = from_file[name]
-        if name == "cluster_file" and value is not None:
-            value = config.parent / Path(str(value)).expanduser()
-    else:
-        return Settings.model_fields[name].get_default(call_default_factory=True)
-    try:
-        return check_setting(name, value)
-    except UsageError as err:
-        raise UsageError(f"{_where(name, given, environment, config, from_file)}: {err}") from None
+        A relative ``cluster_file`` in the config file is relative to that file.
+        """
+        if name in self.given:
+            return f"setting {name}", self.given[name]
+        if name in self.environment:
+            return f"{ENV_PREFIX}{name.upper()}", self.environment[name]
+        if name in self.from_file:
+            value = self.from_file[name]
+            if name == "cluster_file" and value is not None:
+                value = self.config.parent / Path(str(value)).expanduser()
+            return f"{self.config}: {name}", value
+        return None
+
+    def where(self, name: str) -> str:
+        """Where setting ``name`` was given, for an error: variable, file and key, or override."""
+        source = self._source(name)
+        return source[0] if source else f"setting {name}"
+
+    def chosen(self, name: str) -> Any:
+        """Setting ``name`` from these sources, checked (its default if none gives it).
+
+        For ``cluster`` and ``cluster_file``, which say which profile files to read first.
+        """
+        source = self._source(name)
+        if source is None:
+            return Settings.model_fields[name].get_default(call_default_factory=True)
+        where, value = source
+        try:
+            return check_setting(name, value)
+        except UsageError as err:
+            raise UsageError(f"{where}: {err}") from None
 
 
 def load_settings(release_dir: Path, **overrides: Any) -> Settings:
@@ -326,14 +327,13 @@ def load_settings(release_dir: Path, **overrides: Any) -> Settings:
             f"{config}: unknown setting(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(Settings.model_fields)}"
         )
-    environment = _environment()
-    profile = {
-        name: _chosen(name, given, environment, config, from_file)
-        for name in ("cluster", "cluster_file")
-    }
+    sources = _Sources(given, _environment(), config, from_file)
+    profile = {name: sources.chosen(name) for name in ("cluster", "cluster_file")}
     from_profile = profile_settings(profile["cluster"], profile["cluster_file"])
     # Each file sits below the environment: drop the files' keys that the environment sets.
-    merged = {k: v for k, v in {**from_profile, **from_file}.items() if k not in environment}
+    merged = {
+        k: v for k, v in {**from_profile, **from_file}.items() if k not in sources.environment
+    }
     merged.update(given)
     merged.update(profile)
     merged["release_dir"] = release_dir
@@ -342,5 +342,4 @@ def load_settings(release_dir: Path, **overrides: Any) -> Settings:
     except ValidationError as err:
         first = err.errors()[0]
         name = ".".join(str(p) for p in first["loc"])
-        where = _where(name, given, environment, config, from_file)
-        raise UsageError(f"{where}: {first['msg']}") from err
+        raise UsageError(f"{sources.where(name)}: {first['msg']}") from err
