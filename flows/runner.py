@@ -30,6 +30,7 @@ from lsdr.tasks.units import (
     batches,
     engine_version,
     last_failure,
+    on_engine,
     settle,
 )
 
@@ -326,6 +327,7 @@ def run_units(
     layout = ReleaseLayout(settings.release_dir)
     ledger = ledger_for(settings)
     version = engine_version(settings.engine)
+    units = on_engine(units, settings.engine)
     ledger.plan(phase, [u.key for u in units])
 
     results: dict[str, UnitResult] = {}

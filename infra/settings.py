@@ -3,37 +3,113 @@
 Precedence, lowest to highest:
 
 1. the defaults below;
-2. the release's config file, ``<release>/lsdr.yaml`` (or the file named by ``LSDR_CONFIG``);
-3. environment variables ``LSDR_<FIELD>`` (e.g. ``LSDR_BATCH_SIZE=50``);
-4. command-line options and flow parameters (passed to :func:`load_settings` as overrides).
+2. the cluster profile's file, ``infra/profiles/<cluster>.yaml``, then ``cluster_file`` (a
+   profile file of one's own) over it: the profile's values of the settings it reads;
+3. the release's config file, ``<release>/lsdr.yaml`` (or the file named by ``LSDR_CONFIG``);
+4. environment variables ``LSDR_<FIELD>`` (e.g. ``LSDR_BATCH_SIZE=50``, ``LSDR_ENGINE=lite``);
+5. command-line options and flow parameters (passed to :func:`load_settings` as overrides).
 
-Nothing deeper in the code reads the environment: flows and tasks receive a ``Settings``.
+``cluster`` and ``cluster_file`` are themselves read with 3-5 first, since they say which
+profile files apply.  Nothing deeper in the code reads the environment: flows and tasks
+receive a ``Settings``.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
-from pydantic import Field, TypeAdapter, ValidationError, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
 
-from lsdr.survey.errors import UsageError
+from lsdr.infra.profiles.registry import DEFAULT_PROFILE, get_profile, profile_file
+from lsdr.survey.engines.registry import DEFAULT_ENGINE
+from lsdr.survey.errors import SurveyError, UsageError
 
 CONFIG_NAME = "lsdr.yaml"
-
-Engine = Literal["lite", "legacypipe"]
-ClusterProfile = Literal["local", "local-slurm", "perlmutter-cpu", "cori-haswell", "cori-knl"]
+ENV_PREFIX = "LSDR_"
 
 
 def _default_workers() -> int:
     return max(1, os.cpu_count() or 1)
+
+
+def _workers(value: Any) -> Any:
+    """``auto``: one worker per CPU of this machine; any other value as given."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return _default_workers()
+    return value
+
+
+def _memory_size(value: Any) -> Any:
+    """``auto`` or a size with its unit (``4GiB``, ``1.5 GB``): a bare number has no unit."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return value  # the str type refuses it
+    if value.strip().lower() == "auto":
+        return "auto"
+    try:
+        float(value)
+    except ValueError:
+        pass
+    else:
+        raise PydanticCustomError(
+            "memory_unit",
+            "{value} has no unit: give one, as in '4GiB' (or 'auto')",
+            {"value": value},
+        )
+    from dask.utils import parse_bytes
+
+    try:
+        size = parse_bytes(value)
+    except ValueError:
+        size = 0
+    if size <= 0:
+        raise PydanticCustomError(
+            "memory_size",
+            "'{value}' is not a positive memory size such as '4GiB' (or 'auto')",
+            {"value": value},
+        )
+    return value
+
+
+def _known_profile(value: str) -> str:
+    """A cluster profile of the registry (an unknown one fails before anything starts)."""
+    try:
+        get_profile(value)
+    except UsageError as err:
+        raise PydanticCustomError("cluster", "{reason}", {"reason": str(err)}) from None
+    return value
+
+
+def _existing_file(value: Path) -> Path:
+    """A file that exists, as an absolute path (flows and workers may run elsewhere)."""
+    path = value.expanduser().resolve()
+    if not path.is_file():
+        raise PydanticCustomError("file", "no such file: {path}", {"path": str(path)})
+    return path
+
+
+WorkerCount = Annotated[int, BeforeValidator(_workers)]
+MemorySize = Annotated[str, BeforeValidator(_memory_size)]
+ProfileName = Annotated[str, AfterValidator(_known_profile)]
+ProfileFile = Annotated[Path, AfterValidator(_existing_file)]
 
 
 class Settings(BaseSettings):
@@ -42,11 +118,28 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LSDR_", extra="forbid", frozen=True)
 
     release_dir: Path = Field(Path("."), description="The release (and survey) directory.")
-    engine: Engine = Field("lite", description="Science engine: lite (lsdr's own) or legacypipe.")
-    cluster: ClusterProfile = Field("local", description="Where Dask workers run.")
-    n_workers: int = Field(default_factory=_default_workers, ge=1, description="Dask workers.")
+    engine: str = Field(
+        DEFAULT_ENGINE,
+        description="Science engine: a known name (lite, lsdr's own) or module:attribute of an "
+        "importable engine (survey/engines); checked when the settings are read.",
+    )
+    cluster: ProfileName = Field(
+        DEFAULT_PROFILE,
+        description="Cluster profile: where Dask workers run (infra/profiles/); checked when "
+        "the settings are read.",
+    )
+    cluster_file: ProfileFile | None = Field(
+        None,
+        description="A profile file of one's own: its keys override the profile's own file "
+        "(relative to lsdr.yaml when given there).",
+    )
+    n_workers: WorkerCount = Field(
+        default_factory=_default_workers, ge=1, description="Dask workers ('auto': one per CPU)."
+    )
     threads_per_worker: int = Field(1, ge=1, description="Threads per Dask worker.")
-    worker_memory: str = Field("auto", description="Dask worker memory limit ('auto', '4GiB').")
+    worker_memory: MemorySize = Field(
+        "auto", description="Dask worker memory limit with its unit ('4GiB'), or 'auto'."
+    )
     unit_threads: int = Field(1, ge=1, description="Threads a unit (image, brick) may use.")
     unit_memory_limit_mb: int | None = Field(
         None,
@@ -76,6 +169,18 @@ class Settings(BaseSettings):
     def _absolute(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        """An engine the registry resolves here (an unknown one fails before anything runs)."""
+        from lsdr.survey.engines.registry import get_engine
+
+        try:
+            get_engine(value)
+        except SurveyError as err:
+            raise PydanticCustomError("engine", "{reason}", {"reason": str(err)}) from None
+        return value
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -102,7 +207,7 @@ def read_config_file(path: Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise UsageError(f"{path}: not valid YAML ({err})") from err
+        raise UsageError(f"{path}: not valid YAML ({' '.join(str(err).split())})") from err
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -110,8 +215,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def check_setting(name: str, value: Any) -> None:
-    """Raise a one-line :class:`UsageError` (pydantic's reason) if ``value`` is bad for ``name``.
+def check_setting(name: str, value: Any) -> Any:
+    """``value`` as setting ``name`` holds it; a one-line :class:`UsageError` if it is bad.
 
     Only the field's own type and bounds, with no file or environment read: the CLI checks an
     option's value this way, naming the option, before it loads anything.
@@ -119,35 +224,122 @@ def check_setting(name: str, value: Any) -> None:
     field = Settings.model_fields[name]
     form: Any = Annotated[field.annotation, field]  # the field's type with its bounds
     try:
-        TypeAdapter(form).validate_python(value)
+        return TypeAdapter(form).validate_python(value)
     except ValidationError as err:
         reason = str(err.errors()[0]["msg"])
         raise UsageError(reason[:1].lower() + reason[1:]) from None
 
 
-def load_settings(release_dir: Path, **overrides: Any) -> Settings:
-    """Settings for a release: defaults < config file < ``LSDR_*`` environment < overrides.
+def profile_settings(cluster: str, own: Path | None = None) -> dict[str, Any]:
+    """The settings a cluster profile's files give: its own file, then ``own`` over it.
 
+    Every key must be a knob of the profile and every value valid for its setting; an error
+    names the file and the key, before anything starts.
+    """
+    profile = get_profile(cluster)
+    values: dict[str, Any] = {}
+    for path in (profile_file(cluster), own):
+        if path is None:
+            continue
+        data = read_config_file(path)
+        unknown = sorted(set(data) - set(profile.knobs))
+        if unknown:
+            raise UsageError(
+                f"{path}: unknown key(s) {', '.join(unknown)} for cluster profile "
+                f"{profile.name!r}; its keys: {', '.join(profile.knobs)}"
+            )
+        for key, value in data.items():
+            try:
+                check_setting(key, value)
+            except UsageError as err:
+                raise UsageError(f"{path}: {key}: {err}") from None
+        values.update(data)
+    return values
+
+
+def _environment() -> dict[str, str]:
+    """The ``LSDR_*`` variables by setting name (``LSDR_N_WORKERS`` -> ``n_workers``)."""
+    return {
+        k[len(ENV_PREFIX) :].lower(): v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)
+    }
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """The sources above the profile files, highest first: overrides, environment, config file."""
+
+    given: dict[str, Any]
+    environment: dict[str, str]
+    config: Path
+    from_file: dict[str, Any]
+
+    def _source(self, name: str) -> tuple[str, Any] | None:
+        """Setting ``name`` from the highest source that gives it, with that source's label.
+
+        A relative ``cluster_file`` in the config file is relative to that file.
+        """
+        if name in self.given:
+            return f"setting {name}", self.given[name]
+        if name in self.environment:
+            return f"{ENV_PREFIX}{name.upper()}", self.environment[name]
+        if name in self.from_file:
+            value = self.from_file[name]
+            if name == "cluster_file" and value is not None:
+                value = self.config.parent / Path(str(value)).expanduser()
+            return f"{self.config}: {name}", value
+        return None
+
+    def where(self, name: str) -> str:
+        """Where setting ``name`` was given, for an error: variable, file and key, or override."""
+        source = self._source(name)
+        return source[0] if source else f"setting {name}"
+
+    def chosen(self, name: str) -> Any:
+        """Setting ``name`` from these sources, checked (its default if none gives it).
+
+        For ``cluster`` and ``cluster_file``, which say which profile files to read first.
+        """
+        source = self._source(name)
+        if source is None:
+            return Settings.model_fields[name].get_default(call_default_factory=True)
+        where, value = source
+        try:
+            return check_setting(name, value)
+        except UsageError as err:
+            raise UsageError(f"{where}: {err}") from None
+
+
+def load_settings(release_dir: Path, **overrides: Any) -> Settings:
+    """Settings for a release: defaults < profile files < config file < ``LSDR_*`` < overrides.
+
+    The profile files are the ``cluster`` profile's own, then ``cluster_file``; those two
+    settings are read first, from the config file, the environment and the overrides.
     ``None`` overrides mean "not given" and are dropped, so CLI options that default to None
     never mask the file or the environment.
     """
     given = {k: v for k, v in overrides.items() if v is not None}
     release_dir = Path(release_dir)
-    from_file = read_config_file(config_file(release_dir))
+    config = config_file(release_dir)
+    from_file = read_config_file(config)
     unknown = set(from_file) - set(Settings.model_fields)
     if unknown:
         raise UsageError(
-            f"{config_file(release_dir)}: unknown setting(s) {', '.join(sorted(unknown))}; "
+            f"{config}: unknown setting(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(Settings.model_fields)}"
         )
-    # The file sits below the environment: drop file keys that the environment sets.
-    env_keys = {k[len("LSDR_") :].lower() for k in os.environ if k.startswith("LSDR_")}
-    merged = {k: v for k, v in from_file.items() if k not in env_keys}
+    sources = _Sources(given, _environment(), config, from_file)
+    profile = {name: sources.chosen(name) for name in ("cluster", "cluster_file")}
+    from_profile = profile_settings(profile["cluster"], profile["cluster_file"])
+    # Each file sits below the environment: drop the files' keys that the environment sets.
+    merged = {
+        k: v for k, v in {**from_profile, **from_file}.items() if k not in sources.environment
+    }
     merged.update(given)
+    merged.update(profile)
     merged["release_dir"] = release_dir
     try:
         return Settings(**merged)
     except ValidationError as err:
         first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise UsageError(f"setting {where}: {first['msg']}") from err
+        name = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"{sources.where(name)}: {first['msg']}") from err

@@ -194,12 +194,14 @@ def demo(
     pixels (1800² at 0.524″: the whole brick, a quarter of the pixels of 3600² at 0.262″).
     """
     from lsdr import options_check as check
+    from lsdr.infra.settings import load_settings
     from lsdr.run_cli import run_pretractor, run_release
     from lsdr.survey.layout import ReleaseLayout
 
     # Every option before the simulation writes anything: the run's, then the simulator's.
     check.output_dir("--out", out)
     check.setting_overrides({"n_workers": workers})
+    load_settings(out, n_workers=workers)  # the file's and environment's too (the engine)
     region = grid.RaDecBox(*check.NAMED_REGIONS["cookbook"])
     _simulate(out, check.simulation(None, None, 2, region, seed, DEMO_BINNING, workers))
     layout = ReleaseLayout(out)

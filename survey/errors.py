@@ -5,6 +5,10 @@ from __future__ import annotations
 import sys
 from typing import Literal
 
+FailureClass = Literal["infra", "oom", "timeout", "science", "usage", "environment"]
+"""How a unit failed; each class has its own retry policy (``tasks/units.py``,
+docs/orchestration.md).  Here, below ``tasks/``, so that an engine can name one."""
+
 
 class SurveyError(Exception):
     """Base class: a problem with the survey's inputs, reported without a traceback."""

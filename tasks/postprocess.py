@@ -4,7 +4,9 @@ Phases in chain order: ``brightneighbors`` (per brick), ``depth`` (per brick) th
 ``depth-merge``, ``summary`` (per RA-degree chunk) then ``summary-merge``, ``sweeps`` (per sky
 box), ``external`` (per external catalogue), ``verify`` (per brick), ``checksums`` and ``logs``
 (per output directory), ``publish``.  Each unit's inputs are the files it reads, so a rerun
-finds it done until one of them changes.
+finds it done until one of them changes.  The science of bright neighbours, depth, summary,
+sweeps and external matches is the unit's engine's (``survey/engines``); verify, checksums,
+logs and publish package the release and are lsdr's own, whatever the engine.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lsdr.survey.engines.base import MatchOptions, result_summary
 from lsdr.survey.layout import ReleaseLayout, brick_dir_prefix
-from lsdr.tasks.units import Unit, UnitOutput, UnitResult, amend_outputs
+from lsdr.tasks.units import Unit, UnitOutput, UnitResult, amend_outputs, unit_engine
 
 
 def _existing(paths: Iterable[Path]) -> tuple[str, ...]:
@@ -43,20 +46,9 @@ def plan_brightneighbors(layout: ReleaseLayout, bricks: Sequence[str]) -> list[U
 
 def brightneighbors_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Update the brick's maskbits from its neighbours' bright stars; keep the tractor unit done."""
-    from lsdr.survey.brightneighbors import update_bright_neighbours
-
-    brick = unit.key
-    result = update_bright_neighbours(layout, brick)
-    rewritten = [layout.coadd_maskbits(brick), layout.tractor(brick), layout.brick_checksums(brick)]
-    amend_outputs(layout, "tractor", brick, rewritten)
-    return UnitOutput(
-        tuple(p for p in rewritten if p.exists()),
-        {
-            "pixels_changed": result.pixels_changed,
-            "sources_changed": result.sources_changed,
-            "neighbours": list(result.neighbours),
-        },
-    )
+    output = unit_engine(unit).bright_neighbours(layout, unit.key)
+    amend_outputs(layout, "tractor", unit.key, output.paths)
+    return output
 
 
 # -- depth histogram -----------------------------------------------------------------------------
@@ -74,10 +66,7 @@ def plan_depth(layout: ReleaseLayout, bricks: Sequence[str], bands: Sequence[str
 
 def depth_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Histogram one brick's depth maps over its primary pixels."""
-    from lsdr.survey.depthhist import brick_depth_counts
-
-    counts = brick_depth_counts(layout, unit.key)
-    return UnitOutput((Path(counts.path),), {})
+    return unit_engine(unit).brick_depth(layout, unit.key)
 
 
 def plan_depth_merge(layout: ReleaseLayout, partials: Sequence[UnitResult]) -> list[Unit]:
@@ -89,10 +78,7 @@ def plan_depth_merge(layout: ReleaseLayout, partials: Sequence[UnitResult]) -> l
 
 def depth_merge_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Sum the per-brick counts into ``<dr>-depth.fits`` and its plot."""
-    from lsdr.survey.depthhist import merge_depth_histogram
-
-    result = merge_depth_histogram(layout, list(unit.option("bricks", [])))
-    return UnitOutput(_result_paths(result), _result_summary(result))
+    return unit_engine(unit).merge_depth(layout, list(unit.option("bricks", [])))
 
 
 # -- brick summary -------------------------------------------------------------------------------
@@ -118,10 +104,7 @@ def plan_summary(layout: ReleaseLayout, bricks: Sequence[str], bands: Sequence[s
 
 def summary_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """The partial brick summary of one RA-degree chunk."""
-    from lsdr.survey.bricksummary import summarize_chunk
-
-    chunk = summarize_chunk(layout, unit.key, list(unit.option("bricks", [])))
-    return UnitOutput((Path(chunk.path),), {"bricks": chunk.bricks})
+    return unit_engine(unit).summarize_chunk(layout, unit.key, list(unit.option("bricks", [])))
 
 
 def plan_summary_merge(layout: ReleaseLayout, partials: Sequence[UnitResult]) -> list[Unit]:
@@ -132,10 +115,7 @@ def plan_summary_merge(layout: ReleaseLayout, partials: Sequence[UnitResult]) ->
 
 def summary_merge_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Merge the chunks; draw the sky maps."""
-    from lsdr.survey.bricksummary import merge_brick_summary
-
-    result = merge_brick_summary(layout, list(unit.inputs))
-    return UnitOutput(_result_paths(result), _result_summary(result))
+    return unit_engine(unit).merge_summary(layout, [Path(p) for p in unit.inputs])
 
 
 # -- sweeps --------------------------------------------------------------------------------------
@@ -158,12 +138,11 @@ def plan_sweeps(layout: ReleaseLayout, bricks: Sequence[str], version: str) -> l
 
 def sweeps_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Write one sweep file: the box's primary objects, sweep columns."""
-    from lsdr.survey.sweeps import SweepBox, write_sweep
+    from lsdr.survey.sweeps import SweepBox
 
     ra1, dec1, ra2, dec2 = unit.option("box")
     box = SweepBox(ra1, dec1, ra2, dec2, tuple(unit.option("bricks", [])))
-    result = write_sweep(layout, box, str(unit.option("version")))
-    return UnitOutput(_result_paths(result), _result_summary(result))
+    return unit_engine(unit).sweep(layout, box, str(unit.option("version")))
 
 
 # -- external matches ----------------------------------------------------------------------------
@@ -198,16 +177,14 @@ def _catalogue_doc(cat: Any) -> dict[str, Any]:
 
 def external_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Match one external catalogue to the release's primary objects."""
-    from lsdr.survey.external import catalogue_from_dict, match_external
+    from lsdr.survey.external import catalogue_from_dict
 
     catalogue = catalogue_from_dict(unit.option("catalogue"))
-    result = match_external(
-        layout,
-        catalogue,
-        list(unit.option("bricks", [])),
-        radius_arcsec=float(unit.option("radius_arcsec", 1.5)),
+    options = MatchOptions(
+        bricks=tuple(unit.option("bricks", [])),
+        radius_arcsec=float(unit.option("radius_arcsec", MatchOptions.radius_arcsec)),
     )
-    return UnitOutput(_result_paths(result), _result_summary(result))
+    return unit_engine(unit).match_external(layout, catalogue, options)
 
 
 # -- package -------------------------------------------------------------------------------------
@@ -317,33 +294,4 @@ def publish_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     from lsdr.survey.publish import publish
 
     result = publish(layout, str(unit.option("destination")), dry_run=False)
-    return UnitOutput((), _result_summary(result))
-
-
-# -- helpers -------------------------------------------------------------------------------------
-def _result_paths(result: Any) -> tuple[Path, ...]:
-    """The files a survey-level result record names (``path``/``paths``/``plots`` fields)."""
-    out: list[Path] = []
-    for name in ("path", "paths", "plots", "plot"):
-        value = getattr(result, name, None)
-        if value is None:
-            continue
-        items = value if isinstance(value, (list, tuple)) else [value]
-        out.extend(Path(v) for v in items)
-    return tuple(out)
-
-
-def _result_summary(result: Any) -> dict[str, Any]:
-    """The scalar fields of a survey-level result record (counts, medians)."""
-    from dataclasses import fields, is_dataclass
-
-    if not is_dataclass(result):
-        return {}
-    summary: dict[str, Any] = {}
-    for f in fields(result):
-        value = getattr(result, f.name)
-        if isinstance(value, (int, float, str, bool)) and f.name not in ("path", "plot"):
-            summary[f.name] = value
-        elif isinstance(value, dict):
-            summary[f.name] = {str(k): v for k, v in value.items()}
-    return summary
+    return UnitOutput((), result_summary(result))

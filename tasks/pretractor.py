@@ -1,20 +1,24 @@
-"""The pre-tractor phases' units: what each unit depends on, and the call into ``survey/``.
+"""The pre-tractor phases' units: what each unit depends on, and the call into the science.
 
 Each phase has a planner (settings and options → units with their input files, so a changed
 input reprocesses exactly its units) and a unit function (module level, so Dask pickles it by
-reference) that calls the science in ``survey/`` and returns the files it wrote.
+reference) that returns the files it wrote.  Zeropoints, merges, the kd-tree and the depth cut
+are the unit's engine's (``survey/engines``); the image list and the brick list, which plan
+what runs, are lsdr's own, whatever the engine.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
 from lsdr.survey.bricks import RaDecBox
+from lsdr.survey.engines.base import MergeTablesOptions, ZeropointOptions
 from lsdr.survey.errors import InputFileError
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.units import Unit, UnitOutput
+from lsdr.tasks.units import Unit, UnitOutput, unit_engine
 
 CP_PATTERNS = ("c4d_*_oo[iwd]_*", "k4m_*_oo[iwd]_*", "ksb_*_oo[iwd]_*", "*_oki_*")
 """The CP files whose names and stamps decide what discovery finds."""
@@ -111,16 +115,11 @@ def plan_zeropoints(
 
 
 def zeropoints_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
-    """Zeropoints, PSF and sky of every CCD of one image (lite engine)."""
-    from lsdr.survey.zeropoints import measure_image
-
-    out = measure_image(
-        layout, unit.key, run_calibs=bool(unit.option("run_calibs", True)), threads=unit.threads
+    """Zeropoints, PSF and sky of every CCD of one image, by the unit's engine."""
+    options = ZeropointOptions(
+        run_calibs=bool(unit.option("run_calibs", True)), threads=unit.threads
     )
-    return UnitOutput(
-        (out.annotated, out.photom, *out.calibs),
-        {"ccds": out.n_ccds, "no_stars": out.n_no_stars, "made_calibs": out.made_calibs},
-    )
+    return unit_engine(unit).zeropoints(layout, unit.key, options)
 
 
 # -- merge ------------------------------------------------------------------------------------
@@ -147,10 +146,7 @@ def plan_merge_calibs(layout: ReleaseLayout, images: Sequence[str]) -> list[Unit
 
 def merge_calibs_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Stack one exposure's per-CCD calibs into its merged PsfEx and sky files."""
-    from lsdr.survey.calibs import merge_calibs
-
-    merged = merge_calibs(layout, unit.key)
-    return UnitOutput((merged.psfex, merged.sky))
+    return unit_engine(unit).merge_calibs(layout, unit.key)
 
 
 def plan_merge_tables(
@@ -177,30 +173,16 @@ def plan_merge_tables(
 def merge_tables_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """The survey-ccds and ccds-annotated tables per camera and band, with ccd_cuts."""
     from lsdr.survey.ccdcuts import CutOptions
-    from lsdr.survey.ccdtables import merge_ccd_tables
 
     synthetic = bool(unit.option("synthetic", False))
-    merged = merge_ccd_tables(
-        layout,
-        [Path(p) for p in unit.inputs],
+    options = MergeTablesOptions(
         cut=bool(unit.option("cut", True)),
         cut_expnum=bool(unit.option("cut_expnum", True)),
-        cut_options=CutOptions(
-            present_ccds_only=synthetic,
-            binned_pixels=synthetic,
-        ),
+        cuts=CutOptions(present_ccds_only=synthetic, binned_pixels=synthetic),
     )
-    paths = [*merged.survey_ccds.values(), *merged.annotated.values()]
-    return UnitOutput(
-        tuple(paths),
-        {
-            "rows": merged.n_rows,
-            "kept": merged.n_kept,
-            "cuts": dict(merged.cut_counts),
-            "dropped_expnums": list(merged.dropped_expnums),
-            "missing_tables": unit.option("missing", []),
-        },
-    )
+    merged = unit_engine(unit).merge_ccd_tables(layout, [Path(p) for p in unit.inputs], options)
+    missing = unit.option("missing", [])
+    return replace(merged, summary={**merged.summary, "missing_tables": missing})
 
 
 # -- kd-tree, bricks, depth cut ----------------------------------------------------------------
@@ -211,12 +193,7 @@ def plan_kdtree(layout: ReleaseLayout) -> list[Unit]:
 
 def kdtree_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Write ``survey-ccds-<dr>.kd.fits`` from the merged tables."""
-    from lsdr.survey.ccdtables import read_survey_ccds
-    from lsdr.survey.kdtree import write_ccds_kdtree
-
-    ccds = read_survey_ccds(layout, kept_only=False)
-    path = write_ccds_kdtree(ccds, layout.survey_ccds_kd)
-    return UnitOutput((path,), {"ccds": len(ccds)})
+    return unit_engine(unit).ccds_kdtree(layout)
 
 
 def plan_bricks(layout: ReleaseLayout, region: RaDecBox | None) -> list[Unit]:
@@ -246,8 +223,5 @@ def plan_depthcut(layout: ReleaseLayout) -> list[Unit]:
 def depthcut_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Per brick, the CCDs needed to reach the target depth; the depth-cut table and kd-tree."""
     from lsdr.survey.bricklist import read_brick_list
-    from lsdr.survey.depthcut import depth_cut
 
-    result = depth_cut(layout, read_brick_list(layout))
-    paths = [result.table] + ([result.kdtree] if result.kdtree else [])
-    return UnitOutput(tuple(paths), {"ccds_in": result.n_in, "ccds_kept": result.n_kept})
+    return unit_engine(unit).depth_cut(layout, read_brick_list(layout))

@@ -1,4 +1,4 @@
-"""The tractor phase's units: one brick each, through the lite runbrick.
+"""The tractor phase's units: one brick each, through the unit's engine's runbrick.
 
 A brick's inputs are what runbrick reads for it: its CCDs' rows of the survey-ccds tables (by
 digest, so a change to another CCD's row leaves it done), those CCDs' images, DQ and weight
@@ -14,14 +14,15 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
+from lsdr.survey.engines.base import Outcome
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.pretractor import survey_ccds_tables
-from lsdr.tasks.units import Unit, UnitOutput
+from lsdr.tasks.units import Unit, UnitOutput, unit_engine
 
 CHECKPOINT_PERIOD_S = 60.0
 """Default seconds between checkpoint rewrites while a brick fits its blobs."""
@@ -244,10 +245,18 @@ def bail_out_after_timeout(unit: Unit) -> Unit | None:
     return unit.with_flag("bail_out", True)
 
 
+BRICK_STATUS = {Outcome.DONE: "done", Outcome.NO_DATA: "nothing-to-do"}
+"""A brick's ``status`` in its summary by outcome, unless its engine gives one (the tractor
+flow lists the bricks ``nothing-to-do``: no CCDs, no catalogue)."""
+
+
 def tractor_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
-    """Run the lite runbrick on one brick, resuming from its checkpoint."""
+    """Run the unit's engine's runbrick on one brick, resuming from its checkpoint.
+
+    The checkpoint is removed once the brick is done (unless kept on request), never after a
+    failure: the rerun resumes from it.
+    """
     from lsdr.survey.runbrick.options import RunbrickOptions
-    from lsdr.survey.runbrick.stages import run_brick
 
     brick = unit.key
     checkpoint = layout.checkpoint(brick)
@@ -264,15 +273,9 @@ def tractor_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
         threads=unit.threads,
         outliers=bool(unit.option("outliers", True)),
     )
-    result = run_brick(layout, brick, options)
+    output = unit_engine(unit).runbrick(layout, brick, options)
+    if output.outcome is Outcome.FAILED:
+        return output
     if not unit.option("keep_checkpoints", False):
         checkpoint.unlink(missing_ok=True)
-    return UnitOutput(
-        tuple(result.products),
-        {
-            "status": result.status,
-            "ccds": result.n_ccds,
-            "seconds": round(result.seconds, 1),
-            **{k: v for k, v in result.fit_stats.items() if k.startswith("blobs_")},
-        },
-    )
+    return replace(output, summary={"status": BRICK_STATUS[output.outcome], **output.summary})

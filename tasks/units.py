@@ -8,7 +8,9 @@ that fingerprint, the digest of every file it read and wrote, the wall time and 
 unit is done when its sidecar matches the current fingerprint and every recorded output still
 holds the bytes it wrote: the on-disk release is the truth, the ledger is an index of it.  A
 touched file with the same bytes changes nothing, and a rerun unit whose outputs come out
-byte-identical leaves its dependants done (early cutoff).  No Prefect here.
+byte-identical leaves its dependants done (early cutoff).  A unit carries the engine that runs
+its science (``survey/engines``); the engine's version is part of its identity, and its
+sidecar names the engine.  No Prefect here.
 """
 
 from __future__ import annotations
@@ -25,11 +27,21 @@ import traceback
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
 from lsdr.infra.ledger import UnitFinish
-from lsdr.survey.errors import InputFileError, MissingDependencyError, SurveyError, UsageError
+from lsdr.survey.engines.base import Engine, Outcome
+from lsdr.survey.engines.base import UnitOutput as UnitOutput  # what unit functions return
+from lsdr.survey.engines.registry import DEFAULT_ENGINE, engine_reference, get_engine
+from lsdr.survey.errors import (
+    FailureClass,
+    InputFileError,
+    MissingDependencyError,
+    SurveyError,
+    UsageError,
+)
 from lsdr.survey.fileio import write_text_atomic
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.digests import (
@@ -72,6 +84,10 @@ class Unit:
     known: tuple[FileDigest, ...] = ()
     """Digests the planner already took of the inputs (not part of the identity): the worker
     reuses those whose file is unchanged instead of hashing it again."""
+    engine: str = DEFAULT_ENGINE
+    """The engine that runs the unit's science, as a reference any process resolves
+    (:func:`on_engine`; ``survey/engines/registry.py``).  Not part of the identity as such:
+    the engine's version, given with the unit, is."""
 
     def option(self, name: str, default: Any = None) -> Any:
         """The value of one option."""
@@ -108,14 +124,6 @@ class Unit:
 
 PLAN_ERROR = "plan_error"
 """The execution flag of a unit whose planner could not read one of its input files."""
-
-
-@dataclass(frozen=True)
-class UnitOutput:
-    """What a unit function returns: the files it wrote and a small JSON-able summary."""
-
-    paths: tuple[Path, ...]
-    summary: Mapping[str, Any] = field(default_factory=dict)
 
 
 class UnitFunction(Protocol):
@@ -336,17 +344,17 @@ def done_result(layout: ReleaseLayout, unit: Unit, engine_version: str) -> UnitR
 
 
 # -- failure classes: the one list of their names (policies in docs/orchestration.md) -----------
-INFRA = "infra"
+INFRA: FailureClass = "infra"
 """A lost worker, no space, a stale NFS handle: resubmitted up to ``max_attempts`` starts."""
-OOM = "oom"
+OOM: FailureClass = "oom"
 """Out of memory: resubmitted with half the threads, down to one."""
-TIMEOUT = "timeout"
+TIMEOUT: FailureClass = "timeout"
 """Past its time budget: the phase's timeout policy (bricks: rerun with ``--bail-out``)."""
-SCIENCE = "science"
+SCIENCE: FailureClass = "science"
 """Bad data or an unexpected error: recorded, not retried while the inputs are unchanged."""
-USAGE = "usage"
+USAGE: FailureClass = "usage"
 """Bad parameters or configuration."""
-ENVIRONMENT = "environment"
+ENVIRONMENT: FailureClass = "environment"
 """A missing program, Python module or shared library: not the data's fault; not retried
 within the run, retried by the next run (after the user installed it)."""
 FAILURE_CLASSES = (INFRA, OOM, TIMEOUT, SCIENCE, USAGE, ENVIRONMENT)
@@ -400,11 +408,14 @@ def write_sidecar(
     *,
     unit_identity: str = "",
     inputs: Sequence[FileDigest] = (),
+    engine: str = "",
+    engine_version: str = "",
 ) -> Path:
     """Record a finished (done or failed) unit's provenance, atomically.
 
     ``inputs``: the digests of what it read (as fingerprinted before it ran); its outputs are
-    hashed here, by the process that wrote them, with their fresh stamps trusted.
+    hashed here, by the process that wrote them, with their fresh stamps trusted.  ``engine``:
+    the engine that ran it (its reference) and that engine's version.
     """
     outputs, _ = digest_files(result.outputs, CONTENT, trusted=True)
     doc = {
@@ -413,6 +424,8 @@ def write_sidecar(
         "key": result.key,
         "state": result.state,
         "identity": unit_identity,
+        "engine": engine,
+        "engine_version": engine_version,
         "fingerprint": result.fingerprint,
         "failure_class": result.failure_class,
         "message": result.message,
@@ -624,8 +637,15 @@ def execute_unit(
     if settled.result is not None and settled.result.state == "cached":
         return settled.result
     digests = input_digests(settled.unit, engine_version, root=layout.root)
-    fp = digests.fingerprint
-    unit_identity = identity(unit, engine_version, layout.root)
+    provenance: dict[str, Any] = {
+        "unit_identity": identity(unit, engine_version, layout.root),
+        "inputs": digests.records,
+        "engine": unit.engine,
+        "engine_version": engine_version,
+    }
+    failed = partial(
+        UnitResult, phase=unit.phase, key=unit.key, state="failed", fingerprint=digests.fingerprint
+    )
     start = time.monotonic()
     try:
         if unit.plan_error is not None:
@@ -634,45 +654,59 @@ def execute_unit(
             output = fn(layout, unit)
     except Exception as err:
         # MemoryError is an Exception too; anything else (KeyboardInterrupt) propagates.
-        result = UnitResult(
-            phase=unit.phase,
-            key=unit.key,
-            state="failed",
-            fingerprint=fp,
+        result = failed(
             failure_class=classify(err),
             message=one_line(err),
             wall_s=time.monotonic() - start,
             peak_mem_mb=peak_rss_mb(),
             threads=unit.threads,
         )
-        write_sidecar(
-            layout,
-            result,
-            traceback.format_exc(),
-            unit_identity=unit_identity,
-            inputs=digests.records,
+        write_sidecar(layout, result, traceback.format_exc(), **provenance)
+        return result
+    if output.outcome is Outcome.FAILED:
+        # An engine's failure without an exception (a command's exit status): its own class.
+        result = failed(
+            failure_class=output.failure_class,
+            message=output.message or f"{unit.phase} {unit.key} failed ({output.failure_class})",
+            wall_s=time.monotonic() - start,
+            peak_mem_mb=peak_rss_mb(),
+            summary=dict(output.summary),
+            threads=unit.threads,
         )
+        write_sidecar(layout, result, **provenance)
         return result
     result = UnitResult(
         phase=unit.phase,
         key=unit.key,
         state="done",
-        fingerprint=fp,
+        fingerprint=digests.fingerprint,
         wall_s=time.monotonic() - start,
         peak_mem_mb=peak_rss_mb(),
         outputs=tuple(str(p) for p in output.paths),
         summary=dict(output.summary),
         threads=unit.threads,
     )
-    write_sidecar(layout, result, unit_identity=unit_identity, inputs=digests.records)
+    write_sidecar(layout, result, **provenance)
     return result
 
 
 def engine_version(engine: str) -> str:
-    """The engine's version string that goes into every fingerprint."""
-    from lsdr import __version__
+    """The version of the engine named ``engine`` that goes into every fingerprint."""
+    return get_engine(engine).version
 
-    return f"{engine}-{__version__}"
+
+def on_engine(units: Sequence[Unit], engine: str) -> list[Unit]:
+    """The units, each to run with the engine named in the settings.
+
+    Each carries the engine as a reference that any worker resolves (``engine_reference``).
+    """
+    reference = engine_reference(engine)
+    return [replace(u, engine=reference) for u in units]
+
+
+def unit_engine(unit: Unit) -> Engine:
+    """The engine that runs a unit's science (resolved in this process: a worker's)."""
+    return get_engine(unit.engine)
 
 
 def batches(units: Sequence[Unit], size: int) -> list[list[Unit]]:

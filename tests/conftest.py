@@ -84,7 +84,7 @@ def dask_address(prefect_api: str) -> Iterator[str]:
     """
     from distributed import LocalCluster
 
-    from lsdr.infra.cluster import configure_worker_environment
+    from lsdr.infra.profiles.local import configure_worker_environment
 
     configure_worker_environment()  # as lsdr's own clusters (and not poisoning this process)
     cluster = LocalCluster(
