@@ -134,9 +134,16 @@ def rowcol_radec(ra: npt.ArrayLike, dec: npt.ArrayLike) -> tuple[IntArray, IntAr
     r, d = check_radec(ra, dec)
     row = np.floor((d + 90.0 + BRICK_SIZE / 2) / BRICK_SIZE).astype(np.int64)
     row = np.clip(row, 0, NROWS - 1)
+    # Rounding can put a point on a boundary into the neighbour (RA 24.5 / 360 · 1440 is
+    # 97.999…): settle each with the very bounds ``brick_at`` gives the brick.
+    row = np.where((d >= CENTER_DEC[row] + BRICK_SIZE / 2) & (row < NROWS - 1), row + 1, row)
+    row = np.where((d < CENTER_DEC[row] - BRICK_SIZE / 2) & (row > 0), row - 1, row)
     n = NCOL[row]
-    col = np.floor((r % 360.0) / 360.0 * n).astype(np.int64)
-    return row, np.minimum(col, n - 1)
+    wrapped = r % 360.0
+    col = np.minimum(np.floor(wrapped / 360.0 * n).astype(np.int64), n - 1)
+    col = np.where((wrapped >= (col + 1) * 360.0 / n) & (col < n - 1), col + 1, col)
+    col = np.where((wrapped < col * 360.0 / n) & (col > 0), col - 1, col)
+    return row.astype(np.int64), col.astype(np.int64)
 
 
 def brickid_radec(ra: npt.ArrayLike, dec: npt.ArrayLike) -> IntArray:
