@@ -189,11 +189,6 @@ def survey_ccds_rows(rows: np.ndarray) -> npt.NDArray[np.void]:
     return out
 
 
-def survey_ccds_tables(layout: ReleaseLayout) -> list[Path]:
-    """The ``survey-ccds*.fits.gz`` files legacypipe would read from the release directory."""
-    return sorted(layout.root.glob("survey-ccds*.fits.gz"))
-
-
 def read_survey_ccds(layout: ReleaseLayout, *, kept_only: bool = True) -> npt.NDArray[np.void]:
     """Every survey-ccds table of the release stacked (``SURVEY_CCDS_DTYPE``).
 
@@ -201,7 +196,7 @@ def read_survey_ccds(layout: ReleaseLayout, *, kept_only: bool = True) -> npt.ND
     """
     import fitsio
 
-    paths = survey_ccds_tables(layout)
+    paths = layout.survey_ccds_tables()
     if not paths:
         raise SurveyError(
             f"{layout.root}: no survey-ccds*.fits.gz table: run the merge phase first"

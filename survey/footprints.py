@@ -128,7 +128,7 @@ def concat_footprints(parts: list[CcdFootprints]) -> CcdFootprints:
 
 def survey_footprints(layout: ReleaseLayout) -> CcdFootprints:
     """The CCDs of a release: its ``survey-ccds-*.fits.gz`` tables if any, else its images."""
-    tables = sorted(layout.root.glob("survey-ccds-*.fits.gz"))
+    tables = layout.survey_ccds_tables()
     if tables:
         found = concat_footprints([footprints_from_table(t) for t in tables])
     elif layout.images_dir.is_dir():

@@ -186,6 +186,14 @@ class ReleaseLayout:
         """
         return self.root / f"survey-ccds-{_word(camera)}-{_word(band)}.fits.gz"
 
+    def survey_ccds_tables(self) -> list[Path]:
+        """Every ``survey-ccds*.fits.gz`` in the release directory, sorted: what legacypipe reads.
+
+        The one list of the CCD tables (runbrick, the kd-tree, the brick list, footprints and
+        the fingerprints of the units reading them); depth-cut tables live in ``depthcut/``.
+        """
+        return sorted(self.root.glob("survey-ccds*.fits.gz"))
+
     def ccds_annotated(self, camera: str, band: str) -> Path:
         """``ccds-annotated-<camera>-<band>.fits.gz``."""
         return self.root / f"ccds-annotated-{_word(camera)}-{_word(band)}.fits.gz"

@@ -44,13 +44,6 @@ def gaia_chunks(layout: ReleaseLayout) -> list[Path]:
     return sorted(layout.gaia_dir.glob("chunk-*.fits*")) if layout.gaia_dir.exists() else []
 
 
-def survey_ccds_tables(layout: ReleaseLayout) -> list[Path]:
-    """The per camera-band survey-ccds tables the merge wrote (not depth-cut ones)."""
-    return sorted(
-        p for p in layout.root.glob("survey-ccds-*-*.fits.gz") if "depthcut" not in p.name
-    )
-
-
 # -- discover ---------------------------------------------------------------------------------
 def plan_discover(
     layout: ReleaseLayout,
@@ -188,7 +181,7 @@ def merge_tables_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
 # -- kd-tree, bricks, depth cut ----------------------------------------------------------------
 def plan_kdtree(layout: ReleaseLayout) -> list[Unit]:
     """One unit: the unified kd-tree file over every survey-ccds table."""
-    return [Unit("kdtree", "survey-ccds-kd", _paths(survey_ccds_tables(layout)))]
+    return [Unit("kdtree", "survey-ccds-kd", _paths(layout.survey_ccds_tables()))]
 
 
 def kdtree_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
@@ -199,7 +192,7 @@ def kdtree_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
 def plan_bricks(layout: ReleaseLayout, region: RaDecBox | None) -> list[Unit]:
     """One unit: the brick list of the region, from the surviving CCDs."""
     box = None if region is None else [region.ra_min, region.ra_max, region.dec_min, region.dec_max]
-    return [Unit("bricks", "brick-list", _paths(survey_ccds_tables(layout)), (("region", box),))]
+    return [Unit("bricks", "brick-list", _paths(layout.survey_ccds_tables()), (("region", box),))]
 
 
 def bricks_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
@@ -216,7 +209,7 @@ def bricks_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
 
 def plan_depthcut(layout: ReleaseLayout) -> list[Unit]:
     """One unit: the depth cut over the brick list's bricks."""
-    inputs = (*_paths(survey_ccds_tables(layout)), str(layout.brick_list))
+    inputs = (*_paths(layout.survey_ccds_tables()), str(layout.brick_list))
     return [Unit("depthcut", "survey-ccds-depthcut", inputs)]
 
 

@@ -15,17 +15,19 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from lsdr.survey.engines.base import Outcome
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.pretractor import survey_ccds_tables
 from lsdr.tasks.units import Unit, UnitOutput, unit_engine
 
-CHECKPOINT_PERIOD_S = 60.0
-"""Default seconds between checkpoint rewrites while a brick fits its blobs."""
+RUNBRICK_OPTIONS = ("bands", "width", "height", "pixscale", "release", "outliers")
+"""The tractor unit options that are runbrick's (part of the brick's identity)."""
+RUNBRICK_FLAGS = ("checkpoint_period", "bail_out", "fit_budget_s")
+"""The execution flags that are runbrick's (how it runs, not what it makes)."""
 MEMORY_BASE_MB = 153.0
 """Peak memory of a brick with no pixels: the interpreter, numpy/astropy/scipy, the tables."""
 MEMORY_PER_BRICK_MPIX_MB = 120.0
@@ -57,7 +59,7 @@ def ccd_pixels(
     from lsdr.survey.ccdtables import read_survey_ccds
 
     load: dict[str, tuple[int, float]] = dict.fromkeys(bricks, (0, 0.0))
-    if not bricks or not survey_ccds_tables(layout):
+    if not bricks or not layout.survey_ccds_tables():
         return load
     ccds = read_survey_ccds(layout)
     for brick, index in _touching(ccds, bricks, width, pixscale).items():
@@ -144,7 +146,7 @@ def brick_reads(
     from lsdr.survey.runbrick.tims import ccds_touching_brick
     from lsdr.survey.runbrick.types import BrickGeometry
 
-    ccds = read_survey_ccds(layout, kept_only=True) if survey_ccds_tables(layout) else None
+    ccds = read_survey_ccds(layout, kept_only=True) if layout.survey_ccds_tables() else None
     candidates = (
         _touching(ccds, bricks, width, pixscale, PREFILTER_PAD_PIX) if ccds is not None else {}
     )
@@ -207,7 +209,7 @@ def plan_tractor(
             layout, bricks, width=width, height=height, pixscale=pixscale, bands=bands
         )
     except InputFileError as err:
-        tables = tuple(str(p) for p in survey_ccds_tables(layout))
+        tables = tuple(str(p) for p in layout.survey_ccds_tables())
         return [Unit("tractor", brick, tables).unplannable(err) for brick in bricks]
     options = (
         ("width", width),
@@ -260,19 +262,14 @@ def tractor_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
 
     brick = unit.key
     checkpoint = layout.checkpoint(brick)
-    options = RunbrickOptions(
-        bands=tuple(unit.option("bands", ["g", "r", "z"])),
-        width=int(unit.option("width", 3600)),
-        height=int(unit.option("height", 3600)),
-        pixscale=float(unit.option("pixscale", 0.262)),
-        release=int(unit.option("release", 10000)),
-        checkpoint=str(checkpoint),
-        checkpoint_period=float(unit.flag("checkpoint_period", CHECKPOINT_PERIOD_S)),
-        bail_out=bool(unit.flag("bail_out", False)),
-        fit_budget_s=unit.flag("fit_budget_s"),
-        threads=unit.threads,
-        outliers=bool(unit.option("outliers", True)),
-    )
+    # Only what the unit carries: every default is RunbrickOptions' own (runbrick's).
+    given: dict[str, Any] = {
+        name: unit.option(name) for name in RUNBRICK_OPTIONS if unit.option(name) is not None
+    }
+    given |= {name: unit.flag(name) for name in RUNBRICK_FLAGS if unit.flag(name) is not None}
+    if "bands" in given:
+        given["bands"] = tuple(given["bands"])
+    options = RunbrickOptions(checkpoint=str(checkpoint), threads=unit.threads, **given)
     output = unit_engine(unit).runbrick(layout, brick, options)
     if output.outcome is Outcome.FAILED:
         return output

@@ -114,3 +114,22 @@ def test_bad_components(layout: ReleaseLayout):
         layout.psfex_single(IMG, "../CCD4")
     with pytest.raises(UsageError):
         layout.image_companion("plain.fits", "ood")
+
+
+def test_survey_ccds_tables_are_what_legacypipe_globs(tmp_path: Path) -> None:
+    """``survey-ccds*.fits.gz`` at the top only: not the kd-tree file, not the depth cut's."""
+    layout = ReleaseLayout(tmp_path)
+    names = [
+        "survey-ccds-90prime-g.fits.gz",
+        "survey-ccds-mosaic-z.fits.gz",
+        "survey-ccds-dr10.kd.fits",
+        "ccds-annotated-mosaic-z.fits.gz",
+        "depthcut/survey-ccds-depthcut-dr10.fits.gz",
+    ]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"")
+    assert layout.survey_ccds_tables() == [
+        tmp_path / "survey-ccds-90prime-g.fits.gz",
+        tmp_path / "survey-ccds-mosaic-z.fits.gz",
+    ]

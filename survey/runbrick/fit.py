@@ -779,11 +779,12 @@ def stage_fitblobs(
     from lsdr.survey.runbrick.stages import Checkpointer, read_checkpoint
 
     log = logging.getLogger("lsdr.survey.runbrick")
-    checkpoint = getattr(options, "checkpoint", None)
-    period = float(getattr(options, "checkpoint_period", 600.0))
-    bail_out = bool(getattr(options, "bail_out", False))
-    threads = max(int(getattr(options, "threads", 1)), 1)
-    budget = getattr(options, "fit_budget_s", None)
+    options = options or RunbrickOptions()  # runbrick's defaults, written once there
+    checkpoint = options.checkpoint
+    period = float(options.checkpoint_period)
+    bail_out = bool(options.bail_out)
+    threads = max(int(options.threads), 1)
+    budget = options.fit_budget_s
     bboxes = {b.blob_id: (b.x0, b.x1, b.y0, b.y1) for b in blobs}
     path = Path(checkpoint) if checkpoint else None
     done: dict[int, object] = read_checkpoint(path, geom.brickname, bboxes) if path else {}
