@@ -16,7 +16,6 @@ recomputed blob's (legacypipe's ``_check_checkpoints``).
 
 from __future__ import annotations
 
-import importlib.util
 import inspect
 import logging
 import os
@@ -44,10 +43,6 @@ CONTEXT_KEYS = ("layout", "geom", "bands", "options")
 
 class NothingToDoError(Exception):
     """No CCD touches the brick (legacypipe's ``NothingToDoError``): a result, not a failure."""
-
-
-NothingToDo = NothingToDoError
-"""The design's name for it."""
 
 
 # -- stage chain ------------------------------------------------------------------------------
@@ -243,16 +238,12 @@ def stage_outliers() -> dict[str, Any]:
     return {}
 
 
-def _module_exists(name: str) -> bool:
-    try:
-        return importlib.util.find_spec(name) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def default_chain(notes: list[str] | None = None) -> dict[str, StageFn]:
-    """The stages available: fitting and writecat only once their modules exist."""
+def default_chain() -> dict[str, StageFn]:
+    """runbrick's stages in order: tims → refs → outliers → srcs → fitblobs → coadds → writecat."""
+    from lsdr.survey.runbrick.catalog import stage_writecat
     from lsdr.survey.runbrick.coadds import stage_coadds
+    from lsdr.survey.runbrick.detect import stage_srcs
+    from lsdr.survey.runbrick.fit import stage_fitblobs
     from lsdr.survey.runbrick.outliers import stage_outliers as mask_outliers
     from lsdr.survey.runbrick.refs import stage_refs
     from lsdr.survey.runbrick.tims import stage_tims
@@ -264,37 +255,15 @@ def default_chain(notes: list[str] | None = None) -> dict[str, StageFn]:
         return out
 
     tims_or_nothing.__signature__ = inspect.signature(stage_tims)  # type: ignore[attr-defined]
-    chain: dict[str, StageFn] = {
+    return {
         "tims": tims_or_nothing,
         "refs": stage_refs,
         "outliers": mask_outliers,
+        "srcs": stage_srcs,
+        "fitblobs": stage_fitblobs,
+        "coadds": stage_coadds,
+        "writecat": stage_writecat,
     }
-    fit_stages = _fit_stages()
-    if fit_stages:
-        chain.update(fit_stages)
-    elif notes is not None:
-        notes.append("srcs and fitblobs skipped: lsdr.survey.runbrick.fit is not there yet")
-    chain["coadds"] = stage_coadds
-    from lsdr.survey.runbrick.catalog import stage_writecat
-
-    chain["writecat"] = stage_writecat
-    return chain
-
-
-def _fit_stages() -> dict[str, StageFn]:
-    """``srcs`` and ``fitblobs`` from the fitting modules, when they provide stage functions."""
-    if not _module_exists("lsdr.survey.runbrick.fit"):
-        return {}
-    out: dict[str, StageFn] = {}
-    for stage, module_name in (("srcs", "detect"), ("fitblobs", "fit")):
-        full = f"lsdr.survey.runbrick.{module_name}"
-        if not _module_exists(full):
-            return {}
-        fn = getattr(importlib.import_module(full), f"stage_{stage}", None)
-        if fn is None:
-            return {}
-        out[stage] = fn
-    return out
 
 
 def tractor_reads(path: Path) -> bool:
@@ -330,11 +299,8 @@ def run_brick(
         pixscale=options.pixscale,
         zoom=options.zoom,
     )
-    notes: list[str] = []
     if chain is None:
-        chain = default_chain(notes)
-    for note in notes:
-        log.info("%s: %s", brickname, note)
+        chain = default_chain()
     pattern = options.pickle_pattern or layout.pickle_pattern(brickname)
     state: dict[str, Any] = {
         "layout": layout,
@@ -348,7 +314,7 @@ def run_brick(
     except NothingToDoError as err:
         log.info("%s: nothing to do (%s)", brickname, err)
         return BrickResult(
-            brickname, "nothing-to-do", seconds=time.monotonic() - t0, notes=(str(err), *notes)
+            brickname, "nothing-to-do", seconds=time.monotonic() - t0, notes=(str(err),)
         )
     finally:
         if handler is not None:
@@ -365,7 +331,6 @@ def run_brick(
         stages_run=tuple(state["_stages_run"]),
         stages_loaded=tuple(state["_stages_loaded"]),
         seconds=time.monotonic() - t0,
-        notes=tuple(notes),
         fit_stats=dict(state.get("fit_stats", {})),
     )
 
