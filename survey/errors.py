@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import sys
+from enum import StrEnum
 from typing import Literal
 
-FailureClass = Literal["infra", "oom", "timeout", "science", "usage", "environment"]
-"""How a unit failed; each class has its own retry policy (``tasks/units.py``,
-docs/orchestration.md).  Here, below ``tasks/``, so that an engine can name one."""
+
+class FailureClass(StrEnum):
+    """How a unit failed: each class has its own retry policy (docs/orchestration.md).
+
+    Here, below ``tasks/``, so that an engine can name one; a ``str``, so it is stored and
+    compared as its value.
+    """
+
+    INFRA = "infra"
+    OOM = "oom"
+    TIMEOUT = "timeout"
+    SCIENCE = "science"
+    USAGE = "usage"
+    ENVIRONMENT = "environment"
 
 
 class SurveyError(Exception):

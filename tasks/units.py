@@ -344,20 +344,20 @@ def done_result(layout: ReleaseLayout, unit: Unit, engine_version: str) -> UnitR
 
 
 # -- failure classes: the one list of their names (policies in docs/orchestration.md) -----------
-INFRA: FailureClass = "infra"
+INFRA = FailureClass.INFRA
 """A lost worker, no space, a stale NFS handle: resubmitted up to ``max_attempts`` starts."""
-OOM: FailureClass = "oom"
+OOM = FailureClass.OOM
 """Out of memory: resubmitted with half the threads, down to one."""
-TIMEOUT: FailureClass = "timeout"
+TIMEOUT = FailureClass.TIMEOUT
 """Past its time budget: the phase's timeout policy (bricks: rerun with ``--bail-out``)."""
-SCIENCE: FailureClass = "science"
+SCIENCE = FailureClass.SCIENCE
 """Bad data or an unexpected error: recorded, not retried while the inputs are unchanged."""
-USAGE: FailureClass = "usage"
+USAGE = FailureClass.USAGE
 """Bad parameters or configuration."""
-ENVIRONMENT: FailureClass = "environment"
+ENVIRONMENT = FailureClass.ENVIRONMENT
 """A missing program, Python module or shared library: not the data's fault; not retried
 within the run, retried by the next run (after the user installed it)."""
-FAILURE_CLASSES = (INFRA, OOM, TIMEOUT, SCIENCE, USAGE, ENVIRONMENT)
+FAILURE_CLASSES = tuple(FailureClass)
 """Every failure class, each with its own policy."""
 
 NO_BLIND_RETRY = (SCIENCE, USAGE)

@@ -33,7 +33,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, get_args, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from lsdr.survey.errors import FailureClass, UsageError
 from lsdr.survey.external import MATCH_RADIUS_ARCSEC, check_match_radius
@@ -74,9 +74,9 @@ class UnitOutput:
     def __post_init__(self) -> None:
         """A failed outcome names a known failure class; the others name none."""
         failed = self.outcome is Outcome.FAILED
-        if failed and self.failure_class not in get_args(FailureClass):
+        if failed and self.failure_class not in tuple(FailureClass):
             raise ValueError(
-                f"a failed outcome needs a failure class ({', '.join(get_args(FailureClass))}), "
+                f"a failed outcome needs a failure class ({', '.join(FailureClass)}), "
                 f"not {self.failure_class!r}"
             )
         if not failed and self.failure_class is not None:
