@@ -19,7 +19,8 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.pretractor import pretractor, run_phase, stops_chain
+from lsdr.flows.phases import run_phase, stops_chain
+from lsdr.flows.pretractor import pretractor
 from lsdr.flows.runner import combined_summary, left_out_line, settings_for
 from lsdr.infra.cluster import dask_cluster
 from lsdr.survey.layout import ReleaseLayout

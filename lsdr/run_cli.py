@@ -136,7 +136,7 @@ def _execute(
     console.print(f"Prefect server: {url.removesuffix('/api')}", soft_wrap=True, highlight=False)
 
     from lsdr.console import RunProgress
-    from lsdr.flows.pretractor import run_phase
+    from lsdr.flows.phases import run_phase
     from lsdr.flows.runner import add_progress_hook, remove_progress_hook
     from lsdr.infra.cluster import dask_cluster
 

@@ -12,7 +12,7 @@ from lsdr.tasks.postprocess import depth_merge_unit, depth_unit, plan_depth, pla
 
 
 @flow(name="depth")
-def depthhist(
+def depth(
     release_dir: str,
     bricks: list[str] | None = None,
     bands: list[str] | None = None,

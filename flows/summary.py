@@ -17,7 +17,7 @@ from lsdr.tasks.postprocess import (
 
 
 @flow(name="summary")
-def bricksummary(
+def summary(
     release_dir: str,
     bricks: list[str] | None = None,
     bands: list[str] | None = None,
