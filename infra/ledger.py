@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -43,8 +44,22 @@ from sqlalchemy.pool import NullPool
 from lsdr.infra.processes import pid_alive
 from lsdr.survey.errors import InputFileError
 
-STATES = ("pending", "running", "done", "failed")
-"""Unit states: planned, started by a worker, finished with valid outputs, failed."""
+
+class UnitState(StrEnum):
+    """A unit's state in the ledger (a ``str``: stored and compared as its value)."""
+
+    PENDING = "pending"
+    """Planned, not started (or re-queued)."""
+    RUNNING = "running"
+    """Started by a worker."""
+    DONE = "done"
+    """Finished with valid outputs (or found done)."""
+    FAILED = "failed"
+    """Finished with a failure class and a reason."""
+
+
+STATES = tuple(UnitState)
+"""Every unit state, in the order a unit goes through them."""
 
 
 class _Base(DeclarativeBase):
@@ -58,7 +73,7 @@ class UnitRow(_Base):
 
     phase: Mapped[str] = mapped_column(String(32), primary_key=True)
     key: Mapped[str] = mapped_column(String(400), primary_key=True)
-    state: Mapped[str] = mapped_column(String(16), index=True, default="pending")
+    state: Mapped[str] = mapped_column(String(16), index=True, default=UnitState.PENDING.value)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     failure_class: Mapped[str | None] = mapped_column(String(16), nullable=True)
     message: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -252,7 +267,8 @@ class Ledger:
             new = [k for k in keys if k not in known]
             now = _now()
             session.add_all(
-                UnitRow(phase=phase, key=k, state="pending", attempts=0, updated=now) for k in new
+                UnitRow(phase=phase, key=k, state=UnitState.PENDING, attempts=0, updated=now)
+                for k in new
             )
         return len(new)
 
@@ -265,7 +281,7 @@ class Ledger:
                     update(UnitRow)
                     .where(UnitRow.phase == phase, UnitRow.key.in_(chunk))
                     .values(
-                        state="running",
+                        state=UnitState.RUNNING,
                         attempts=UnitRow.attempts + 1,
                         host=host,
                         pid=pid,
@@ -316,7 +332,7 @@ class Ledger:
 
     def failed(self, phase: str | None = None) -> list[FailedUnit]:
         """Failed units with their class and one-line reason."""
-        query = select(UnitRow).where(UnitRow.state == "failed")
+        query = select(UnitRow).where(UnitRow.state == UnitState.FAILED)
         if phase is not None:
             query = query.where(UnitRow.phase == phase)
         with Session(self.engine) as session:
@@ -361,11 +377,11 @@ class Ledger:
 
     def retry(self, phase: str, *, failure_class: str | None = None) -> int:
         """Re-queue the phase's failed units (after a fix) as pending; return how many."""
-        query = update(UnitRow).where(UnitRow.phase == phase, UnitRow.state == "failed")
+        query = update(UnitRow).where(UnitRow.phase == phase, UnitRow.state == UnitState.FAILED)
         if failure_class is not None:
             query = query.where(UnitRow.failure_class == failure_class)
         with Session(self.engine) as session, session.begin():
-            result = session.execute(query.values(state="pending", updated=_now()))
+            result = session.execute(query.values(state=UnitState.PENDING, updated=_now()))
             return int(getattr(result, "rowcount", 0) or 0)
 
     def recover(self, *, phase: str | None = None, all_hosts: bool = False) -> list[str]:
@@ -376,7 +392,7 @@ class Ledger:
         (use it when no flow of this release is running).  Safe to run at any time.
         """
         host = socket.gethostname()
-        query = select(UnitRow).where(UnitRow.state == "running")
+        query = select(UnitRow).where(UnitRow.state == UnitState.RUNNING)
         if phase is not None:
             query = query.where(UnitRow.phase == phase)
         recovered: list[str] = []
@@ -386,7 +402,7 @@ class Ledger:
                     all_hosts if row.host != host else (row.pid is None or not pid_alive(row.pid))
                 )
                 if dead:
-                    row.state = "pending"
+                    row.state = UnitState.PENDING
                     row.message = f"recovered: worker {row.host}:{row.pid} died"
                     row.updated = _now()
                     recovered.append(f"{row.phase}:{row.key}")
