@@ -18,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 
 from report import emit
@@ -45,17 +46,20 @@ def attempts(root: Path) -> dict[tuple[str, str], int]:
         return {(p, k): a for p, k, a in db.execute("SELECT phase, key, attempts FROM units")}
 
 
+def started_by_phase(
+    before: dict[tuple[str, str], int], after: dict[tuple[str, str], int]
+) -> Counter[str]:
+    """Per phase, the units started between two ledger readings (in ledger order)."""
+    return Counter(unit[0] for unit, n in after.items() if n > before.get(unit, 0))
+
+
 def started(before: dict[tuple[str, str], int], after: dict[tuple[str, str], int]) -> int:
     """Units started between two ledger readings."""
-    return sum(1 for unit, n in after.items() if n > before.get(unit, 0))
+    return sum(started_by_phase(before, after).values())
 
 
-def started_by_phase(before: dict[tuple[str, str], int], after: dict[tuple[str, str], int]) -> str:
-    """``phase:count`` of the units started between two ledger readings, in ledger order."""
-    counts: dict[str, int] = {}
-    for (phase, _), n in after.items():
-        if n > before.get((phase, _), 0):
-            counts[phase] = counts.get(phase, 0) + 1
+def as_text(counts: Counter[str]) -> str:
+    """``phase:count`` pairs, or ``-`` when nothing started."""
     return " ".join(f"{phase}:{n}" for phase, n in counts.items()) or "-"
 
 
@@ -105,8 +109,9 @@ def main() -> None:
         report[f"{name}_s"] = seconds
         report[f"{name}_ratio"] = seconds / first
         after = attempts(root)
-        report[f"{name}_units"] = started(before, after)
-        report[f"{name}_started"] = started_by_phase(before, after)
+        by_phase = started_by_phase(before, after)
+        report[f"{name}_units"] = sum(by_phase.values())
+        report[f"{name}_started"] = as_text(by_phase)
 
     cp = images(root)
 
