@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lsdr.survey.fileio import sha256_file
+
 Stamp = tuple[int, int, int, int]
 """(size, mtime_ns, ctime_ns, inode) of a file: any write or rename-over changes one of them."""
 
@@ -33,7 +35,6 @@ RACY_S = 2.0
 """A stamp whose ctime is this close to the moment of hashing is not trusted (clock ticks are
 coarse and NFS servers' clocks drift): the digest is kept, the stamp dropped."""
 
-CHUNK = 1 << 20
 FITS_BLOCK = 2880
 CONTENT, HEADER = "content", "header"
 """What of a file a unit reads: all of it, or its primary FITS header only."""
@@ -49,12 +50,8 @@ def stat_stamp(path: str | Path) -> Stamp | None:
 
 
 def content_digest(path: str | Path) -> str:
-    """``sha256:<hex>`` of the whole file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK):
-            h.update(block)
-    return f"sha256:{h.hexdigest()}"
+    """``sha256:<hex>`` of the whole file (the release's checksums' own hash)."""
+    return f"sha256:{sha256_file(Path(path))}"
 
 
 def header_digest(path: str | Path) -> str:
