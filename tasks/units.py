@@ -272,7 +272,8 @@ def settle(layout: ReleaseLayout, unit: Unit, engine_version: str) -> Settled:
     ):
         return Settled(None, unit)
     root = layout.root
-    digests = input_digests(unit, engine_version, by_path(data.get("inputs", []), root), root)
+    known_inputs = by_path(data.get("inputs", []), root)
+    digests = input_digests(unit, engine_version, known_inputs, root)
     planned = replace(unit, known=digests.records)
     if data.get("fingerprint") != digests.fingerprint:
         return Settled(None, planned)
@@ -290,10 +291,7 @@ def settle(layout: ReleaseLayout, unit: Unit, engine_version: str) -> Settled:
         # Refresh the stamps, so the next check hashes nothing.  The files were *touched* when
         # a trusted stamp changed; an untrusted one (written just before it was last hashed)
         # is only re-confirmed.
-        recorded = [
-            *by_path(data.get("inputs", []), root).values(),
-            *by_path(data.get("outputs", []), root).values(),
-        ]
+        recorded = [*known_inputs.values(), *by_path(data.get("outputs", []), root).values()]
         touched = any(r.stamp is not None and r.stamp != stat_stamp(r.path) for r in recorded)
         data["inputs"] = [d.as_list(root) for d in digests.records]
         data["outputs"] = [d.as_list(root) for d in records]
