@@ -591,8 +591,9 @@ def read_planned_list(
         names = read()
     except InputFileError as err:
         return [], [Unit(phase, path.name, (str(path),)).unplannable(err)]
-    if settings is not None and last_failure(ReleaseLayout(settings.release_dir), phase, path.name):
-        sidecar_path(ReleaseLayout(settings.release_dir), phase, path.name).unlink(missing_ok=True)
+    layout = ReleaseLayout(settings.release_dir) if settings is not None else None
+    if settings is not None and layout is not None and last_failure(layout, phase, path.name):
+        sidecar_path(layout, phase, path.name).unlink(missing_ok=True)
         ledger_for(settings).forget(phase, [path.name])
         log.info("%s: %s reads again; its failed unit is cleared", phase, path)
     return names, []
