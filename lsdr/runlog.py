@@ -58,6 +58,26 @@ class StderrHandler(logging.StreamHandler[IO[str]]):
         """Ignored: the stream is always the current ``sys.stderr``."""
 
 
+SHUTDOWN_NOISE = (("distributed.worker", "Failed to communicate with scheduler during heartbeat"),)
+"""(logger, message start) of records that are harmless races while a cluster shuts down.
+
+A worker whose heartbeat is in flight when the scheduler closes logs it at ERROR with a
+traceback; the run has finished by then.  Were the scheduler really lost mid-run, the flow
+itself fails and says so.  These records still go to the run's log file.
+"""
+
+
+class ShutdownNoiseFilter(logging.Filter):
+    """Keeps the :data:`SHUTDOWN_NOISE` records off the console (the log file still has them)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a shutdown-race record, True for every other."""
+        message = str(record.msg)
+        return not any(
+            record.name == name and message.startswith(start) for name, start in SHUTDOWN_NOISE
+        )
+
+
 def prefect_default_config() -> Path:
     """Prefect's own logging.yml, found without importing Prefect (its settings would freeze)."""
     spec = importlib.util.find_spec("prefect")
@@ -80,10 +100,12 @@ def logging_config() -> dict[str, Any]:
         "task_run_fmt": f"{FILE_FORMAT} | Task run %(task_run_name)r - %(message)s",
         "datefmt": "%Y-%m-%d %H:%M:%S",
     }
+    config.setdefault("filters", {})["shutdown_noise"] = {"()": f"{__name__}.ShutdownNoiseFilter"}
     config["handlers"]["console"] = {
         "class": f"{__name__}.StderrHandler",
         "level": "WARNING",
         "formatter": "standard",
+        "filters": ["shutdown_noise"],
     }
     config["handlers"]["file"] = {
         "class": "logging.FileHandler",

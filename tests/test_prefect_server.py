@@ -94,7 +94,12 @@ def flow_process(info: ServerInfo, n: int) -> dict[str, object]:
 
 
 def count_task_runs(info: ServerInfo, flow_run_id: str) -> tuple[int, int]:
-    """(all task runs, COMPLETED task runs) the server holds for the flow run."""
+    """(all task runs, COMPLETED task runs) the server holds for the flow run.
+
+    The COMPLETED count is read first: task runs are only ever added, so a total read after it
+    can never be below it (read the other way round, a run recorded between the two reads showed
+    as 1,999 task runs of which 2,000 COMPLETED).
+    """
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -113,11 +118,11 @@ def count_task_runs(info: ServerInfo, flow_run_id: str) -> tuple[int, int]:
     flow_runs = runs.model_dump(mode="json", exclude_unset=True)
     counts = []
     with temporary_settings({PREFECT_API_URL: info.url}), get_client(sync_client=True) as client:
-        for body in ({"flow_runs": flow_runs}, {"flow_runs": flow_runs, "task_runs": completed}):
+        for body in ({"flow_runs": flow_runs, "task_runs": completed}, {"flow_runs": flow_runs}):
             response = client.request("POST", "/task_runs/count", json=body)
             response.raise_for_status()
             counts.append(int(response.json()))
-    return counts[0], counts[1]
+    return counts[1], counts[0]
 
 
 def wait_recorded(info: ServerInfo, flow_run_id: str, n: int, timeout: float) -> tuple[int, int]:

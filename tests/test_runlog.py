@@ -20,6 +20,9 @@ print(any(isinstance(h, APILogHandler) for h in logging.getLogger("prefect.flow_
 for name in ("prefect.task_runner.dask", "distributed.scheduler", "lsdr.flows"):
     logging.getLogger(name).info("an info record of %s", name)
 logging.getLogger("distributed.worker").warning("a warning record")
+logging.getLogger("distributed.worker").error(
+    "Failed to communicate with scheduler during heartbeat."
+)
 """
 
 
@@ -46,6 +49,9 @@ def test_info_records_go_to_the_run_log_and_warnings_also_to_stderr(tmp_path: Pa
         assert f"an info record of {name}" in logged
         assert f"an info record of {name}" not in done.stderr
     assert "a warning record" in logged and "a warning record" in done.stderr
+    # the heartbeat race of a cluster shutting down: in the file, off the console
+    assert "Failed to communicate with scheduler during heartbeat" in logged
+    assert "Failed to communicate with scheduler" not in done.stderr
 
 
 def test_verbose_shows_info_records_on_stderr_and_each_run_has_its_own_file(
