@@ -7,19 +7,19 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.runner import phase_summary, run_units, settings_for
-from lsdr.survey.bricks import RaDecBox
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import BricksOptions
 from lsdr.tasks.pretractor import bricks_unit, plan_bricks
 
 
 @flow(name="bricks")
 def bricks(
     release_dir: str,
-    region: list[float] | None = None,
+    options: BricksOptions | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Write the brick list: bricks of ``region`` (RA min, RA max, Dec min, Dec max) touched."""
+    """Write the brick list: the bricks of the region (default all) the CCDs touch."""
     s = settings_for(release_dir, settings)
-    box = RaDecBox(*region) if region else None
+    box = (options or BricksOptions()).box()
     report = run_units("bricks", bricks_unit, plan_bricks(ReleaseLayout(s.release_dir), box), s)
     return phase_summary(report, bricks=report.results[0].summary.get("bricks", 0))

@@ -8,23 +8,23 @@ from prefect import flow
 
 from lsdr.flows.runner import combined_summary, release_bricks, run_then_merge, settings_for
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import DepthOptions
 from lsdr.tasks.postprocess import depth_merge_unit, depth_unit, plan_depth, plan_depth_merge
 
 
 @flow(name="depth")
 def depth(
     release_dir: str,
-    bricks: list[str] | None = None,
-    bands: list[str] | None = None,
+    options: DepthOptions | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Per brick, histogram its primary pixels' depths; then sum into ``<dr>-depth.fits``."""
+    o = options or DepthOptions()
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    names, left_out = release_bricks(s, bricks, "depth")
-    bands_ = bands or ["g", "r", "z"]
+    names, left_out = release_bricks(s, o.bricks, "depth")
     reports = run_then_merge(
-        ("depth", depth_unit, plan_depth(layout, names, bands_)),
+        ("depth", depth_unit, plan_depth(layout, names, o.bands)),
         ("depth-merge", depth_merge_unit, lambda parts: plan_depth_merge(layout, parts)),
         s,
     )

@@ -8,12 +8,21 @@ from prefect import flow
 
 from lsdr.flows.runner import phase_summary, run_units, settings_for
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import DepthcutOptions
 from lsdr.tasks.pretractor import depthcut_unit, plan_depthcut
 
 
 @flow(name="depthcut")
-def depthcut(release_dir: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write the depth-cut CCD table and its kd-tree for the brick list."""
+def depthcut(
+    release_dir: str,
+    options: DepthcutOptions | None = None,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write the depth-cut CCD table and its kd-tree for the brick list.
+
+    ``options`` has no fields yet: every phase flow takes its model, so that chains and
+    deployments call each the same way.
+    """
     s = settings_for(release_dir, settings)
     report = run_units("depthcut", depthcut_unit, plan_depthcut(ReleaseLayout(s.release_dir)), s)
     return phase_summary(report)

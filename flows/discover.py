@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import logging
-from datetime import date
 from typing import Any
 
 from prefect import flow
 
 from lsdr.flows.runner import phase_summary, run_units, settings_for
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import DiscoverOptions
 from lsdr.tasks.pretractor import discover_unit, plan_discover
 
 log = logging.getLogger("lsdr.flows")
@@ -18,15 +18,14 @@ log = logging.getLogger("lsdr.flows")
 @flow(name="discover")
 def discover(
     release_dir: str,
-    cameras: list[str] | None = None,
-    date_min: date | None = None,
-    date_max: date | None = None,
+    options: DiscoverOptions | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``image-list.txt`` (paths relative to ``images/``) and say what was dropped."""
+    o = options or DiscoverOptions()
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    units = plan_discover(layout, cameras=cameras, date_min=date_min, date_max=date_max)
+    units = plan_discover(layout, cameras=o.cameras, date_min=o.date_min, date_max=o.date_max)
     report = run_units("discover", discover_unit, units, s)
     summary = report.results[0].summary if report.ok else {}
     dropped = summary.get("dropped", [])

@@ -9,20 +9,16 @@ from prefect import flow
 
 from lsdr.flows.runner import phase_summary, release_bricks, run_units, settings_for
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import ExternalOptions
 from lsdr.tasks.postprocess import external_unit, plan_external
 
 log = logging.getLogger("lsdr.flows")
-
-MATCH_RADIUS_ARCSEC = 1.5
-"""match-external-catalog.py's default radius."""
 
 
 @flow(name="external")
 def external(
     release_dir: str,
-    bricks: list[str] | None = None,
-    catalogues: list[dict[str, Any]] | None = None,
-    radius_arcsec: float = MATCH_RADIUS_ARCSEC,
+    options: ExternalOptions | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One matched file per external catalogue, row-aligned with it.
@@ -33,17 +29,18 @@ def external(
     """
     from lsdr.survey.external import catalogue_from_dict, release_catalogues
 
+    o = options or ExternalOptions()
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
     cats = (
-        [catalogue_from_dict(c) for c in catalogues]
-        if catalogues is not None
+        [catalogue_from_dict(c) for c in o.catalogues]
+        if o.catalogues is not None
         else release_catalogues(layout.root)
     )
-    names, left_out = release_bricks(s, bricks, "external")
+    names, left_out = release_bricks(s, o.bricks, "external")
     if not names:  # no catalogue to match against: nothing to do, not a failure of each match
         log.warning("external: no brick with a tractor catalogue; no catalogue matched")
-    units = plan_external(layout, names, cats, radius_arcsec) if names else []
+    units = plan_external(layout, names, cats, o.radius_arcsec) if names else []
     report = run_units("external", external_unit, units, s)
     return phase_summary(
         report, left_out=left_out, left_out_what="brick", external_dir=str(layout.external_dir)

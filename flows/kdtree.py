@@ -8,12 +8,21 @@ from prefect import flow
 
 from lsdr.flows.runner import phase_summary, run_units, settings_for
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import KdtreeOptions
 from lsdr.tasks.pretractor import kdtree_unit, plan_kdtree
 
 
 @flow(name="kdtree")
-def kdtree(release_dir: str, settings: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Write the kd-tree CCD file (the ``.fits.gz`` tables stay as legacypipe's fallback)."""
+def kdtree(
+    release_dir: str,
+    options: KdtreeOptions | None = None,
+    settings: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Write the kd-tree CCD file (the ``.fits.gz`` tables stay as legacypipe's fallback).
+
+    ``options`` has no fields yet: every phase flow takes its model, so that chains and
+    deployments call each the same way.
+    """
     s = settings_for(release_dir, settings)
     report = run_units("kdtree", kdtree_unit, plan_kdtree(ReleaseLayout(s.release_dir)), s)
     return phase_summary(report)

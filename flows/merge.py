@@ -23,6 +23,7 @@ from lsdr.flows.runner import (
 )
 from lsdr.flows.zeropoints import read_images
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import MergeOptions
 from lsdr.tasks.pretractor import (
     merge_calibs_unit,
     merge_tables_unit,
@@ -36,11 +37,11 @@ log = logging.getLogger("lsdr.flows")
 @flow(name="merge")
 def merge(
     release_dir: str,
-    cut: bool = True,
-    cut_expnum: bool = True,
+    options: MergeOptions | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Merge calibs (``merge-calibs --continue``) and CCD tables (``--cut --cut-expnum``)."""
+    o = options or MergeOptions()
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
     images, bad_list = read_planned_list("merge", layout.image_list, lambda: read_images(layout), s)
@@ -55,7 +56,7 @@ def merge(
     failed_calibs.update(upstream_failures(s, "merge-calibs", failed_calibs))  # first messages
     left_out = leave_out("merge", "image", {**failed_zpt, **failed_calibs})
     kept = [i for i in usable if i not in failed_calibs]
-    units = plan_merge_tables(layout, kept, cut=cut, cut_expnum=cut_expnum)
+    units = plan_merge_tables(layout, kept, cut=o.cut, cut_expnum=o.cut_expnum)
     tables = run_units("merge", merge_tables_unit, units, s)
     summary = tables.results[0].summary if tables.ok else {}
     for missing in summary.get("missing_tables", []):

@@ -8,6 +8,7 @@ from prefect import flow
 
 from lsdr.flows.runner import combined_summary, release_bricks, run_units, settings_for
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import PackageOptions
 from lsdr.tasks.postprocess import (
     checksums_unit,
     logs_unit,
@@ -20,7 +21,9 @@ from lsdr.tasks.postprocess import (
 
 @flow(name="package")
 def package(
-    release_dir: str, bricks: list[str] | None = None, settings: dict[str, Any] | None = None
+    release_dir: str,
+    options: PackageOptions | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Verify each brick's checksums, then write the release checksums and log tarballs.
 
@@ -29,7 +32,7 @@ def package(
     """
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    names, left_out = release_bricks(s, bricks, "package")
+    names, left_out = release_bricks(s, (options or PackageOptions()).bricks, "package")
     verified = run_units("verify", verify_unit, plan_verify(layout, names), s)
     good = [r.key for r in verified.results if r.state != "failed"]
     reports = [verified]

@@ -24,6 +24,7 @@ from lsdr.flows.tractor import tractor
 from lsdr.flows.zeropoints import zeropoints
 from lsdr.infra.cluster import task_runner
 from lsdr.infra.settings import Settings
+from lsdr.survey.phase_options import PhaseOptions
 
 PHASE_FLOWS: dict[str, Any] = {
     "discover": discover,
@@ -48,9 +49,12 @@ STOPPING = {"discover", "merge", "kdtree"}
 
 
 def run_phase(
-    name: str, settings: Settings, address: str | None = None, **params: Any
+    name: str,
+    settings: Settings,
+    address: str | None = None,
+    options: PhaseOptions | None = None,
 ) -> dict[str, Any]:
-    """Run one phase flow on the cluster at ``address`` (or a cluster of its own).
+    """Run one phase flow with its options on the cluster at ``address`` (or its own cluster).
 
     Inside a parent flow (pretractor, release) the phase runs without its own heartbeat
     thread: the parent's heartbeats already show the process alive, and stopping a
@@ -64,7 +68,7 @@ def run_phase(
     updates = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None} if FlowRunContext.get() else {}
     with temporary_settings(updates=updates):
         result: dict[str, Any] = phase_flow(
-            release_dir=str(settings.release_dir), settings=_overrides(settings), **params
+            release_dir=str(settings.release_dir), options=options, settings=_overrides(settings)
         )
     return result
 

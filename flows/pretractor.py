@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 from contextlib import ExitStack
-from datetime import date
 from typing import Any
 
 from prefect import flow
@@ -17,6 +16,12 @@ from prefect import flow
 from lsdr.flows.phases import run_phase, stops_chain
 from lsdr.flows.runner import settings_for
 from lsdr.infra.cluster import dask_cluster
+from lsdr.survey.phase_options import (
+    DepthcutOptions,
+    KdtreeOptions,
+    PhaseOptions,
+    PretractorOptions,
+)
 
 log = logging.getLogger("lsdr.flows")
 
@@ -24,35 +29,23 @@ log = logging.getLogger("lsdr.flows")
 @flow(name="pretractor")
 def pretractor(
     release_dir: str,
-    region: list[float] | None = None,
-    cameras: list[str] | None = None,
-    date_min: date | None = None,
-    date_max: date | None = None,
-    run_calibs: bool = True,
-    cut: bool = True,
-    cut_expnum: bool = True,
-    depth_cut: bool = False,
+    options: PretractorOptions | None = None,
     settings: dict[str, Any] | None = None,
     dask_address: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Run the pre-tractor phases in order; return each phase's summary."""
+    """Run the pre-tractor phases in order, each with its options; return their summaries."""
+    o = options or PretractorOptions()
     s = settings_for(release_dir, settings)
-    steps: list[tuple[str, dict[str, Any]]] = [
-        ("discover", {"cameras": cameras, "date_min": date_min, "date_max": date_max}),
-        ("zeropoints", {"run_calibs": run_calibs}),
-        ("merge", {"cut": cut, "cut_expnum": cut_expnum}),
-        ("kdtree", {}),
-        ("bricks", {"region": region}),
-    ]
-    if depth_cut:
-        steps.append(("depthcut", {}))
+    steps: list[PhaseOptions] = [o.discover, o.zeropoints, o.merge, KdtreeOptions(), o.bricks]
+    if o.depth_cut:
+        steps.append(DepthcutOptions())
     results: list[dict[str, Any]] = []
     with ExitStack() as stack:
         address = dask_address or stack.enter_context(dask_cluster(s))
-        for name, params in steps:
-            result = run_phase(name, s, address, **params)
+        for step in steps:
+            result = run_phase(step.phase, s, address, step)
             results.append(result)
-            if stops_chain(name, result):
-                log.error("pretractor: %s failed; stopping before the next phase", name)
+            if stops_chain(step.phase, result):
+                log.error("pretractor: %s failed; stopping before the next phase", step.phase)
                 break
     return results

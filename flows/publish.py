@@ -15,6 +15,7 @@ from prefect import flow
 from lsdr.flows.runner import combined_summary, ledger_for, phase_summary, run_units, settings_for
 from lsdr.publish_gate import blocking_failures, refusal
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import PublishOptions
 from lsdr.tasks.postprocess import plan_publish, publish_unit
 
 log = logging.getLogger("lsdr.flows")
@@ -23,9 +24,7 @@ log = logging.getLogger("lsdr.flows")
 @flow(name="publish")
 def publish(
     release_dir: str,
-    destination: str,
-    dry_run: bool = False,
-    publish_with_failures: bool = False,
+    options: PublishOptions,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """rsync the release (not ``images/`` links, not orchestration state) to ``destination``.
@@ -36,15 +35,16 @@ def publish(
     """
     from lsdr.survey.publish import publish as rsync_release
 
+    destination = options.destination
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    if dry_run:
+    if options.dry_run:
         result = rsync_release(layout, destination, dry_run=True)
         would_copy = list(result.files[:50])
         return combined_summary(
             "publish", [], dry_run=True, would_copy=would_copy, would_copy_total=result.n_files
         )
-    if not publish_with_failures:
+    if not options.publish_with_failures:
         reason = refusal(s.release_dir, blocking_failures(ledger_for(s)))
         if reason is not None:
             log.error("publish: %s", reason)

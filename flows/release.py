@@ -24,6 +24,7 @@ from lsdr.flows.pretractor import pretractor
 from lsdr.flows.runner import combined_summary, left_out_line, settings_for
 from lsdr.infra.cluster import dask_cluster
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import PublishOptions, ReleaseOptions
 
 log = logging.getLogger("lsdr.flows")
 
@@ -37,27 +38,22 @@ SUMMARY_FILE = "release-summary.md"
 @flow(name="release")
 def release(
     release_dir: str,
-    region: list[float] | None = None,
-    width: int = 3600,
-    height: int = 3600,
-    pixscale: float = 0.262,
-    destination: str | None = None,
-    publish_with_failures: bool = False,
-    skip_pretractor: bool = False,
+    options: ReleaseOptions | None = None,
     settings: dict[str, Any] | None = None,
     dask_address: str | None = None,
 ) -> dict[str, Any]:
     """Run the whole release; return the phases' summaries and the release summary's path."""
+    o = options or ReleaseOptions()
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
     results: list[dict[str, Any]] = []
     with ExitStack() as stack:
         address = dask_address or stack.enter_context(dask_cluster(s))
-        if not skip_pretractor:
+        if not o.skip_pretractor:
             results.extend(
                 pretractor(
                     release_dir=str(s.release_dir),
-                    region=region,
+                    options=o.pretractor,
                     settings=s.model_dump(mode="json", exclude={"release_dir"}),
                     dask_address=address,
                 )
@@ -67,24 +63,19 @@ def release(
                 log.error("release: %s; stopping before the tractor phase", stop)
                 results.append(combined_summary("tractor", [], skipped=stop))
                 return _finish(layout, results)
-        results.append(
-            run_phase("tractor", s, address, width=width, height=height, pixscale=pixscale)
-        )
-        for name in POST_TRACTOR:
-            results.append(run_phase(name, s, address))
-        if destination is not None:
+        for phase in (o.tractor, *(getattr(o, name) for name in POST_TRACTOR)):
+            results.append(run_phase(phase.phase, s, address, phase))
+        if o.destination is not None:
             failed = [r["phase"] for r in results if r["failed"]]
-            if failed and not publish_with_failures:
+            if failed and not o.publish_with_failures:
                 log.error("release: not published: failed units in %s", ", ".join(failed))
                 results.append(_not_published(failed))
             else:
                 # The publish flow also checks the ledger: a unit failed before this run counts.
-                allow = publish_with_failures
-                results.append(
-                    run_phase(
-                        "publish", s, address, destination=destination, publish_with_failures=allow
-                    )
+                publish = PublishOptions(
+                    destination=o.destination, publish_with_failures=o.publish_with_failures
                 )
+                results.append(run_phase("publish", s, address, publish))
     return _finish(layout, results)
 
 

@@ -8,6 +8,7 @@ from prefect import flow
 
 from lsdr.flows.runner import combined_summary, release_bricks, run_then_merge, settings_for
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import SummaryOptions
 from lsdr.tasks.postprocess import (
     plan_summary,
     plan_summary_merge,
@@ -19,16 +20,16 @@ from lsdr.tasks.postprocess import (
 @flow(name="summary")
 def summary(
     release_dir: str,
-    bricks: list[str] | None = None,
-    bands: list[str] | None = None,
+    options: SummaryOptions | None = None,
     settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Summarise the bricks per RA degree in parallel, then merge the chunks and plot."""
+    o = options or SummaryOptions()
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    names, left_out = release_bricks(s, bricks, "summary")
+    names, left_out = release_bricks(s, o.bricks, "summary")
     reports = run_then_merge(
-        ("summary", summary_unit, plan_summary(layout, names, bands or ["g", "r", "z"])),
+        ("summary", summary_unit, plan_summary(layout, names, o.bands)),
         ("summary-merge", summary_merge_unit, lambda parts: plan_summary_merge(layout, parts)),
         s,
     )

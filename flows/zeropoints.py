@@ -8,23 +8,27 @@ from prefect import flow
 
 from lsdr.flows.runner import phase_summary, read_planned_list, run_units, settings_for
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import ZeropointsOptions
 from lsdr.tasks.pretractor import plan_zeropoints, zeropoints_unit
 
 
 @flow(name="zeropoints")
 def zeropoints(
-    release_dir: str, run_calibs: bool = True, settings: dict[str, Any] | None = None
+    release_dir: str,
+    options: ZeropointsOptions | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """``<base>-annotated.fits``, ``<base>-photom.fits`` and per-CCD calibs for each image.
 
     An image list that cannot be read is one failed unit (keyed by its file name), not a crash.
     """
+    o = options or ZeropointsOptions()
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
     images, bad_list = read_planned_list(
         "zeropoints", layout.image_list, lambda: read_images(layout), s
     )
-    units = plan_zeropoints(layout, images, run_calibs=run_calibs, threads=s.unit_threads)
+    units = plan_zeropoints(layout, images, run_calibs=o.run_calibs, threads=s.unit_threads)
     report = run_units("zeropoints", zeropoints_unit, [*bad_list, *units], s)
     return phase_summary(report)
 

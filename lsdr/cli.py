@@ -21,6 +21,7 @@ from lsdr.run_cli import Verbose, ledger_app, recover, retry, run_app, status
 from lsdr.server_cli import app as server_app
 from lsdr.survey import bricks as grid
 from lsdr.survey.errors import SurveyError
+from lsdr.survey.phase_options import NAMED_REGIONS
 from lsdr.survey.simulate import DEMO_BINNING
 
 if TYPE_CHECKING:
@@ -202,7 +203,7 @@ def demo(
     check.output_dir("--out", out)
     check.setting_overrides({"n_workers": workers})
     load_settings(out, n_workers=workers)  # the file's and environment's too (the engine)
-    region = grid.RaDecBox(*check.NAMED_REGIONS["cookbook"])
+    region = grid.RaDecBox(*NAMED_REGIONS["cookbook"])
     _simulate(out, check.simulation(None, None, 2, region, seed, DEMO_BINNING, workers))
     layout = ReleaseLayout(out)
     try:

@@ -19,7 +19,7 @@ their class and reason.  Exit statuses:
 from __future__ import annotations
 
 import sys
-from datetime import date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -28,9 +28,22 @@ from rich.console import Console
 from rich.table import Table
 
 from lsdr import options_check as check
-from lsdr.options_check import NAMED_REGIONS, parse_region
-from lsdr.survey.bricks import RaDecBox
+from lsdr.phase_flags import flag_help, phase_options
 from lsdr.survey.layout import check_release_dir
+from lsdr.survey.phase_options import (
+    BrickSelection,
+    BricksOptions,
+    DiscoverOptions,
+    ExternalOptions,
+    MergeOptions,
+    PhaseOptions,
+    PretractorOptions,
+    PublishOptions,
+    ReleaseOptions,
+    SweepsOptions,
+    TractorOptions,
+    ZeropointsOptions,
+)
 
 if TYPE_CHECKING:
     from lsdr.infra.ledger import Ledger
@@ -51,43 +64,52 @@ EXIT_OK, EXIT_UNIT_FAILURES, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
 ReleaseDir = Annotated[
     Path, typer.Option("--release-dir", "-r", help="The release (and survey) directory.")
 ]
+# The phase options' flags: each default is its model's (None here: "not given"); the help
+# comes from the model (lsdr/phase_flags.py; tests/test_phase_options.py checks each flag).
 Region = Annotated[
     str | None,
-    typer.Option(
-        help="RA/Dec box 'ra_min,ra_max,dec_min,dec_max' (degrees; ra_min > ra_max crosses RA "
-        f"0) or a named region ({', '.join(NAMED_REGIONS)}). Default: every brick the CCDs "
-        "touch."
-    ),
+    typer.Option(help=flag_help(BricksOptions, "region") + " ra_min > ra_max crosses RA 0."),
 ]
 Bricks = Annotated[
-    list[str] | None, typer.Option("--brick", help="Only these bricks (repeatable).")
+    list[str] | None,
+    typer.Option(
+        "--brick", help=flag_help(BrickSelection, "bricks", "Only these bricks (repeatable).")
+    ),
 ]
-Width = Annotated[int, typer.Option("--width", "-W", help="Brick grid width, pixels.")]
-Height = Annotated[int, typer.Option("--height", "-H", help="Brick grid height, pixels.")]
-Pixscale = Annotated[float, typer.Option("--pixscale", help="Brick grid pixel scale, arcsec.")]
+Width = Annotated[
+    int | None, typer.Option("--width", "-W", help=flag_help(TractorOptions, "width"))
+]
+Height = Annotated[
+    int | None, typer.Option("--height", "-H", help=flag_help(TractorOptions, "height"))
+]
+Pixscale = Annotated[
+    float | None, typer.Option("--pixscale", help=flag_help(TractorOptions, "pixscale"))
+]
+Camera = Annotated[
+    list[str] | None,
+    typer.Option("--camera", help=flag_help(DiscoverOptions, "cameras") + " Repeatable."),
+]
+DateMin = Annotated[
+    datetime | None,
+    typer.Option("--date-min", formats=["%Y-%m-%d"], help=flag_help(DiscoverOptions, "date_min")),
+]
+DateMax = Annotated[
+    datetime | None,
+    typer.Option("--date-max", formats=["%Y-%m-%d"], help=flag_help(DiscoverOptions, "date_max")),
+]
+RunCalibs = Annotated[
+    bool | None,
+    typer.Option("--run-calibs/--no-run-calibs", help=flag_help(ZeropointsOptions, "run_calibs")),
+]
+Cut = Annotated[bool | None, typer.Option("--cut/--no-cut", help=flag_help(MergeOptions, "cut"))]
+CutExpnum = Annotated[
+    bool | None,
+    typer.Option("--cut-expnum/--no-cut-expnum", help=flag_help(MergeOptions, "cut_expnum")),
+]
+# The settings' flags (infra/settings.py's model has their defaults) and the console's.
 Workers = Annotated[int | None, typer.Option("--workers", help="Dask worker processes.")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Units per Prefect task.")]
 Threads = Annotated[int | None, typer.Option("--threads", help="Threads per unit.")]
-Camera = Annotated[
-    list[str] | None, typer.Option("--camera", help="Only these cameras (repeatable).")
-]
-DateMin = Annotated[
-    datetime | None, typer.Option("--date-min", formats=["%Y-%m-%d"], help="First night kept.")
-]
-DateMax = Annotated[
-    datetime | None, typer.Option("--date-max", formats=["%Y-%m-%d"], help="Last night kept.")
-]
-RunCalibs = Annotated[
-    bool,
-    typer.Option(
-        "--run-calibs/--no-run-calibs",
-        help="Make PSF and sky calibs where neither the per-CCD nor the merged file exists.",
-    ),
-]
-Cut = Annotated[bool, typer.Option("--cut/--no-cut", help="Apply the ccd_cuts quality cuts.")]
-CutExpnum = Annotated[
-    bool, typer.Option("--cut-expnum/--no-cut-expnum", help="Drop exposures with no sources.")
-]
 Verbose = Annotated[
     bool,
     typer.Option(
@@ -102,14 +124,28 @@ def _overrides(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _day(value: datetime | None) -> date | None:
-    return value.date() if value else None
+def _run(phase: str, flags: dict[str, Any], *, check_destination: bool = False) -> None:
+    """Run ``phase`` with the options its command's ``flags`` give (each checked first).
+
+    ``flags`` are the command's parameters by name (``locals()`` at its start): the phase's
+    options (:func:`lsdr.phase_flags.phase_options`), the settings flags, ``--verbose``.
+    """
+    options = phase_options(phase, flags)
+    release_dir: Path = flags["release_dir"]
+    if check_destination:
+        check.destination(release_dir, getattr(options, "destination", None))
+    overrides = _overrides(
+        n_workers=flags.get("workers"),
+        batch_size=flags.get("batch_size"),
+        unit_threads=flags.get("threads"),
+    )
+    _execute(release_dir, overrides, [(phase, options)], verbose=bool(flags.get("verbose")))
 
 
 def _execute(
     release_dir: Path,
     overrides: dict[str, Any],
-    chain: list[tuple[str, dict[str, Any]]],
+    chain: list[tuple[str, PhaseOptions]],
     verbose: bool = False,
 ) -> None:
     """Connect, open one cluster, run the phases, print the outcome, exit with its code.
@@ -147,33 +183,33 @@ def _execute(
     add_progress_hook(display)
     try:
         with dask_cluster(settings) as address, display:
-            for name, params in chain:
-                if name == "pretractor":
+            for name, options in chain:
+                if isinstance(options, PretractorOptions):
                     from lsdr.flows.pretractor import pretractor
 
                     results.extend(
                         pretractor(
                             release_dir=str(settings.release_dir),
+                            options=options,
                             settings=settings.model_dump(mode="json", exclude={"release_dir"}),
                             dask_address=address,
-                            **params,
                         )
                     )
-                elif name == "release":
+                elif isinstance(options, ReleaseOptions):
                     from lsdr.flows.release import release
 
                     outcome = release(
                         release_dir=str(settings.release_dir),
+                        options=options,
                         settings=settings.model_dump(mode="json", exclude={"release_dir"}),
                         dask_address=address,
-                        **params,
                     )
                     results.extend(outcome["phases"])
                     console.print(
                         f"release summary: {outcome['summary']}", soft_wrap=True, highlight=False
                     )
                 else:
-                    results.append(run_phase(name, settings, address, **params))
+                    results.append(run_phase(name, settings, address, options))
     finally:
         remove_progress_hook(display)
     _report(results)
@@ -289,195 +325,154 @@ def _retry_hint(results: list[dict[str, Any]]) -> str:
 @run_app.command("discover")
 def run_discover(
     release_dir: ReleaseDir,
-    camera: Camera = None,
+    cameras: Camera = None,
     date_min: DateMin = None,
     date_max: DateMax = None,
     workers: Workers = None,
     verbose: Verbose = False,
 ) -> None:
     """Find CP images, trim dates and duplicates, write image-list.txt."""
-    check.cameras(camera)
-    check.nights(_day(date_min), _day(date_max))
-    params = {"cameras": camera, "date_min": _day(date_min), "date_max": _day(date_max)}
-    _execute(release_dir, _overrides(n_workers=workers), [("discover", params)], verbose=verbose)
+    _run("discover", locals())
 
 
 @run_app.command("zeropoints")
 def run_zeropoints(
     release_dir: ReleaseDir,
-    run_calibs: RunCalibs = True,
+    run_calibs: RunCalibs = None,
     workers: Workers = None,
     batch_size: BatchSize = None,
     threads: Threads = None,
     verbose: Verbose = False,
 ) -> None:
-    """Zeropoints, PSF and spline sky for every CCD of every listed image (lite engine)."""
-    overrides = _overrides(n_workers=workers, batch_size=batch_size, unit_threads=threads)
-    _execute(release_dir, overrides, [("zeropoints", {"run_calibs": run_calibs})], verbose=verbose)
+    """Zeropoints, PSF and spline sky for every CCD of every listed image."""
+    _run("zeropoints", locals())
 
 
 @run_app.command("merge")
 def run_merge(
     release_dir: ReleaseDir,
-    cut: Cut = True,
-    cut_expnum: CutExpnum = True,
+    cut: Cut = None,
+    cut_expnum: CutExpnum = None,
     workers: Workers = None,
     verbose: Verbose = False,
 ) -> None:
     """Merge calibs per exposure and zeropoint tables into survey-ccds / ccds-annotated."""
-    _execute(
-        release_dir,
-        _overrides(n_workers=workers),
-        [("merge", {"cut": cut, "cut_expnum": cut_expnum})],
-        verbose=verbose,
-    )
+    _run("merge", locals())
 
 
 @run_app.command("kdtree")
 def run_kdtree(release_dir: ReleaseDir, verbose: Verbose = False) -> None:
     """Write the unified kd-tree CCD file survey-ccds-<dr>.kd.fits."""
-    _execute(release_dir, {}, [("kdtree", {})], verbose=verbose)
+    _run("kdtree", locals())
 
 
 @run_app.command("bricks")
 def run_bricks(release_dir: ReleaseDir, region: Region = None, verbose: Verbose = False) -> None:
     """Write the brick list: bricks of the region touched by CCDs that pass the cuts."""
-    box = parse_region(region)
-    params = {"region": None if box is None else _box(box)}
-    _execute(release_dir, {}, [("bricks", params)], verbose=verbose)
+    _run("bricks", locals())
 
 
 @run_app.command("depthcut")
 def run_depthcut(release_dir: ReleaseDir, verbose: Verbose = False) -> None:
     """Keep, per brick, the CCDs needed to reach the target depth (optional phase)."""
-    _execute(release_dir, {}, [("depthcut", {})], verbose=verbose)
+    _run("depthcut", locals())
 
 
 @run_app.command("tractor")
 def run_tractor(
     release_dir: ReleaseDir,
-    brick: Bricks = None,
-    width: Width = 3600,
-    height: Height = 3600,
-    pixscale: Pixscale = 0.262,
+    bricks: Bricks = None,
+    width: Width = None,
+    height: Height = None,
+    pixscale: Pixscale = None,
     keep_checkpoints: Annotated[
-        bool, typer.Option(help="Keep each brick's checkpoint after it is done.")
-    ] = False,
-    fit_budget: Annotated[
-        float | None,
+        bool | None,
         typer.Option(
-            "--fit-budget",
-            help="Seconds of fitting per brick; past it, rerun from the checkpoint with "
-            "--bail-out.",
+            "--keep-checkpoints/--no-keep-checkpoints",
+            help=flag_help(TractorOptions, "keep_checkpoints"),
         ),
+    ] = None,
+    fit_budget_s: Annotated[
+        float | None, typer.Option("--fit-budget", help=flag_help(TractorOptions, "fit_budget_s"))
     ] = None,
     checkpoint_period: Annotated[
         float | None,
-        typer.Option(
-            help="Seconds between checkpoint rewrites while fitting (default 600, as runbrick)."
-        ),
+        typer.Option("--checkpoint-period", help=flag_help(TractorOptions, "checkpoint_period")),
     ] = None,
     outliers: Annotated[
-        bool,
-        typer.Option(
-            "--outliers/--no-outliers",
-            help="Mask pixels one exposure has and the band's others contradict (cosmic rays, "
-            "satellite trails).",
-        ),
-    ] = True,
+        bool | None,
+        typer.Option("--outliers/--no-outliers", help=flag_help(TractorOptions, "outliers")),
+    ] = None,
     workers: Workers = None,
     threads: Threads = None,
     verbose: Verbose = False,
 ) -> None:
-    """The lite runbrick on every brick of the brick list (tractor/, coadd/ products)."""
-    check.bricks(brick)
-    check.brick_grid(width, height, pixscale)
-    check.fit_times(fit_budget, checkpoint_period)
-    params = {
-        "bricks": brick,
-        "width": width,
-        "height": height,
-        "pixscale": pixscale,
-        "keep_checkpoints": keep_checkpoints,
-        "fit_budget_s": fit_budget,
-        "checkpoint_period": checkpoint_period,
-        "outliers": outliers,
-    }
-    _execute(
-        release_dir,
-        _overrides(n_workers=workers, unit_threads=threads),
-        [("tractor", params)],
-        verbose=verbose,
-    )
+    """runbrick on every brick of the brick list (tractor/, coadd/ products)."""
+    _run("tractor", locals())
 
 
 @run_app.command("brightneighbors")
 def run_brightneighbors(
-    release_dir: ReleaseDir, brick: Bricks = None, verbose: Verbose = False
+    release_dir: ReleaseDir, bricks: Bricks = None, verbose: Verbose = False
 ) -> None:
     """Mark neighbouring bricks' bright stars and large blobs in each brick's maskbits."""
-    check.bricks(brick)
-    _execute(release_dir, {}, [("brightneighbors", {"bricks": brick})], verbose=verbose)
+    _run("brightneighbors", locals())
 
 
 @run_app.command("depth")
-def run_depth(release_dir: ReleaseDir, brick: Bricks = None, verbose: Verbose = False) -> None:
+def run_depth(release_dir: ReleaseDir, bricks: Bricks = None, verbose: Verbose = False) -> None:
     """The release's depth histogram (<dr>-depth.fits) and its plot, from the depth maps."""
-    check.bricks(brick)
-    _execute(release_dir, {}, [("depth", {"bricks": brick})], verbose=verbose)
+    _run("depth", locals())
 
 
 @run_app.command("summary")
-def run_summary(release_dir: ReleaseDir, brick: Bricks = None, verbose: Verbose = False) -> None:
+def run_summary(release_dir: ReleaseDir, bricks: Bricks = None, verbose: Verbose = False) -> None:
     """survey-bricks-<dr>.fits.gz per RA-degree chunk, merged, with sky-map plots."""
-    check.bricks(brick)
-    _execute(release_dir, {}, [("summary", {"bricks": brick})], verbose=verbose)
+    _run("summary", locals())
 
 
 @run_app.command("sweeps")
 def run_sweeps(
     release_dir: ReleaseDir,
-    brick: Bricks = None,
-    version: Annotated[str, typer.Option(help="Sweep directory name, sweep/<version>/.")] = "10.0",
+    bricks: Bricks = None,
+    version: Annotated[
+        str | None, typer.Option("--version", help=flag_help(SweepsOptions, "version"))
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Sweep files: the primary objects' sweep columns per 5°×5° box."""
-    check.bricks(brick)
-    check.sweep_version(version)
-    _execute(release_dir, {}, [("sweeps", {"bricks": brick, "version": version})], verbose=verbose)
+    _run("sweeps", locals())
 
 
 @run_app.command("external")
 def run_external(
     release_dir: ReleaseDir,
-    brick: Bricks = None,
-    radius: Annotated[float, typer.Option(help="Match radius, arcsec.")] = 1.5,
+    bricks: Bricks = None,
+    radius_arcsec: Annotated[
+        float | None, typer.Option("--radius", help=flag_help(ExternalOptions, "radius_arcsec"))
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Match the release to the external catalogues (external/survey-<dr>-<name>.fits)."""
-    check.bricks(brick)
-    check.match_radius(radius)
-    _execute(
-        release_dir, {}, [("external", {"bricks": brick, "radius_arcsec": radius})], verbose=verbose
-    )
+    _run("external", locals())
 
 
 @run_app.command("package")
-def run_package(release_dir: ReleaseDir, brick: Bricks = None, verbose: Verbose = False) -> None:
+def run_package(release_dir: ReleaseDir, bricks: Bricks = None, verbose: Verbose = False) -> None:
     """Verify brick checksums, write the release checksum files, tar the logs."""
-    check.bricks(brick)
-    _execute(release_dir, {}, [("package", {"bricks": brick})], verbose=verbose)
-
-
-Destination = Annotated[str, typer.Option("--destination", help="rsync destination.")]
-DryRun = Annotated[bool, typer.Option("--dry-run", help="List what would be copied.")]
+    _run("package", locals())
 
 
 @run_app.command("publish")
 def run_publish(
     release_dir: ReleaseDir,
-    destination: Destination,
-    dry_run: DryRun = False,
+    destination: Annotated[
+        str, typer.Option("--destination", help=flag_help(PublishOptions, "destination"))
+    ],
+    dry_run: Annotated[
+        bool | None,
+        typer.Option("--dry-run/--no-dry-run", help=flag_help(PublishOptions, "dry_run")),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Copy the release to its destination with rsync (no images/ links, no state/).
@@ -485,14 +480,12 @@ def run_publish(
     A release with failed units (lsdr status lists them) is not published: fix them, lsdr
     retry, rerun. A dry run still lists what would be copied.
     """
+    flags = locals()
+    options = phase_options("publish", flags)
     check.destination(release_dir, destination)
-    _publish_gate(release_dir, dry_run)
-    _execute(
-        release_dir,
-        {},
-        [("publish", {"destination": destination, "dry_run": dry_run})],
-        verbose=verbose,
-    )
+    assert isinstance(options, PublishOptions)
+    _publish_gate(release_dir, options.dry_run)
+    _run("publish", flags)
 
 
 def _publish_gate(release_dir: Path, dry_run: bool) -> None:
@@ -517,67 +510,41 @@ def _publish_gate(release_dir: Path, dry_run: bool) -> None:
 def run_release(
     release_dir: ReleaseDir,
     region: Region = None,
-    width: Width = 3600,
-    height: Height = 3600,
-    pixscale: Pixscale = 0.262,
+    width: Width = None,
+    height: Height = None,
+    pixscale: Pixscale = None,
     destination: Annotated[
-        str | None, typer.Option("--destination", help="Publish here with rsync at the end.")
+        str | None, typer.Option("--destination", help=flag_help(ReleaseOptions, "destination"))
     ] = None,
     workers: Workers = None,
     threads: Threads = None,
     verbose: Verbose = False,
 ) -> None:
     """Every phase in order: pre-tractor, tractor, post-processing, package (and publish)."""
-    box = parse_region(region)
-    check.brick_grid(width, height, pixscale)
-    check.destination(release_dir, destination)
-    params = {
-        "region": None if box is None else _box(box),
-        "width": width,
-        "height": height,
-        "pixscale": pixscale,
-        "destination": destination,
-    }
-    overrides = _overrides(n_workers=workers, unit_threads=threads)
-    _execute(release_dir, overrides, [("release", params)], verbose=verbose)
+    _run("release", locals(), check_destination=True)
 
 
 @run_app.command("pretractor")
 def run_pretractor(
     release_dir: ReleaseDir,
     region: Region = None,
-    camera: Camera = None,
+    cameras: Camera = None,
     date_min: DateMin = None,
     date_max: DateMax = None,
-    run_calibs: RunCalibs = True,
-    cut: Cut = True,
-    cut_expnum: CutExpnum = True,
-    depth_cut: Annotated[bool, typer.Option("--depth-cut", help="Run the depth cut.")] = False,
+    run_calibs: RunCalibs = None,
+    cut: Cut = None,
+    cut_expnum: CutExpnum = None,
+    depth_cut: Annotated[
+        bool | None,
+        typer.Option("--depth-cut/--no-depth-cut", help=flag_help(PretractorOptions, "depth_cut")),
+    ] = None,
     workers: Workers = None,
     batch_size: BatchSize = None,
     threads: Threads = None,
     verbose: Verbose = False,
 ) -> None:
     """discover → zeropoints → merge → kdtree → bricks (→ depthcut), one command."""
-    box = parse_region(region)
-    check.cameras(camera)
-    check.nights(_day(date_min), _day(date_max))
-    params = {
-        "region": None if box is None else _box(box),
-        "cameras": camera,
-        "date_min": _day(date_min),
-        "date_max": _day(date_max),
-        "run_calibs": run_calibs,
-        "cut": cut,
-        "cut_expnum": cut_expnum,
-        "depth_cut": depth_cut,
-    }
-    overrides = _overrides(n_workers=workers, batch_size=batch_size, unit_threads=threads)
-    _execute(release_dir, overrides, [("pretractor", params)], verbose=verbose)
-
-
-def _box(box: RaDecBox) -> list[float]:
-    return [box.ra_min, box.ra_max, box.dec_min, box.dec_max]
+    _run("pretractor", locals())
 
 
 def _ledger(release_dir: Path) -> Ledger:

@@ -165,6 +165,9 @@ DECAM = Camera(
 )
 
 CAMERAS: dict[str, Camera] = {c.name: c for c in (NINETY_PRIME, MOSAIC, DECAM)}
+
+DEFAULT_BANDS = ("g", "r", "z")
+"""The bands a release fits and summarises unless told otherwise (runbrick's ``--bands``)."""
 """Cameras by legacypipe name."""
 
 

@@ -20,8 +20,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lsdr.survey.bricks import BRICK_PIXSCALE, BRICK_SIZE_PIX
+from lsdr.survey.cameras import DEFAULT_BANDS
 from lsdr.survey.engines.base import Outcome
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import TractorOptions
 from lsdr.tasks.units import Unit, UnitOutput, unit_engine
 
 RUNBRICK_OPTIONS = ("bands", "width", "height", "pixscale", "release", "outliers")
@@ -37,7 +40,9 @@ MEMORY_PER_CCD_MPIX_MB = 17.0
 """Per million CCD pixels read under the brick: tims (image, weight, DQ, sky) and buffers."""
 
 
-def brick_memory_mb(ccd_mpix: float, width: int = 3600, height: int = 3600) -> int:
+def brick_memory_mb(
+    ccd_mpix: float, width: int = BRICK_SIZE_PIX, height: int = BRICK_SIZE_PIX
+) -> int:
     """Estimated peak memory (MB) of the lite runbrick on a brick (docs/benchmarks.md).
 
     ``ccd_mpix``: millions of CCD pixels under the brick, summed over its CCDs.  The fit of
@@ -48,7 +53,10 @@ def brick_memory_mb(ccd_mpix: float, width: int = 3600, height: int = 3600) -> i
 
 
 def ccd_pixels(
-    layout: ReleaseLayout, bricks: Sequence[str], width: int = 3600, pixscale: float = 0.262
+    layout: ReleaseLayout,
+    bricks: Sequence[str],
+    width: int = BRICK_SIZE_PIX,
+    pixscale: float = BRICK_PIXSCALE,
 ) -> dict[str, tuple[int, float]]:
     """Per brick: CCDs (``ccd_cuts == 0``) overlapping its image, and their pixels under it (Mpix).
 
@@ -126,10 +134,10 @@ def brick_reads(
     layout: ReleaseLayout,
     bricks: Sequence[str],
     *,
-    width: int = 3600,
-    height: int = 3600,
-    pixscale: float = 0.262,
-    bands: Sequence[str] = ("g", "r", "z"),
+    width: int,
+    height: int,
+    pixscale: float,
+    bands: Sequence[str] = DEFAULT_BANDS,
 ) -> dict[str, BrickReads]:
     """Per brick, the survey-ccds rows runbrick selects and every file it will read.
 
@@ -184,56 +192,57 @@ def brick_reads(
 def plan_tractor(
     layout: ReleaseLayout,
     bricks: Sequence[str],
+    options: TractorOptions,
     *,
-    width: int = 3600,
-    height: int = 3600,
-    pixscale: float = 0.262,
-    bands: Sequence[str] = ("g", "r", "z"),
-    release: int = 10000,
-    keep_checkpoints: bool = False,
     threads: int = 1,
-    fit_budget_s: float | None = None,
-    checkpoint_period: float | None = None,
-    outliers: bool = True,
 ) -> list[Unit]:
     """One unit per brick of the brick list, with what it reads and its memory estimate.
 
-    ``fit_budget_s`` (the time budget) and ``checkpoint_period`` are execution flags.  A
-    survey-ccds table that cannot be read makes every brick a unit failed in planning
-    (science, naming the table), not an error of the phase.
+    The unit's options are what changes the brick's products (the grid, runbrick's default
+    bands and release number, outliers, kept checkpoints); ``fit_budget_s`` and
+    ``checkpoint_period`` are execution flags.  A survey-ccds table that cannot be read makes
+    every brick a unit failed in planning (science, naming the table), not an error of the
+    phase.
     """
     from lsdr.survey.errors import InputFileError
+    from lsdr.survey.runbrick.options import RunbrickOptions
 
+    o, runbrick = options, RunbrickOptions()
     try:
         reads = brick_reads(
-            layout, bricks, width=width, height=height, pixscale=pixscale, bands=bands
+            layout,
+            bricks,
+            width=o.width,
+            height=o.height,
+            pixscale=o.pixscale,
+            bands=runbrick.bands,
         )
     except InputFileError as err:
         tables = tuple(str(p) for p in layout.survey_ccds_tables())
         return [Unit("tractor", brick, tables).unplannable(err) for brick in bricks]
-    options = (
-        ("width", width),
-        ("height", height),
-        ("pixscale", pixscale),
-        ("bands", list(bands)),
-        ("release", release),
-        ("keep_checkpoints", keep_checkpoints),
-        ("outliers", outliers),
+    unit_options = (
+        ("width", o.width),
+        ("height", o.height),
+        ("pixscale", o.pixscale),
+        ("bands", list(runbrick.bands)),
+        ("release", runbrick.release),
+        ("keep_checkpoints", o.keep_checkpoints),
+        ("outliers", o.outliers),
     )
     flags: list[tuple[str, float]] = []
-    if checkpoint_period is not None:
-        flags.append(("checkpoint_period", checkpoint_period))
-    if fit_budget_s is not None:
-        flags.append(("fit_budget_s", fit_budget_s))
+    if o.checkpoint_period is not None:
+        flags.append(("checkpoint_period", o.checkpoint_period))
+    if o.fit_budget_s is not None:
+        flags.append(("fit_budget_s", o.fit_budget_s))
     return [
         Unit(
             "tractor",
             brick,
             reads[brick].files,
-            options,
+            unit_options,
             threads=threads,
             flags=tuple(flags),
-            memory_mb=brick_memory_mb(reads[brick].ccd_mpix, width, height),
+            memory_mb=brick_memory_mb(reads[brick].ccd_mpix, o.width, o.height),
             read_rows=(("survey-ccds", reads[brick].rows_digest),),
         )
         for brick in bricks

@@ -286,8 +286,9 @@ def test_a_release_with_a_failed_unit_reports_what_is_left_out_and_is_not_publis
     assert not dest.exists()
 
     from lsdr.flows.publish import publish
+    from lsdr.survey.phase_options import PublishOptions
 
-    summary = publish.fn(release_dir=str(root), destination=str(dest))
+    summary = publish.fn(release_dir=str(root), options=PublishOptions(destination=str(dest)))
     assert summary["counts"] == {"done": 0, "cached": 0, "failed": 0}
     assert summary["skipped"].startswith("not published: 1 unit failed (zeropoints 1): ")
     assert not dest.exists()

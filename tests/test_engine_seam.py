@@ -34,6 +34,7 @@ from lsdr.survey.engines import (
 from lsdr.survey.engines.lite import LiteEngine
 from lsdr.survey.errors import UsageError
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import TractorOptions
 from lsdr.tasks.tractor import plan_tractor
 from lsdr.tasks.units import Unit, engine_version, execute_unit, read_sidecar, settle, sidecar_path
 
@@ -256,7 +257,7 @@ def test_a_registered_engine_runs_the_tractor_flow_unchanged(
     reference_sidecar = read_sidecar(sidecar_path(reference, "tractor", BRICK))
     assert reference_sidecar is not None and reference_sidecar["engine"] == "lite"
 
-    (unit,) = plan_tractor(copied, [BRICK], width=SIZE, height=SIZE)
+    (unit,) = plan_tractor(copied, [BRICK], TractorOptions(width=SIZE, height=SIZE))
     done = settle(copied, unit, engine_version(copy_registered)).result
     assert done is not None and done.state == "cached"
     assert settle(copied, unit, engine_version("lite")).result is None

@@ -29,6 +29,7 @@ from lsdr.infra.settings import load_settings
 from lsdr.survey.bricks import RaDecBox
 from lsdr.survey.errors import InputFileError
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import TractorOptions
 from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
 from lsdr.tasks.pretractor import merge_calibs_unit, plan_merge_calibs
 from lsdr.tasks.tractor import plan_tractor
@@ -341,7 +342,7 @@ def test_tractor_planner_with_a_corrupt_ccd_table_fails_each_brick_naming_it(
     layout = ReleaseLayout(tmp_path)
     table = tmp_path / "survey-ccds-90prime-g.fits.gz"
     table.write_bytes(b"this is not a FITS table")
-    units = plan_tractor(layout, ["1804p325", "1807p325"])
+    units = plan_tractor(layout, ["1804p325", "1807p325"], TractorOptions())
     assert [u.key for u in units] == ["1804p325", "1807p325"]
     for unit in units:
         assert unit.plan_error is not None and str(table) in unit.plan_error

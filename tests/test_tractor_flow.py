@@ -29,6 +29,7 @@ from lsdr.flows.tractor import tractor
 from lsdr.infra.cluster import MEMORY_RESOURCE, task_runner
 from lsdr.infra.settings import load_settings
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.phase_options import TractorOptions
 from lsdr.tasks.tractor import brick_memory_mb, ccd_pixels, plan_tractor
 from lsdr.tasks.units import Unit, read_sidecar, sidecar_path
 
@@ -42,7 +43,9 @@ def run_tractor_flow(root: Path, address: str, size: int = SIZE, **params: Any) 
     settings: dict[str, Any] = {"n_workers": 2, **params.pop("settings", {})}
     s = load_settings(root, **settings)
     result: dict[str, Any] = tractor.with_options(task_runner=task_runner(s, address))(
-        str(root), bricks=[BRICK], width=size, height=size, settings=settings, **params
+        str(root),
+        options=TractorOptions(bricks=[BRICK], width=size, height=size, **params),
+        settings=settings,
     )
     return result
 
@@ -236,8 +239,8 @@ def test_planned_bricks_carry_their_ccd_counts(tmp_path_factory: pytest.TempPath
     (n, mpix) = ccd_pixels(layout, [BRICK], width=SIZE)[BRICK]
     # Every band covers the brick; no CCD can put more than the brick's area under it.
     assert n >= 3 and 0 < mpix <= n * (SIZE * 0.262 / 0.2) ** 2 / 1e6
-    (unit,) = plan_tractor(layout, [BRICK], width=SIZE, height=SIZE)
-    (empty,) = plan_tractor(layout, ["0001p000"], width=SIZE, height=SIZE)
+    (unit,) = plan_tractor(layout, [BRICK], TractorOptions(width=SIZE, height=SIZE))
+    (empty,) = plan_tractor(layout, ["0001p000"], TractorOptions(width=SIZE, height=SIZE))
     assert unit.memory_mb == brick_memory_mb(mpix, SIZE, SIZE)
     assert unit.memory_mb > empty.memory_mb == brick_memory_mb(0.0, SIZE, SIZE)
 

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from lsdr.survey.bricks import BRICK_PIXSCALE, BRICK_SIZE_PIX
+from lsdr.survey.cameras import DEFAULT_BANDS
 from lsdr.survey.errors import UsageError
 
 STAGES = ("tims", "refs", "outliers", "srcs", "fitblobs", "coadds", "writecat")
@@ -18,13 +20,13 @@ STAGES = ("tims", "refs", "outliers", "srcs", "fitblobs", "coadds", "writecat")
 class RunbrickOptions:
     """What to run for a brick: bands, grid size, stages, pickles, checkpoints (runbrick flags)."""
 
-    bands: tuple[str, ...] = ("g", "r", "z")
+    bands: tuple[str, ...] = DEFAULT_BANDS
     """``--bands``."""
-    width: int = 3600
+    width: int = BRICK_SIZE_PIX
     """``-W``: brick grid width in pixels."""
-    height: int = 3600
+    height: int = BRICK_SIZE_PIX
     """``-H``: brick grid height in pixels."""
-    pixscale: float = 0.262
+    pixscale: float = BRICK_PIXSCALE
     """``--pixscale``: arcsec per brick pixel."""
     zoom: tuple[int, int, int, int] | None = None
     """``--zoom x0 x1 y0 y1``: run only brick pixels ``[x0:x1, y0:y1]`` of the W × H grid."""
