@@ -6,7 +6,9 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import phase_summary, run_units, settings_for
+from lsdr.flows.report import phase_summary
+from lsdr.flows.runner import run_units
+from lsdr.flows.settings import settings_for
 from lsdr.survey.bricks import RaDecBox
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.pretractor import bricks_unit, plan_bricks

@@ -12,15 +12,10 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import (
-    PhaseReport,
-    leave_out,
-    phase_summary,
-    read_planned_list,
-    run_units,
-    settings_for,
-    upstream_failures,
-)
+from lsdr.flows.planning import leave_out, read_planned_list, upstream_failures
+from lsdr.flows.report import PhaseReport, phase_summary
+from lsdr.flows.runner import run_units
+from lsdr.flows.settings import settings_for
 from lsdr.flows.zeropoints import read_images
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.pretractor import (

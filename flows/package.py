@@ -6,7 +6,10 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import combined_summary, release_bricks, run_units, settings_for
+from lsdr.flows.planning import release_bricks
+from lsdr.flows.report import combined_summary
+from lsdr.flows.runner import run_units
+from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.postprocess import (
     checksums_unit,

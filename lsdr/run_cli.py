@@ -137,7 +137,7 @@ def _execute(
 
     from lsdr.console import RunProgress
     from lsdr.flows.phases import run_phase
-    from lsdr.flows.runner import add_progress_hook, remove_progress_hook
+    from lsdr.flows.progress import add_progress_hook, remove_progress_hook
     from lsdr.infra.cluster import dask_cluster
 
     # With --verbose the INFO records scroll past: a live table would only be torn by them.
@@ -582,7 +582,7 @@ def _box(box: RaDecBox) -> list[float]:
 
 def _ledger(release_dir: Path) -> Ledger:
     """The release's ledger (its settings' ``ledger_url``), created if it does not exist."""
-    from lsdr.flows.runner import ledger_for
+    from lsdr.flows.settings import ledger_for
     from lsdr.infra.settings import load_settings
 
     check_release_dir(release_dir)

@@ -707,11 +707,6 @@ def unit_engine(unit: Unit) -> Engine:
     return get_engine(unit.engine)
 
 
-def batches(units: Sequence[Unit], size: int) -> list[list[Unit]]:
-    """Split units into batches of at most ``size`` (one Prefect task each)."""
-    return [list(units[i : i + size]) for i in range(0, len(units), size)]
-
-
 def rebuild_ledger(layout: ReleaseLayout, ledger: Any) -> dict[str, int]:
     """Recreate the ledger's rows from the release's provenance sidecars; units per phase.
 

@@ -19,7 +19,7 @@ from test_cli_exit_status import lsdr, one_error_line, tree
 from test_tractor_flow import SIZE, assert_same_catalogue, read_catalogue, run_tractor_flow
 
 from lsdr import __version__
-from lsdr.flows.runner import ledger_for
+from lsdr.flows.settings import ledger_for
 from lsdr.infra.settings import load_settings
 from lsdr.survey.engines import (
     Engine,

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from test_package import BRICKS, make_release
 
-from lsdr.flows.runner import ledger_for, settings_for
+from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.run_cli import exit_status
 from lsdr.survey.checksums import checksum_other, listed_files, repackage_checksums
 from lsdr.survey.errors import MissingDependencyError

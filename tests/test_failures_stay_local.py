@@ -22,8 +22,9 @@ import fitsio
 import numpy as np
 import pytest
 
+from lsdr.flows.planning import read_planned_list, release_bricks, upstream_failures
 from lsdr.flows.release import summary_markdown
-from lsdr.flows.runner import ledger_for, read_planned_list, release_bricks, upstream_failures
+from lsdr.flows.settings import ledger_for
 from lsdr.infra.ledger import UnitFinish
 from lsdr.infra.settings import load_settings
 from lsdr.survey.bricks import RaDecBox
@@ -410,7 +411,7 @@ def test_release_summary_has_a_left_out_section(tmp_path: Path) -> None:
 
 def test_a_list_that_reads_again_clears_its_failed_unit(tmp_path: Path) -> None:
     """Once the brick list is fixed, its failed unit (sidecar and ledger row) is gone."""
-    from lsdr.flows.runner import ledger_for, settings_for
+    from lsdr.flows.settings import ledger_for, settings_for
     from lsdr.survey.bricklist import read_brick_list
     from lsdr.tasks.batch import run_batch_now
     from lsdr.tasks.units import sidecar_path
