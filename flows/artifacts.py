@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID
 
 from lsdr.flows.report import PhaseReport
-from lsdr.tasks.units import UnitResult
+from lsdr.tasks.unit import UnitResult
 
 log = logging.getLogger("lsdr.flows")
 

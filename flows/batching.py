@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from lsdr.infra.cluster import MEMORY_RESOURCE
 from lsdr.infra.settings import Settings
-from lsdr.tasks.units import Unit
+from lsdr.tasks.unit import Unit
 
 log = logging.getLogger("lsdr.flows")
 

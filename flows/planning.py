@@ -15,7 +15,8 @@ from lsdr.flows.report import left_out_line
 from lsdr.flows.settings import ledger_for
 from lsdr.infra.settings import Settings
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.units import Unit, last_failure, sidecar_path
+from lsdr.tasks.sidecars import last_failure, sidecar_path
+from lsdr.tasks.unit import Unit
 
 log = logging.getLogger("lsdr.flows")
 

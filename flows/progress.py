@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from lsdr.tasks.units import UnitResult
+from lsdr.tasks.unit import UnitResult
 
 log = logging.getLogger("lsdr.flows")
 

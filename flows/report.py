@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from lsdr.flows.progress import phase_progress
-from lsdr.tasks.units import UnitResult
+from lsdr.tasks.unit import UnitResult
 
 
 @dataclass

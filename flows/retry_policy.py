@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from lsdr.infra.ledger import Ledger, UnitFinish
 from lsdr.infra.settings import Settings
-from lsdr.tasks.units import Unit, UnitResult
+from lsdr.tasks.unit import Unit, UnitResult
 
 log = logging.getLogger("lsdr.flows")
 

@@ -22,7 +22,8 @@ from lsdr.flows.retry_policy import TimeoutPolicy, after_lost_batch, resubmissio
 from lsdr.flows.settings import ledger_for
 from lsdr.infra.settings import Settings
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.units import Unit, UnitOutput, UnitResult, engine_version, on_engine, settle
+from lsdr.tasks.sidecars import settle
+from lsdr.tasks.unit import Unit, UnitOutput, UnitResult, engine_version, on_engine
 
 log = logging.getLogger("lsdr.flows")
 

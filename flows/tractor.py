@@ -13,7 +13,7 @@ from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.tractor import bail_out_after_timeout, plan_tractor, tractor_unit
-from lsdr.tasks.units import Unit
+from lsdr.tasks.unit import Unit
 
 log = logging.getLogger("lsdr.flows")
 

@@ -17,7 +17,8 @@ from typing import Any
 
 from lsdr.survey.engines.base import MatchOptions, result_summary
 from lsdr.survey.layout import ReleaseLayout, brick_dir_prefix
-from lsdr.tasks.units import Unit, UnitOutput, UnitResult, amend_outputs, unit_engine
+from lsdr.tasks.sidecars import amend_outputs
+from lsdr.tasks.unit import Unit, UnitOutput, UnitResult, unit_engine
 
 
 def _existing(paths: Iterable[Path]) -> tuple[str, ...]:

@@ -18,7 +18,7 @@ from lsdr.survey.bricks import RaDecBox
 from lsdr.survey.engines.base import MergeTablesOptions, ZeropointOptions
 from lsdr.survey.errors import InputFileError
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.units import Unit, UnitOutput, unit_engine
+from lsdr.tasks.unit import Unit, UnitOutput, unit_engine
 
 CP_PATTERNS = ("c4d_*_oo[iwd]_*", "k4m_*_oo[iwd]_*", "ksb_*_oo[iwd]_*", "*_oki_*")
 """The CP files whose names and stamps decide what discovery finds."""

@@ -22,7 +22,7 @@ import numpy.typing as npt
 
 from lsdr.survey.engines.base import Outcome
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.units import Unit, UnitOutput, unit_engine
+from lsdr.tasks.unit import Unit, UnitOutput, unit_engine
 
 RUNBRICK_OPTIONS = ("bands", "width", "height", "pixscale", "release", "outliers")
 """The tractor unit options that are runbrick's (part of the brick's identity)."""

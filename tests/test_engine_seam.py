@@ -34,8 +34,10 @@ from lsdr.survey.engines import (
 from lsdr.survey.engines.lite import LiteEngine
 from lsdr.survey.errors import UsageError
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.tasks.execute import execute_unit
+from lsdr.tasks.sidecars import read_sidecar, settle, sidecar_path
 from lsdr.tasks.tractor import plan_tractor
-from lsdr.tasks.units import Unit, engine_version, execute_unit, read_sidecar, settle, sidecar_path
+from lsdr.tasks.unit import Unit, engine_version
 
 COPY_SPEC = "copy_engine:CopyEngine"
 """The copy engine by module:attribute, as the workers import it."""

@@ -31,9 +31,11 @@ from lsdr.survey.bricks import RaDecBox
 from lsdr.survey.errors import InputFileError
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.tasks.execute import execute_unit
 from lsdr.tasks.pretractor import merge_calibs_unit, plan_merge_calibs
+from lsdr.tasks.sidecars import settle
 from lsdr.tasks.tractor import plan_tractor
-from lsdr.tasks.units import Unit, UnitOutput, execute_unit, settle
+from lsdr.tasks.unit import Unit, UnitOutput
 
 REGION = RaDecBox(180.42, 180.76, 32.375, 32.625)
 """Two bricks' centres (1804p325, 1807p325): the brick list of ``--region``."""
@@ -414,7 +416,7 @@ def test_a_list_that_reads_again_clears_its_failed_unit(tmp_path: Path) -> None:
     from lsdr.flows.settings import ledger_for, settings_for
     from lsdr.survey.bricklist import read_brick_list
     from lsdr.tasks.batch import run_batch_now
-    from lsdr.tasks.units import sidecar_path
+    from lsdr.tasks.sidecars import sidecar_path
 
     layout = ReleaseLayout(tmp_path)
     settings = settings_for(str(tmp_path), None)

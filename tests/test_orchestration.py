@@ -23,7 +23,8 @@ from lsdr.flows.runner import run_units
 from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.infra.cluster import task_runner
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.units import Unit, iter_sidecars, rebuild_ledger
+from lsdr.tasks.sidecars import iter_sidecars, rebuild_ledger
+from lsdr.tasks.unit import Unit
 
 cloudpickle.register_pickle_by_value(probe)
 

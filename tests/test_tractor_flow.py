@@ -32,8 +32,9 @@ from lsdr.flows.tractor import tractor
 from lsdr.infra.cluster import MEMORY_RESOURCE, task_runner
 from lsdr.infra.settings import load_settings
 from lsdr.survey.layout import ReleaseLayout
+from lsdr.tasks.sidecars import read_sidecar, sidecar_path
 from lsdr.tasks.tractor import brick_memory_mb, ccd_pixels, plan_tractor
-from lsdr.tasks.units import Unit, read_sidecar, sidecar_path
+from lsdr.tasks.unit import Unit
 
 cloudpickle.register_pickle_by_value(probe)
 
