@@ -11,7 +11,7 @@ from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.bricks import RaDecBox
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.pretractor import bricks_unit, plan_bricks
+from lsdr.tasks.bricks import bricks_unit, plan_bricks
 
 
 @flow(name="bricks")

@@ -11,7 +11,7 @@ from lsdr.flows.report import phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.postprocess import brightneighbors_unit, plan_brightneighbors
+from lsdr.tasks.brightneighbors import brightneighbors_unit, plan_brightneighbors
 
 
 @flow(name="brightneighbors")

@@ -11,7 +11,7 @@ from lsdr.flows.report import combined_summary
 from lsdr.flows.runner import run_then_merge
 from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.postprocess import depth_merge_unit, depth_unit, plan_depth, plan_depth_merge
+from lsdr.tasks.depth import depth_merge_unit, depth_unit, plan_depth, plan_depth_merge
 
 
 @flow(name="depth")

@@ -10,7 +10,7 @@ from lsdr.flows.report import phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.pretractor import depthcut_unit, plan_depthcut
+from lsdr.tasks.depthcut import depthcut_unit, plan_depthcut
 
 
 @flow(name="depthcut")

@@ -12,7 +12,7 @@ from lsdr.flows.report import phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.postprocess import external_unit, plan_external
+from lsdr.tasks.external import external_unit, plan_external
 
 log = logging.getLogger("lsdr.flows")
 

@@ -10,7 +10,7 @@ from lsdr.flows.report import phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.pretractor import kdtree_unit, plan_kdtree
+from lsdr.tasks.kdtree import kdtree_unit, plan_kdtree
 
 
 @flow(name="kdtree")

@@ -18,7 +18,7 @@ from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.flows.zeropoints import read_images
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.pretractor import (
+from lsdr.tasks.merge import (
     merge_calibs_unit,
     merge_tables_unit,
     plan_merge_calibs,

@@ -11,7 +11,7 @@ from lsdr.flows.report import combined_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.postprocess import (
+from lsdr.tasks.package import (
     checksums_unit,
     logs_unit,
     plan_checksums,

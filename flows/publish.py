@@ -17,7 +17,7 @@ from lsdr.flows.runner import run_units
 from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.publish_gate import blocking_failures, refusal
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.postprocess import plan_publish, publish_unit
+from lsdr.tasks.publish import plan_publish, publish_unit
 
 log = logging.getLogger("lsdr.flows")
 

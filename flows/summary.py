@@ -11,12 +11,7 @@ from lsdr.flows.report import combined_summary
 from lsdr.flows.runner import run_then_merge
 from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.postprocess import (
-    plan_summary,
-    plan_summary_merge,
-    summary_merge_unit,
-    summary_unit,
-)
+from lsdr.tasks.summary import plan_summary, plan_summary_merge, summary_merge_unit, summary_unit
 
 
 @flow(name="summary")

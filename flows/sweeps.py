@@ -11,7 +11,7 @@ from lsdr.flows.report import phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.postprocess import plan_sweeps, sweeps_unit
+from lsdr.tasks.sweeps import plan_sweeps, sweeps_unit
 
 SWEEP_VERSION = "10.0"
 """The sweep directory name (``sweep/<version>/``), as DR10's ``sweep/10.0``."""

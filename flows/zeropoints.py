@@ -11,7 +11,7 @@ from lsdr.flows.report import phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.pretractor import plan_zeropoints, zeropoints_unit
+from lsdr.tasks.zeropoints import plan_zeropoints, zeropoints_unit
 
 
 @flow(name="zeropoints")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Protocol
 
 from lsdr.infra.ledger import UnitFinish
@@ -144,3 +145,8 @@ def on_engine(units: Sequence[Unit], engine: str) -> list[Unit]:
 def unit_engine(unit: Unit) -> Engine:
     """The engine that runs a unit's science (resolved in this process: a worker's)."""
     return get_engine(unit.engine)
+
+
+def path_strings(paths: Sequence[Path]) -> tuple[str, ...]:
+    """The paths as a unit holds them (its inputs, its headers): strings."""
+    return tuple(str(p) for p in paths)

@@ -32,7 +32,7 @@ from lsdr.survey.errors import InputFileError
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
 from lsdr.tasks.execute import execute_unit
-from lsdr.tasks.pretractor import merge_calibs_unit, plan_merge_calibs
+from lsdr.tasks.merge import merge_calibs_unit, plan_merge_calibs
 from lsdr.tasks.sidecars import settle
 from lsdr.tasks.tractor import plan_tractor
 from lsdr.tasks.unit import Unit, UnitOutput
