@@ -3,8 +3,9 @@
 Failure policy (``docs/orchestration.md``): a lost worker (``KilledWorker`` after Dask's own
 re-runs) or other infrastructure error → the batch's unfinished units are resubmitted until a
 unit has been started ``max_attempts`` times; ``oom`` → the unit is resubmitted with half its
-threads, down to one; ``timeout`` → the phase's timeout policy, if it has one;
-``science``/``usage``/``timeout`` → recorded, reported, never blindly retried.
+threads, down to one; ``timeout`` → the phase's timeout policy if it has one (bricks: once
+more with ``--bail-out``), else recorded; ``science``/``usage`` → recorded, reported, never
+blindly retried.
 """
 
 from __future__ import annotations
