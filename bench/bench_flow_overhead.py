@@ -29,7 +29,7 @@ from report import emit
 from lsdr.infra.prefect_server import client_environment, running_server
 from lsdr.survey.fileio import write_text_atomic
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.units import Unit, UnitOutput
+from lsdr.tasks.unit import Unit, UnitOutput
 
 
 def light_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:

@@ -6,10 +6,13 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import phase_summary, release_bricks, run_units, settings_for
+from lsdr.flows.planning import release_bricks
+from lsdr.flows.report import phase_summary
+from lsdr.flows.runner import run_units
+from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.phase_options import BrightneighborsOptions
-from lsdr.tasks.postprocess import brightneighbors_unit, plan_brightneighbors
+from lsdr.tasks.brightneighbors import brightneighbors_unit, plan_brightneighbors
 
 
 @flow(name="brightneighbors")

@@ -6,10 +6,13 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import combined_summary, release_bricks, run_then_merge, settings_for
+from lsdr.flows.planning import release_bricks
+from lsdr.flows.report import combined_summary
+from lsdr.flows.runner import run_then_merge
+from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.phase_options import DepthOptions
-from lsdr.tasks.postprocess import depth_merge_unit, depth_unit, plan_depth, plan_depth_merge
+from lsdr.tasks.depth import depth_merge_unit, depth_unit, plan_depth, plan_depth_merge
 
 
 @flow(name="depth")

@@ -7,10 +7,13 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import phase_summary, release_bricks, run_units, settings_for
+from lsdr.flows.planning import release_bricks
+from lsdr.flows.report import phase_summary
+from lsdr.flows.runner import run_units
+from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.phase_options import ExternalOptions
-from lsdr.tasks.postprocess import external_unit, plan_external
+from lsdr.tasks.external import external_unit, plan_external
 
 log = logging.getLogger("lsdr.flows")
 

@@ -6,10 +6,12 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import phase_summary, run_units, settings_for
+from lsdr.flows.report import phase_summary
+from lsdr.flows.runner import run_units
+from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.phase_options import KdtreeOptions
-from lsdr.tasks.pretractor import kdtree_unit, plan_kdtree
+from lsdr.tasks.kdtree import kdtree_unit, plan_kdtree
 
 
 @flow(name="kdtree")

@@ -12,19 +12,14 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import (
-    PhaseReport,
-    leave_out,
-    phase_summary,
-    read_planned_list,
-    run_units,
-    settings_for,
-    upstream_failures,
-)
+from lsdr.flows.planning import leave_out, read_planned_list, upstream_failures
+from lsdr.flows.report import PhaseReport, phase_summary
+from lsdr.flows.runner import run_units
+from lsdr.flows.settings import settings_for
 from lsdr.flows.zeropoints import read_images
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.phase_options import MergeOptions
-from lsdr.tasks.pretractor import (
+from lsdr.tasks.merge import (
     merge_calibs_unit,
     merge_tables_unit,
     plan_merge_calibs,

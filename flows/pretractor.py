@@ -14,7 +14,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.phases import run_phase, stops_chain
-from lsdr.flows.runner import settings_for
+from lsdr.flows.settings import settings_for
 from lsdr.infra.cluster import dask_cluster
 from lsdr.survey.phase_options import (
     DepthcutOptions,

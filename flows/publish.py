@@ -12,11 +12,13 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import combined_summary, ledger_for, phase_summary, run_units, settings_for
+from lsdr.flows.report import combined_summary, phase_summary
+from lsdr.flows.runner import run_units
+from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.publish_gate import blocking_failures, refusal
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.phase_options import PublishOptions
-from lsdr.tasks.postprocess import plan_publish, publish_unit
+from lsdr.tasks.publish import plan_publish, publish_unit
 
 log = logging.getLogger("lsdr.flows")
 

@@ -21,7 +21,8 @@ from prefect import flow
 
 from lsdr.flows.phases import run_phase, stops_chain
 from lsdr.flows.pretractor import pretractor
-from lsdr.flows.runner import combined_summary, left_out_line, settings_for
+from lsdr.flows.report import combined_summary, left_out_line
+from lsdr.flows.settings import settings_for
 from lsdr.infra.cluster import dask_cluster
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.phase_options import PublishOptions, ReleaseOptions

@@ -6,15 +6,13 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import combined_summary, release_bricks, run_then_merge, settings_for
+from lsdr.flows.planning import release_bricks
+from lsdr.flows.report import combined_summary
+from lsdr.flows.runner import run_then_merge
+from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.phase_options import SummaryOptions
-from lsdr.tasks.postprocess import (
-    plan_summary,
-    plan_summary_merge,
-    summary_merge_unit,
-    summary_unit,
-)
+from lsdr.tasks.summary import plan_summary, plan_summary_merge, summary_merge_unit, summary_unit
 
 
 @flow(name="summary")

@@ -7,18 +7,14 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import (
-    leave_out,
-    phase_summary,
-    read_planned_list,
-    run_units,
-    settings_for,
-    upstream_failures,
-)
+from lsdr.flows.planning import leave_out, read_planned_list, upstream_failures
+from lsdr.flows.report import phase_summary
+from lsdr.flows.runner import run_units
+from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.phase_options import TractorOptions
 from lsdr.tasks.tractor import bail_out_after_timeout, plan_tractor, tractor_unit
-from lsdr.tasks.units import Unit
+from lsdr.tasks.unit import Unit
 
 log = logging.getLogger("lsdr.flows")
 

@@ -6,10 +6,13 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.runner import phase_summary, read_planned_list, run_units, settings_for
+from lsdr.flows.planning import read_planned_list
+from lsdr.flows.report import phase_summary
+from lsdr.flows.runner import run_units
+from lsdr.flows.settings import settings_for
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.phase_options import ZeropointsOptions
-from lsdr.tasks.pretractor import plan_zeropoints, zeropoints_unit
+from lsdr.tasks.zeropoints import plan_zeropoints, zeropoints_unit
 
 
 @flow(name="zeropoints")

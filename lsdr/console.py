@@ -1,6 +1,6 @@
 """A run's progress on the console: a live table on a terminal, else one line per phase.
 
-:class:`RunProgress` is the flows' progress hook (:data:`lsdr.flows.runner.ProgressHook`); it
+:class:`RunProgress` is the flows' progress hook (:data:`lsdr.flows.progress.ProgressHook`); it
 runs in the flow's thread, in the CLI's process.  On a terminal it shows one line per phase:
 units settled of the total, done, already done (cached), failed, elapsed time and an estimate of
 the time left.  Without one (CI, a pipe) it prints one plain line as each phase finishes.
@@ -22,7 +22,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from lsdr.flows.runner import PhaseProgress
+    from lsdr.flows.progress import PhaseProgress
 
 
 def eta_seconds(ran: int, left: int, run_time: float, since_last: float = 0.0) -> float | None:
@@ -74,7 +74,7 @@ class RunProgress:
     """The progress display of one ``lsdr run``: a live table, or plain lines as phases end.
 
     Use it as a context manager around the run (it starts and stops the live table) and
-    register it with :func:`lsdr.flows.runner.add_progress_hook`.
+    register it with :func:`lsdr.flows.progress.add_progress_hook`.
     """
 
     def __init__(

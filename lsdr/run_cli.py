@@ -173,7 +173,7 @@ def _execute(
 
     from lsdr.console import RunProgress
     from lsdr.flows.phases import run_phase
-    from lsdr.flows.runner import add_progress_hook, remove_progress_hook
+    from lsdr.flows.progress import add_progress_hook, remove_progress_hook
     from lsdr.infra.cluster import dask_cluster
 
     # With --verbose the INFO records scroll past: a live table would only be torn by them.
@@ -223,7 +223,7 @@ def exit_status(failure_classes: list[str], not_done: int = 0) -> int:
     because an upstream unit failed (left out by a phase run alone after that failure, or a
     publish refused), 0 when every unit is done.
     """
-    from lsdr.tasks.units import ENVIRONMENT
+    from lsdr.tasks.failures import ENVIRONMENT
 
     if not failure_classes:
         return EXIT_UNIT_FAILURES if not_done else EXIT_OK
@@ -243,7 +243,7 @@ def _report(results: list[dict[str, Any]]) -> None:
     reason up to :data:`LEFT_OUT_SHOWN`, then counted; they make the run's status 1 when
     nothing failed in it (:func:`exit_status`).
     """
-    from lsdr.tasks.units import ENVIRONMENT
+    from lsdr.tasks.failures import ENVIRONMENT
 
     classes: list[str] = []
     flat: list[dict[str, Any]] = []
@@ -549,7 +549,7 @@ def run_pretractor(
 
 def _ledger(release_dir: Path) -> Ledger:
     """The release's ledger (its settings' ``ledger_url``), created if it does not exist."""
-    from lsdr.flows.runner import ledger_for
+    from lsdr.flows.settings import ledger_for
     from lsdr.infra.settings import load_settings
 
     check_release_dir(release_dir)
@@ -617,7 +617,7 @@ def classes_line(failure_classes: list[str]) -> str:
     """``environment 1, science 2``: failed units per class, in the classes' canonical order."""
     from collections import Counter
 
-    from lsdr.tasks.units import FAILURE_CLASSES
+    from lsdr.tasks.failures import FAILURE_CLASSES
 
     counts = Counter(failure_classes)
     order = [c for c in FAILURE_CLASSES if c in counts] + sorted(set(counts) - {*FAILURE_CLASSES})
@@ -654,7 +654,7 @@ def retry(
 ) -> None:
     """Re-queue a phase's failed units (after a fix); the next run reprocesses them."""
     from lsdr.survey.layout import ReleaseLayout
-    from lsdr.tasks.units import sidecar_path
+    from lsdr.tasks.sidecars import sidecar_path
 
     ledger = _existing_ledger(release_dir, read_only=False)
     if ledger is None:
@@ -690,7 +690,7 @@ def recover(
 @ledger_app.command("rebuild")
 def ledger_rebuild(release_dir: ReleaseDir) -> None:
     """Rebuild the ledger from the release's provenance sidecars."""
-    from lsdr.tasks.units import rebuild_ledger
+    from lsdr.tasks.sidecars import rebuild_ledger
 
     layout = check_release_dir(release_dir)
     counts = rebuild_ledger(layout, _ledger(release_dir))

@@ -15,7 +15,8 @@ from prefect import task
 
 from lsdr.infra.ledger import Ledger
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.units import Unit, UnitOutput, UnitResult, execute_unit
+from lsdr.tasks.execute import execute_unit
+from lsdr.tasks.unit import Unit, UnitOutput, UnitResult
 
 
 def run_batch_now(

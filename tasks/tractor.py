@@ -25,7 +25,7 @@ from lsdr.survey.cameras import DEFAULT_BANDS
 from lsdr.survey.engines.base import Outcome
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.phase_options import TractorOptions
-from lsdr.tasks.units import Unit, UnitOutput, unit_engine
+from lsdr.tasks.unit import Unit, UnitOutput, unit_engine
 
 RUNBRICK_OPTIONS = ("bands", "width", "height", "pixscale", "release", "outliers")
 """The tractor unit options that are runbrick's (part of the brick's identity)."""

@@ -22,7 +22,7 @@ from lsdr.survey.fileio import atomic_path, write_text_atomic
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.runbrick.options import RunbrickOptions
 from lsdr.tasks.digests import absolute
-from lsdr.tasks.units import read_sidecar, sidecar_path
+from lsdr.tasks.sidecars import read_sidecar, sidecar_path
 
 REFERENCE_FILE = "copy-engine-reference"
 """The file, in the release's ``state/``, naming the release whose bricks are copied."""

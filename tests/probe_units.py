@@ -17,7 +17,7 @@ import numpy as np
 from lsdr.survey.errors import InputFileError
 from lsdr.survey.fileio import write_text_atomic
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.units import Unit, UnitOutput
+from lsdr.tasks.unit import Unit, UnitOutput
 
 
 def output_of(layout: ReleaseLayout, key: str) -> Path:

@@ -8,7 +8,7 @@ from io import StringIO
 from rich.console import Console
 
 from lsdr.console import RunProgress, eta_seconds, format_duration
-from lsdr.flows.runner import PhaseProgress
+from lsdr.flows.progress import PhaseProgress
 
 
 class SteppedClock:

@@ -15,14 +15,9 @@ import numpy as np
 
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks import digests
-from lsdr.tasks.units import (
-    CACHED_SAME_BYTES,
-    CACHED_UNCHANGED,
-    Unit,
-    UnitOutput,
-    execute_unit,
-    settle,
-)
+from lsdr.tasks.execute import execute_unit
+from lsdr.tasks.sidecars import CACHED_SAME_BYTES, CACHED_UNCHANGED, settle
+from lsdr.tasks.unit import Unit, UnitOutput
 
 RUNS: dict[str, int] = {}
 """How many times each probe unit's function ran (this process)."""
@@ -125,7 +120,7 @@ def test_sidecar_records_what_was_read_and_written(tmp_path: Path) -> None:
     import hashlib
     import json
 
-    from lsdr.tasks.units import sidecar_path
+    from lsdr.tasks.sidecars import sidecar_path
 
     layout = ReleaseLayout(tmp_path)
     src = tmp_path / "a.txt"

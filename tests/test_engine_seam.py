@@ -19,7 +19,7 @@ from test_cli_exit_status import lsdr, one_error_line, tree
 from test_tractor_flow import SIZE, assert_same_catalogue, read_catalogue, run_tractor_flow
 
 from lsdr import __version__
-from lsdr.flows.runner import ledger_for
+from lsdr.flows.settings import ledger_for
 from lsdr.infra.settings import load_settings
 from lsdr.survey.engines import (
     Engine,
@@ -35,8 +35,10 @@ from lsdr.survey.engines.lite import LiteEngine
 from lsdr.survey.errors import UsageError
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.phase_options import TractorOptions
+from lsdr.tasks.execute import execute_unit
+from lsdr.tasks.sidecars import read_sidecar, settle, sidecar_path
 from lsdr.tasks.tractor import plan_tractor
-from lsdr.tasks.units import Unit, engine_version, execute_unit, read_sidecar, settle, sidecar_path
+from lsdr.tasks.unit import Unit, engine_version
 
 COPY_SPEC = "copy_engine:CopyEngine"
 """The copy engine by module:attribute, as the workers import it."""

@@ -23,21 +23,17 @@ from pathlib import Path
 import pytest
 from test_package import BRICKS, make_release
 
-from lsdr.flows.runner import ledger_for, settings_for
+from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.run_cli import exit_status
 from lsdr.survey.checksums import checksum_other, listed_files, repackage_checksums
 from lsdr.survey.errors import MissingDependencyError
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.logtars import tar_logs
 from lsdr.survey.publish import published_tree
-from lsdr.tasks.units import (
-    Unit,
-    UnitOutput,
-    classify,
-    execute_unit,
-    one_line,
-    settle,
-)
+from lsdr.tasks.execute import execute_unit
+from lsdr.tasks.failures import classify, one_line
+from lsdr.tasks.sidecars import settle
+from lsdr.tasks.unit import Unit, UnitOutput
 
 NO_SUCH_MODULE = "lsdr_no_such_module_7f3a"
 NO_SUCH_TOOL = "lsdr-no-such-tool-7f3a"
@@ -155,7 +151,8 @@ def test_the_exception_carries_what_is_missing_and_its_install_command() -> None
 
 OOM_IMPORT = """
 import json, sys
-from lsdr.tasks.units import classify, memory_limit, one_line
+from lsdr.tasks.failures import classify, one_line
+from lsdr.tasks.sandbox import memory_limit
 try:
     with memory_limit(int(sys.argv[1])):
         import scipy.linalg

@@ -22,8 +22,9 @@ import fitsio
 import numpy as np
 import pytest
 
+from lsdr.flows.planning import read_planned_list, release_bricks, upstream_failures
 from lsdr.flows.release import summary_markdown
-from lsdr.flows.runner import ledger_for, read_planned_list, release_bricks, upstream_failures
+from lsdr.flows.settings import ledger_for
 from lsdr.infra.ledger import UnitFinish
 from lsdr.infra.settings import load_settings
 from lsdr.survey.bricks import RaDecBox
@@ -31,9 +32,11 @@ from lsdr.survey.errors import InputFileError
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.phase_options import TractorOptions
 from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
-from lsdr.tasks.pretractor import merge_calibs_unit, plan_merge_calibs
+from lsdr.tasks.execute import execute_unit
+from lsdr.tasks.merge import merge_calibs_unit, plan_merge_calibs
+from lsdr.tasks.sidecars import settle
 from lsdr.tasks.tractor import plan_tractor
-from lsdr.tasks.units import Unit, UnitOutput, execute_unit, settle
+from lsdr.tasks.unit import Unit, UnitOutput
 
 REGION = RaDecBox(180.42, 180.76, 32.375, 32.625)
 """Two bricks' centres (1804p325, 1807p325): the brick list of ``--region``."""
@@ -411,10 +414,10 @@ def test_release_summary_has_a_left_out_section(tmp_path: Path) -> None:
 
 def test_a_list_that_reads_again_clears_its_failed_unit(tmp_path: Path) -> None:
     """Once the brick list is fixed, its failed unit (sidecar and ledger row) is gone."""
-    from lsdr.flows.runner import ledger_for, settings_for
+    from lsdr.flows.settings import ledger_for, settings_for
     from lsdr.survey.bricklist import read_brick_list
     from lsdr.tasks.batch import run_batch_now
-    from lsdr.tasks.units import sidecar_path
+    from lsdr.tasks.sidecars import sidecar_path
 
     layout = ReleaseLayout(tmp_path)
     settings = settings_for(str(tmp_path), None)

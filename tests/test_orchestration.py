@@ -18,10 +18,13 @@ import probe_units as probe
 import pytest
 from prefect import flow
 
-from lsdr.flows.runner import ledger_for, phase_summary, run_units, settings_for
+from lsdr.flows.report import phase_summary
+from lsdr.flows.runner import run_units
+from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.infra.cluster import task_runner
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.units import Unit, iter_sidecars, rebuild_ledger
+from lsdr.tasks.sidecars import iter_sidecars, rebuild_ledger
+from lsdr.tasks.unit import Unit
 
 cloudpickle.register_pickle_by_value(probe)
 

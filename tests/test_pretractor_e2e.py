@@ -18,7 +18,7 @@ import fitsio
 import numpy as np
 import pytest
 
-from lsdr.flows.runner import ledger_for
+from lsdr.flows.settings import ledger_for
 from lsdr.infra.settings import load_settings
 from lsdr.survey.bricks import RaDecBox
 from lsdr.survey.layout import ReleaseLayout

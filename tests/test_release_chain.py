@@ -11,9 +11,11 @@ import fitsio
 import pytest
 
 from lsdr.flows.release import summary_markdown
-from lsdr.flows.runner import ledger_for, settings_for
+from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.survey.layout import ReleaseLayout
-from lsdr.tasks.units import Unit, UnitOutput, amend_outputs, done_result, execute_unit
+from lsdr.tasks.execute import execute_unit
+from lsdr.tasks.sidecars import amend_outputs, done_result
+from lsdr.tasks.unit import Unit, UnitOutput
 
 
 def write_original(layout: ReleaseLayout, unit: Unit) -> UnitOutput:

@@ -24,14 +24,18 @@ import pytest
 from prefect import flow
 from runbrick_survey import BRICK, prepared_survey, private_copy
 
-from lsdr.flows.runner import ledger_for, memory_request, phase_summary, run_units, settings_for
+from lsdr.flows.batching import memory_request
+from lsdr.flows.report import phase_summary
+from lsdr.flows.runner import run_units
+from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.flows.tractor import tractor
 from lsdr.infra.cluster import MEMORY_RESOURCE, task_runner
 from lsdr.infra.settings import load_settings
 from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.phase_options import TractorOptions
+from lsdr.tasks.sidecars import read_sidecar, sidecar_path
 from lsdr.tasks.tractor import brick_memory_mb, ccd_pixels, plan_tractor
-from lsdr.tasks.units import Unit, read_sidecar, sidecar_path
+from lsdr.tasks.unit import Unit
 
 cloudpickle.register_pickle_by_value(probe)
 

@@ -1,6 +1,6 @@
 """What every per-unit science engine provides: the seam between ``tasks/`` and the science.
 
-A task (``tasks/pretractor.py``, ``tractor.py``, ``postprocess.py``) turns a unit into typed
+A task (``tasks/<phase>.py``, one module per phase) turns a unit into typed
 options and calls one method of the unit's :class:`Engine`; the engine does the science and
 returns a :class:`UnitOutput`: the files it wrote, a small summary and its outcome (done, no
 data, or failed with a failure class).  ``lite`` (``lite.py``) delegates to lsdr's own code in
@@ -23,7 +23,7 @@ ledger, checkpoint removal, re-stamping the files bright neighbours rewrite).  T
 ``tasks/`` and ``survey/``.
 
 An engine may also raise instead of returning a failed outcome (lite does, as its science
-raises): ``tasks/units.py`` classifies the exception.  A failed outcome is for what an engine
+raises): ``tasks/failures.py`` classifies the exception.  A failed outcome is for what an engine
 learns without an exception, such as a command's exit status.
 """
 
@@ -61,7 +61,7 @@ class Outcome(StrEnum):
 class UnitOutput:
     """What a unit returns: the files it wrote, a small JSON-able summary and its outcome.
 
-    A failed outcome carries its failure class and a one-line message; ``tasks/units.py``
+    A failed outcome carries its failure class and a one-line message; ``tasks/execute.py``
     records it as it records a raised error of that class.
     """
 

@@ -3,7 +3,7 @@
 Each method calls the science in ``survey/`` (imported when first used, so that naming the
 engine imports none of it) and turns its result record into a
 :class:`~lsdr.survey.engines.base.UnitOutput`.  Failures are the science's own exceptions,
-classified by ``tasks/units.py``; a brick without CCDs is the one "no data" outcome.
+classified by ``tasks/failures.py``; a brick without CCDs is the one "no data" outcome.
 """
 
 from __future__ import annotations

@@ -1,0 +1,92 @@
+"""Running one unit: skip it when done, else run it in its sandbox and record how it ended.
+
+A unit's failure is a result (classified, ``tasks/failures.py``), never an exception, and every
+finished unit leaves its provenance sidecar (``tasks/sidecars.py``).  No Prefect here.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from lsdr.survey.engines.base import Outcome
+from lsdr.survey.errors import InputFileError
+from lsdr.survey.layout import ReleaseLayout
+from lsdr.tasks.failures import classify, one_line
+from lsdr.tasks.fingerprints import identity, input_digests
+from lsdr.tasks.sandbox import memory_limit, peak_rss_mb
+from lsdr.tasks.sidecars import settle, write_sidecar
+from lsdr.tasks.unit import Unit, UnitOutput, UnitResult
+
+
+def execute_unit(
+    fn: Callable[[ReleaseLayout, Unit], UnitOutput],
+    layout: ReleaseLayout,
+    unit: Unit,
+    engine_version: str,
+    *,
+    memory_limit_mb: int | None = None,
+) -> UnitResult:
+    """Run one unit unless its sidecar says it is done; never raises for a unit's failure.
+
+    The inputs are fingerprinted before the unit runs (reusing the planner's digests of
+    unchanged files), and those digests are what its sidecar records as read.
+    """
+    settled = settle(layout, unit, engine_version)
+    if settled.result is not None and settled.result.state == "cached":
+        return settled.result
+    digests = input_digests(settled.unit, engine_version, root=layout.root)
+    provenance: dict[str, Any] = {
+        "unit_identity": identity(unit, engine_version, layout.root),
+        "inputs": digests.records,
+        "engine": unit.engine,
+        "engine_version": engine_version,
+    }
+    failed = partial(
+        UnitResult, phase=unit.phase, key=unit.key, state="failed", fingerprint=digests.fingerprint
+    )
+    start = time.monotonic()
+    try:
+        if unit.plan_error is not None:
+            raise InputFileError(unit.plan_error)
+        with memory_limit(memory_limit_mb):
+            output = fn(layout, unit)
+    except Exception as err:
+        # MemoryError is an Exception too; anything else (KeyboardInterrupt) propagates.
+        result = failed(
+            failure_class=classify(err),
+            message=one_line(err),
+            wall_s=time.monotonic() - start,
+            peak_mem_mb=peak_rss_mb(),
+            threads=unit.threads,
+        )
+        write_sidecar(layout, result, traceback.format_exc(), **provenance)
+        return result
+    if output.outcome is Outcome.FAILED:
+        # An engine's failure without an exception (a command's exit status): its own class.
+        result = failed(
+            failure_class=output.failure_class,
+            message=output.message or f"{unit.phase} {unit.key} failed ({output.failure_class})",
+            wall_s=time.monotonic() - start,
+            peak_mem_mb=peak_rss_mb(),
+            summary=dict(output.summary),
+            threads=unit.threads,
+        )
+        write_sidecar(layout, result, **provenance)
+        return result
+    result = UnitResult(
+        phase=unit.phase,
+        key=unit.key,
+        state="done",
+        fingerprint=digests.fingerprint,
+        wall_s=time.monotonic() - start,
+        peak_mem_mb=peak_rss_mb(),
+        outputs=tuple(str(p) for p in output.paths),
+        summary=dict(output.summary),
+        threads=unit.threads,
+    )
+    write_sidecar(layout, result, **provenance)
+    return result
