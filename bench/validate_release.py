@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.validate import (
     Thresholds,
     plot_completeness,

@@ -7,8 +7,8 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.runner import phase_summary, run_units, settings_for
-from lsdr.survey.bricks import RaDecBox
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.bricks import RaDecBox
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.pretractor import bricks_unit, plan_bricks
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.runner import phase_summary, release_bricks, run_units, settings_for
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.postprocess import brightneighbors_unit, plan_brightneighbors
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.runner import combined_summary, release_bricks, run_then_merge, settings_for
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.postprocess import depth_merge_unit, depth_unit, plan_depth, plan_depth_merge
 
 

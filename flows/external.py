@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.runner import phase_summary, release_bricks, run_units, settings_for
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.postprocess import external_unit, plan_external
 
 log = logging.getLogger("lsdr.flows")
@@ -31,7 +31,7 @@ def external(
     release's ``external-catalogues.yaml`` if there is one, else the cookbook's five SDSS
     catalogues under ``external-input/``.
     """
-    from lsdr.survey.external import catalogue_from_dict, release_catalogues
+    from lsdr.survey.posttractor.external import catalogue_from_dict, release_catalogues
 
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)

@@ -22,7 +22,7 @@ from lsdr.flows.runner import (
     upstream_failures,
 )
 from lsdr.flows.zeropoints import read_images
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.pretractor import (
     merge_calibs_unit,
     merge_tables_unit,

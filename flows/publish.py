@@ -14,7 +14,7 @@ from prefect import flow
 
 from lsdr.flows.runner import combined_summary, ledger_for, phase_summary, run_units, settings_for
 from lsdr.publish_gate import blocking_failures, refusal
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.postprocess import plan_publish, publish_unit
 
 log = logging.getLogger("lsdr.flows")
@@ -34,7 +34,7 @@ def publish(
     units in its ledger is not published (the summary's ``skipped`` says why), unless
     ``publish_with_failures``.
     """
-    from lsdr.survey.publish import publish as rsync_release
+    from lsdr.survey.posttractor.publish import publish as rsync_release
 
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)

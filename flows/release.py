@@ -23,7 +23,7 @@ from lsdr.flows.phases import run_phase, stops_chain
 from lsdr.flows.pretractor import pretractor
 from lsdr.flows.runner import combined_summary, left_out_line, settings_for
 from lsdr.infra.cluster import dask_cluster
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 
 log = logging.getLogger("lsdr.flows")
 
@@ -111,7 +111,7 @@ def _finish(layout: ReleaseLayout, results: list[dict[str, Any]]) -> dict[str, A
     """Write the summary (file and artifact) and return it with the phases' results."""
     text = summary_markdown(layout, results)
     path = layout.state_dir / SUMMARY_FILE
-    from lsdr.survey.fileio import write_text_atomic
+    from lsdr.survey.core.fileio import write_text_atomic
 
     write_text_atomic(path, text)
     try:

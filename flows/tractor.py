@@ -15,7 +15,7 @@ from lsdr.flows.runner import (
     settings_for,
     upstream_failures,
 )
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.tractor import bail_out_after_timeout, plan_tractor, tractor_unit
 from lsdr.tasks.units import Unit
 
@@ -43,8 +43,8 @@ def tractor(
     False skips the cross-exposure outlier masking (legacypipe's ``--no-outliers``).  Each brick is
     its own Prefect task, placed on a worker with room for its memory estimate.
     """
-    from lsdr.survey.bricklist import read_brick_list
-    from lsdr.survey.layout import checked_brick
+    from lsdr.survey.core.layout import checked_brick
+    from lsdr.survey.pretractor.bricklist import read_brick_list
 
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)

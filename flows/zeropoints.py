@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.runner import phase_summary, read_planned_list, run_units, settings_for
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.pretractor import plan_zeropoints, zeropoints_unit
 
 
@@ -31,6 +31,6 @@ def zeropoints(
 
 def read_images(layout: ReleaseLayout) -> list[str]:
     """The discovered image list (run ``discover`` first)."""
-    from lsdr.survey.discover import read_image_list
+    from lsdr.survey.pretractor.discover import read_image_list
 
     return read_image_list(layout)

@@ -19,8 +19,8 @@ from lsdr import __version__
 from lsdr.helptext import tidy
 from lsdr.run_cli import Verbose, ledger_app, recover, retry, run_app, status
 from lsdr.server_cli import app as server_app
-from lsdr.survey import bricks as grid
-from lsdr.survey.errors import SurveyError
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.errors import SurveyError
 from lsdr.survey.simulate import DEMO_BINNING
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def main() -> None:
         fail("aborted", 1)
     except SurveyError as err:
         # Exit 3 for a missing dependency outside any unit (a dry-run publish without rsync).
-        from lsdr.survey.errors import MissingDependencyError
+        from lsdr.survey.core.errors import MissingDependencyError
 
         fail(str(err), EXIT_ENVIRONMENT if isinstance(err, MissingDependencyError) else EXIT_USAGE)
     if isinstance(code, int) and code != 0:
@@ -196,7 +196,7 @@ def demo(
     from lsdr import options_check as check
     from lsdr.infra.settings import load_settings
     from lsdr.run_cli import run_pretractor, run_release
-    from lsdr.survey.layout import ReleaseLayout
+    from lsdr.survey.core.layout import ReleaseLayout
 
     # Every option before the simulation writes anything: the run's, then the simulator's.
     check.output_dir("--out", out)
@@ -315,8 +315,8 @@ def bricks_list(
 
 def touching_bricks(survey_dir: Path, box: grid.RaDecBox) -> list[grid.Brick]:
     """Bricks of the region touched by the survey's CCDs (legacypipe's queue_calibs)."""
-    from lsdr.survey.footprints import survey_footprints
-    from lsdr.survey.layout import ReleaseLayout
+    from lsdr.survey.core.layout import ReleaseLayout
+    from lsdr.survey.pretractor.footprints import survey_footprints
 
     fp = survey_footprints(ReleaseLayout(survey_dir))
     return grid.bricks_touching_ccds(

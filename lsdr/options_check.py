@@ -15,8 +15,8 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lsdr.survey.bricks import RaDecBox
-from lsdr.survey.errors import RegionError, UsageError
+from lsdr.survey.core.bricks import RaDecBox
+from lsdr.survey.core.errors import RegionError, UsageError
 
 if TYPE_CHECKING:
     from lsdr.survey.simulate import SimulationConfig
@@ -87,7 +87,7 @@ def parse_region(text: str | None) -> RaDecBox | None:
 
 def bricks(names: list[str] | None) -> list[str] | None:
     """``--brick``: each name on the brick grid (or a runbrick ``custom-`` name), never a path."""
-    from lsdr.survey.layout import checked_brick
+    from lsdr.survey.core.layout import checked_brick
 
     for name in names or []:
         _check("--brick", name, partial(checked_brick, name))
@@ -96,7 +96,7 @@ def bricks(names: list[str] | None) -> list[str] | None:
 
 def cameras(names: list[str] | None) -> list[str] | None:
     """``--camera``: each a camera lsdr knows (90prime, mosaic, decam)."""
-    from lsdr.survey.cameras import get_camera
+    from lsdr.survey.core.cameras import get_camera
 
     for name in names or []:
         _check("--camera", name, partial(get_camera, name))
@@ -105,7 +105,7 @@ def cameras(names: list[str] | None) -> list[str] | None:
 
 def nights(date_min: date | None, date_max: date | None) -> None:
     """``--date-min``/``--date-max``: a night range that is not empty."""
-    from lsdr.survey.discover import check_nights
+    from lsdr.survey.pretractor.discover import check_nights
 
     try:
         check_nights(date_min, date_max)
@@ -135,7 +135,7 @@ def fit_times(fit_budget: float | None, checkpoint_period: float | None) -> None
 
 def sweep_version(version: str) -> str:
     """``--version``: a plain directory name under ``sweep/`` (``10.0``), not a path."""
-    from lsdr.survey.layout import checked_sweep_version
+    from lsdr.survey.core.layout import checked_sweep_version
 
     _check("--version", version, partial(checked_sweep_version, version))
     return version
@@ -143,7 +143,7 @@ def sweep_version(version: str) -> str:
 
 def match_radius(radius: float) -> float:
     """``--radius``: a positive match radius, arcsec."""
-    from lsdr.survey.external import check_match_radius
+    from lsdr.survey.posttractor.external import check_match_radius
 
     _check("--radius", radius, partial(check_match_radius, radius))
     return radius
@@ -153,8 +153,8 @@ def destination(release_dir: Path, where: str | None) -> str | None:
     """``--destination``: something rsync takes as a destination, outside the release."""
     if where is None:
         return None
-    from lsdr.survey.layout import ReleaseLayout
-    from lsdr.survey.publish import check_destination
+    from lsdr.survey.core.layout import ReleaseLayout
+    from lsdr.survey.posttractor.publish import check_destination
 
     _check("--destination", where, partial(check_destination, ReleaseLayout(release_dir), where))
     return where

@@ -27,13 +27,14 @@ import numpy as np
 import numpy.typing as npt
 
 from lsdr import __version__
-from lsdr.survey import bricks as grid
-from lsdr.survey.cameras import BandFacts, Camera, get_camera
-from lsdr.survey.errors import RegionError, UsageError
-from lsdr.survey.external_standins import write_standins
-from lsdr.survey.fileio import atomic_path, write_text_atomic
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.refcat import GAIA_DTYPE, GAIA_REF_EPOCH, write_gaia_chunks
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.cameras import BandFacts, Camera, get_camera
+from lsdr.survey.core.errors import RegionError, UsageError
+from lsdr.survey.core.fileio import atomic_path, write_text_atomic
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.refcat import GAIA_DTYPE, GAIA_REF_EPOCH, write_gaia_chunks
+from lsdr.survey.core.tan import TanWcs
+from lsdr.survey.posttractor.external_standins import write_standins
 from lsdr.survey.render import (
     Moffat,
     add_bad_column,
@@ -42,7 +43,6 @@ from lsdr.survey.render import (
     add_star,
     saturate,
 )
-from lsdr.survey.tan import TanWcs
 
 FloatArray = npt.NDArray[np.float64]
 

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lsdr.survey import tractorschema as ts
-from lsdr.survey.errors import InputFileError
-from lsdr.survey.fileio import atomic_path
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.fileio import atomic_path
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.runbrick import tractorschema as ts
 from lsdr.survey.runbrick.types import BrickGeometry
 
 FloatArray = npt.NDArray[np.float64]

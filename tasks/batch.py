@@ -14,7 +14,7 @@ from pathlib import Path
 from prefect import task
 
 from lsdr.infra.ledger import Ledger
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.units import Unit, UnitOutput, UnitResult, execute_unit
 
 

@@ -15,8 +15,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from lsdr.survey.core.layout import ReleaseLayout, brick_dir_prefix
 from lsdr.survey.engines.base import MatchOptions, result_summary
-from lsdr.survey.layout import ReleaseLayout, brick_dir_prefix
 from lsdr.tasks.units import Unit, UnitOutput, UnitResult, amend_outputs, unit_engine
 
 
@@ -32,7 +32,7 @@ def plan_brightneighbors(layout: ReleaseLayout, bricks: Sequence[str]) -> list[U
     catalogue, which this step rewrites itself.  Neighbours: the bricks sharing an edge or a
     corner (``survey.brightneighbors.grid_neighbours``).
     """
-    from lsdr.survey.brightneighbors import grid_neighbours
+    from lsdr.survey.posttractor.brightneighbors import grid_neighbours
 
     units = []
     for brick in bricks:
@@ -84,7 +84,7 @@ def depth_merge_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
 # -- brick summary -------------------------------------------------------------------------------
 def plan_summary(layout: ReleaseLayout, bricks: Sequence[str], bands: Sequence[str]) -> list[Unit]:
     """One unit per RA-degree chunk: its bricks' nexp and depth maps and catalogues."""
-    from lsdr.survey.bricksummary import summary_chunks
+    from lsdr.survey.posttractor.bricksummary import summary_chunks
 
     units = []
     for key, members in sorted(summary_chunks(bricks).items()):
@@ -121,7 +121,7 @@ def summary_merge_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
 # -- sweeps --------------------------------------------------------------------------------------
 def plan_sweeps(layout: ReleaseLayout, bricks: Sequence[str], version: str) -> list[Unit]:
     """One unit per sweep box: the catalogues of the bricks overlapping it."""
-    from lsdr.survey.sweeps import sweep_boxes
+    from lsdr.survey.posttractor.sweeps import sweep_boxes
 
     units = []
     for box in sweep_boxes(layout, bricks):
@@ -138,7 +138,7 @@ def plan_sweeps(layout: ReleaseLayout, bricks: Sequence[str], version: str) -> l
 
 def sweeps_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Write one sweep file: the box's primary objects, sweep columns."""
-    from lsdr.survey.sweeps import SweepBox
+    from lsdr.survey.posttractor.sweeps import SweepBox
 
     ra1, dec1, ra2, dec2 = unit.option("box")
     box = SweepBox(ra1, dec1, ra2, dec2, tuple(unit.option("bricks", [])))
@@ -177,7 +177,7 @@ def _catalogue_doc(cat: Any) -> dict[str, Any]:
 
 def external_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Match one external catalogue to the release's primary objects."""
-    from lsdr.survey.external import catalogue_from_dict
+    from lsdr.survey.posttractor.external import catalogue_from_dict
 
     catalogue = catalogue_from_dict(unit.option("catalogue"))
     options = MatchOptions(
@@ -202,8 +202,8 @@ def _listed_files(layout: ReleaseLayout, brick: str) -> tuple[str, ...]:
 
     The verify unit then fails naming the file, instead of the whole phase failing to plan.
     """
-    from lsdr.survey.checksums import read_checksum_file
-    from lsdr.survey.errors import InputFileError
+    from lsdr.survey.core.errors import InputFileError
+    from lsdr.survey.posttractor.checksums import read_checksum_file
 
     try:
         listed = read_checksum_file(layout.brick_checksums(brick), layout.root)
@@ -214,8 +214,8 @@ def _listed_files(layout: ReleaseLayout, brick: str) -> tuple[str, ...]:
 
 def verify_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Check a brick's files against its checksum file; a mismatch is a science failure."""
-    from lsdr.survey.checksums import verify_brick_checksums
-    from lsdr.survey.errors import SurveyError
+    from lsdr.survey.core.errors import SurveyError
+    from lsdr.survey.posttractor.checksums import verify_brick_checksums
 
     report = verify_brick_checksums(layout, unit.key)
     if not report.ok:
@@ -236,14 +236,14 @@ def _top_level_products(layout: ReleaseLayout) -> list[Path]:
     What ``checksum_other`` hashes (not the checksum files it writes): every file whose
     change must redo the release's checksum files.
     """
-    from lsdr.survey.checksums import other_directories, published_files
+    from lsdr.survey.posttractor.checksums import other_directories, published_files
 
     return [p for d in other_directories(layout) for p in published_files(layout, d)]
 
 
 def checksums_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Repackage the brick checksums per directory and checksum everything else."""
-    from lsdr.survey.checksums import checksum_other, repackage_checksums
+    from lsdr.survey.posttractor.checksums import checksum_other, repackage_checksums
 
     bricks = list(unit.option("bricks", []))
     paths = [*repackage_checksums(layout, bricks), *checksum_other(layout)]
@@ -263,7 +263,7 @@ def plan_logs(layout: ReleaseLayout, bricks: Sequence[str]) -> list[Unit]:
 
 def logs_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Tar and gzip one brick directory's logs."""
-    from lsdr.survey.logtars import tar_logs
+    from lsdr.survey.posttractor.logtars import tar_logs
 
     path = tar_logs(layout, unit.key)
     return UnitOutput((path,), {"logs": len(unit.inputs)})
@@ -291,7 +291,7 @@ def publish_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     Dry runs do not come here: the flow calls ``publish`` directly, so that a dry run is
     never recorded as the release having been published.
     """
-    from lsdr.survey.publish import publish
+    from lsdr.survey.posttractor.publish import publish
 
     result = publish(layout, str(unit.option("destination")), dry_run=False)
     return UnitOutput((), result_summary(result))

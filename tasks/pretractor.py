@@ -14,10 +14,10 @@ from dataclasses import replace
 from datetime import date
 from pathlib import Path
 
-from lsdr.survey.bricks import RaDecBox
+from lsdr.survey.core.bricks import RaDecBox
+from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.engines.base import MergeTablesOptions, ZeropointOptions
-from lsdr.survey.errors import InputFileError
-from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.units import Unit, UnitOutput, unit_engine
 
 CP_PATTERNS = ("c4d_*_oo[iwd]_*", "k4m_*_oo[iwd]_*", "ksb_*_oo[iwd]_*", "*_oki_*")
@@ -34,7 +34,7 @@ READ_ERRORS = (InputFileError, OSError, ValueError, RuntimeError)
 
 def as_input_error(path: Path, err: Exception) -> InputFileError:
     """``err`` as an :class:`InputFileError` naming ``path`` (unchanged if it already is one)."""
-    from lsdr.survey.fitsread import fits_failure
+    from lsdr.survey.core.fitsread import fits_failure
 
     return err if isinstance(err, InputFileError) else fits_failure(path, err)
 
@@ -71,7 +71,7 @@ def plan_discover(
 
 def discover_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Find the CP images, trim dates and duplicates, write the image list."""
-    from lsdr.survey.discover import discover_images, write_image_list
+    from lsdr.survey.pretractor.discover import discover_images, write_image_list
 
     date_min, date_max = unit.option("date_min"), unit.option("date_max")
     found = discover_images(
@@ -123,7 +123,7 @@ def plan_merge_calibs(layout: ReleaseLayout, images: Sequence[str]) -> list[Unit
     its zeropoints ran) gives a unit failed in planning (science, naming the file), not an error
     of the whole phase.  Images whose zeropoints failed are not given here at all.
     """
-    from lsdr.survey.calibs import expected_calib_inputs
+    from lsdr.survey.pretractor.calibs import expected_calib_inputs
 
     units = []
     for image in images:
@@ -165,7 +165,7 @@ def plan_merge_tables(
 
 def merge_tables_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """The survey-ccds and ccds-annotated tables per camera and band, with ccd_cuts."""
-    from lsdr.survey.ccdcuts import CutOptions
+    from lsdr.survey.pretractor.ccdcuts import CutOptions
 
     synthetic = bool(unit.option("synthetic", False))
     options = MergeTablesOptions(
@@ -197,8 +197,8 @@ def plan_bricks(layout: ReleaseLayout, region: RaDecBox | None) -> list[Unit]:
 
 def bricks_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Bricks touched by CCDs with ccd_cuts == 0, inside the region; a clean list."""
-    from lsdr.survey.bricklist import bricks_for_ccds, write_brick_list
-    from lsdr.survey.ccdtables import read_survey_ccds
+    from lsdr.survey.pretractor.bricklist import bricks_for_ccds, write_brick_list
+    from lsdr.survey.pretractor.ccdtables import read_survey_ccds
 
     box = unit.option("region")
     region = RaDecBox(*box) if box else None
@@ -215,6 +215,6 @@ def plan_depthcut(layout: ReleaseLayout) -> list[Unit]:
 
 def depthcut_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Per brick, the CCDs needed to reach the target depth; the depth-cut table and kd-tree."""
-    from lsdr.survey.bricklist import read_brick_list
+    from lsdr.survey.pretractor.bricklist import read_brick_list
 
     return unit_engine(unit).depth_cut(layout, read_brick_list(layout))

@@ -32,18 +32,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lsdr.infra.ledger import UnitFinish
-from lsdr.survey.engines.base import Engine, Outcome
-from lsdr.survey.engines.base import UnitOutput as UnitOutput  # what unit functions return
-from lsdr.survey.engines.registry import DEFAULT_ENGINE, engine_reference, get_engine
-from lsdr.survey.errors import (
+from lsdr.survey.core.errors import (
     FailureClass,
     InputFileError,
     MissingDependencyError,
     SurveyError,
     UsageError,
 )
-from lsdr.survey.fileio import write_text_atomic
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.fileio import write_text_atomic
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.engines.base import Engine, Outcome
+from lsdr.survey.engines.base import UnitOutput as UnitOutput  # what unit functions return
+from lsdr.survey.engines.registry import DEFAULT_ENGINE, engine_reference, get_engine
 from lsdr.tasks.digests import (
     CONTENT,
     HEADER,

@@ -209,8 +209,8 @@ def release_with_a_failed_image(root: Path) -> str:
     """
     from test_failures_stay_local import truncate_in_second_ccd
 
-    from lsdr.survey.bricks import RaDecBox
-    from lsdr.survey.layout import ReleaseLayout
+    from lsdr.survey.core.bricks import RaDecBox
+    from lsdr.survey.core.layout import ReleaseLayout
     from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
 
     config = SimulationConfig(

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from lsdr.survey.psfex import (
+from lsdr.survey.core.tan import TanWcs
+from lsdr.survey.pretractor.psfex import (
     PsfModel,
     moffat_alpha,
     moffat_stamp,
@@ -25,7 +26,6 @@ from lsdr.survey.runbrick.detect import detect_sources
 from lsdr.survey.runbrick.fit import fit_sources, model_images, select_model
 from lsdr.survey.runbrick.photometry import forced_photometry
 from lsdr.survey.runbrick.types import BrickGeometry, Source, Tim
-from lsdr.survey.tan import TanWcs
 
 BETA = 3.0
 SIG1 = 0.01

@@ -20,7 +20,7 @@ from prefect import flow
 
 from lsdr.flows.runner import ledger_for, phase_summary, run_units, settings_for
 from lsdr.infra.cluster import task_runner
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.units import Unit, iter_sidecars, rebuild_ledger
 
 cloudpickle.register_pickle_by_value(probe)

@@ -12,7 +12,7 @@ import pytest
 
 from lsdr.flows.release import summary_markdown
 from lsdr.flows.runner import ledger_for, settings_for
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.units import Unit, UnitOutput, amend_outputs, done_result, execute_unit
 
 

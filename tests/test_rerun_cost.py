@@ -22,7 +22,7 @@ from astropy.wcs import WCS
 from demo_release import DemoRun, copy_release, lsdr
 from geometry import independent_touching
 
-from lsdr.survey import bricks as grid
+from lsdr.survey.core import bricks as grid
 
 RELEASE = ("--region", "cookbook", "-W", "1800", "-H", "1800", "--pixscale", "0.524")
 """The demo's own release options (``lsdr demo``: binned 1800² bricks at 0.524″)."""

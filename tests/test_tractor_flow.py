@@ -28,7 +28,7 @@ from lsdr.flows.runner import ledger_for, memory_request, phase_summary, run_uni
 from lsdr.flows.tractor import tractor
 from lsdr.infra.cluster import MEMORY_RESOURCE, task_runner
 from lsdr.infra.settings import load_settings
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.tractor import brick_memory_mb, ccd_pixels, plan_tractor
 from lsdr.tasks.units import Unit, read_sidecar, sidecar_path
 
@@ -83,7 +83,7 @@ def leftover_temporaries(root: Path) -> list[Path]:
 
 def test_leftover_temporaries_finds_a_partial_write_and_nothing_else(tmp_path: Path) -> None:
     """A ``tmp-<pid>-<name>`` file left in a catalogue directory is found; final names are not."""
-    from lsdr.survey.fileio import atomic_path
+    from lsdr.survey.core.fileio import atomic_path
 
     tractor_dir = tmp_path / "tractor" / "180"
     tractor_dir.mkdir(parents=True)

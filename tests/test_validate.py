@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lsdr.survey import tractorschema as ts
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.runbrick import tractorschema as ts
 from lsdr.survey.simulate import TRUTH_DTYPE
 from lsdr.survey.validate import (
     BrickMatch,

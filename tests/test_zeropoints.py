@@ -10,15 +10,14 @@ import fitsio
 import numpy as np
 import pytest
 
-from lsdr.survey import bricks as grid
-from lsdr.survey.calibs import expected_calib_inputs, merge_calibs
-from lsdr.survey.ccdschema import ANNOTATED_DTYPE
-from lsdr.survey.errors import InputFileError
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.refcat import write_gaia_chunks
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
-from lsdr.survey.splinesky import fit_spline_sky
-from lsdr.survey.zeropoints import (
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.refcat import write_gaia_chunks
+from lsdr.survey.pretractor.calibs import expected_calib_inputs, merge_calibs
+from lsdr.survey.pretractor.ccdschema import ANNOTATED_DTYPE
+from lsdr.survey.pretractor.splinesky import fit_spline_sky
+from lsdr.survey.pretractor.zeropoints import (
     ExposureInfo,
     ccd_wcs,
     list_ccds,
@@ -27,6 +26,7 @@ from lsdr.survey.zeropoints import (
     reference_mags,
     weighted_zeropoint,
 )
+from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
 
 ONE_BRICK = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lsdr.survey.errors import UsageError
+from lsdr.survey.core.errors import UsageError
 
 STAGES = ("tims", "refs", "outliers", "srcs", "fitblobs", "coadds", "writecat")
 """legacypipe's stage chain as far as the lite engine implements it, in order (``--no-wise``)."""
