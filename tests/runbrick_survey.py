@@ -13,7 +13,7 @@ from lsdr.survey.pretractor.calibs import merge_calibs
 from lsdr.survey.pretractor.ccdcuts import CutOptions
 from lsdr.survey.pretractor.ccdtables import merge_ccd_tables
 from lsdr.survey.pretractor.discover import discover_images, read_image_list, write_image_list
-from lsdr.survey.pretractor.zeropoints import measure_image
+from lsdr.survey.pretractor.zeropoints.image import measure_image
 from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
 
 BRICK = "1804p325"

@@ -31,7 +31,7 @@ from lsdr.survey.pretractor.splinesky import (
     read_splinesky,
     write_splinesky,
 )
-from lsdr.survey.pretractor.zeropoints import measure_image
+from lsdr.survey.pretractor.zeropoints.image import measure_image
 from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "legacypipe-test"

@@ -26,7 +26,7 @@ from required_in_ci import legacypipe_test_case
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.core.refcat import read_gaia
 from lsdr.survey.core.tan import TanWcs
-from lsdr.survey.pretractor.zeropoints import measure_image
+from lsdr.survey.pretractor.zeropoints.image import measure_image
 from lsdr.survey.runbrick.ccdwcs import PolyTanWcs, fit_header_wcs
 from lsdr.survey.runbrick.options import RunbrickOptions
 from lsdr.survey.runbrick.stages import run_brick

@@ -17,15 +17,11 @@ from lsdr.survey.core.refcat import write_gaia_chunks
 from lsdr.survey.pretractor.calibs import expected_calib_inputs, merge_calibs
 from lsdr.survey.pretractor.ccdschema import ANNOTATED_DTYPE
 from lsdr.survey.pretractor.splinesky import fit_spline_sky
-from lsdr.survey.pretractor.zeropoints import (
-    ExposureInfo,
-    ccd_wcs,
-    list_ccds,
-    measure_image,
-    reference_mag_errors,
-    reference_mags,
-    weighted_zeropoint,
-)
+from lsdr.survey.pretractor.zeropoints.exposure import ExposureInfo
+from lsdr.survey.pretractor.zeropoints.image import measure_image
+from lsdr.survey.pretractor.zeropoints.photometry import weighted_zeropoint
+from lsdr.survey.pretractor.zeropoints.planes import ccd_wcs, list_ccds
+from lsdr.survey.pretractor.zeropoints.refmags import reference_mag_errors, reference_mags
 from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
 
 ONE_BRICK = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)

@@ -17,7 +17,7 @@ import pytest
 from required_in_ci import legacypipe_test_case
 
 from lsdr.survey.core.layout import ReleaseLayout
-from lsdr.survey.pretractor.zeropoints import measure_image
+from lsdr.survey.pretractor.zeropoints.image import measure_image
 
 
 @pytest.fixture(scope="module")

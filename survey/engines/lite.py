@@ -44,7 +44,7 @@ class LiteEngine:
         self, layout: ReleaseLayout, image: str, options: ZeropointOptions
     ) -> UnitOutput:
         """``survey.zeropoints.measure_image``: the image's tables and the calibs it made."""
-        from lsdr.survey.pretractor.zeropoints import measure_image
+        from lsdr.survey.pretractor.zeropoints.image import measure_image
 
         out = measure_image(layout, image, run_calibs=options.run_calibs, threads=options.threads)
         return UnitOutput(

@@ -33,7 +33,7 @@ class MergedCalibs:
 
 def image_ccdnames(layout: ReleaseLayout, image: str) -> list[str]:
     """The CCD names (upper-case EXTNAMEs) of an image, in HDU order."""
-    from lsdr.survey.pretractor.zeropoints import list_ccds
+    from lsdr.survey.pretractor.zeropoints.planes import list_ccds
 
     return [c.ccdname for c in list_ccds(layout.image(image))]
 
@@ -112,7 +112,7 @@ def merge_calibs(layout: ReleaseLayout, image: str) -> MergedCalibs:
     Every per-CCD file must exist and carry the image's EXPNUM, PLVER and PLPROCID; otherwise
     ``InputFileError`` names the file (nothing is written for that exposure).
     """
-    from lsdr.survey.pretractor.zeropoints import read_exposure_info
+    from lsdr.survey.pretractor.zeropoints.exposure import read_exposure_info
 
     rel = str(image_relpath(image))
     info = read_exposure_info(layout.image(image))
