@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from lsdr.survey.core.layout import ReleaseLayout
-from lsdr.survey.validate import (
+from lsdr.survey.simulate.validate import (
     Thresholds,
     plot_completeness,
     plot_flux_ratio,

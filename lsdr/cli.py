@@ -21,10 +21,10 @@ from lsdr.run_cli import Verbose, ledger_app, recover, retry, run_app, status
 from lsdr.server_cli import app as server_app
 from lsdr.survey.core import bricks as grid
 from lsdr.survey.core.errors import SurveyError
-from lsdr.survey.simulate import DEMO_BINNING
+from lsdr.survey.simulate.config import DEMO_BINNING
 
 if TYPE_CHECKING:
-    from lsdr.survey.simulate import SimulationConfig
+    from lsdr.survey.simulate.config import SimulationConfig
 
 DEMO_BRICK_PIXSCALE = 0.262 * DEMO_BINNING
 """The demo's brick grid pixel (″): its finest CCD pixel (Mosaic binned), not finer."""
@@ -155,7 +155,7 @@ def _simulate(out: Path, config: SimulationConfig) -> None:
     """Run the simulator (its options checked already) and report what it wrote."""
     import time
 
-    from lsdr.survey.simulate import simulate_survey
+    from lsdr.survey.simulate.simulator import simulate_survey
 
     start = time.monotonic()
     result = simulate_survey(out, config)

@@ -19,7 +19,7 @@ from lsdr.survey.core.bricks import RaDecBox
 from lsdr.survey.core.errors import RegionError, UsageError
 
 if TYPE_CHECKING:
-    from lsdr.survey.simulate import SimulationConfig
+    from lsdr.survey.simulate.config import SimulationConfig
 
 NAMED_REGIONS: dict[str, tuple[float, float, float, float]] = {
     "cookbook": (180.0, 181.0, 32.0, 33.0),
@@ -185,7 +185,7 @@ def simulation(
     which numpy's ``SeedSequence`` refuses only once the simulation has started, is refused
     here.
     """
-    from lsdr.survey.simulate import SimulationConfig, parse_passes
+    from lsdr.survey.simulate.config import SimulationConfig, parse_passes
 
     cameras(camera_names)
     if seed < 0:

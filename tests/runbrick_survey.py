@@ -14,7 +14,8 @@ from lsdr.survey.pretractor.ccdcuts import CutOptions
 from lsdr.survey.pretractor.ccdtables import merge_ccd_tables
 from lsdr.survey.pretractor.discover import discover_images, read_image_list, write_image_list
 from lsdr.survey.pretractor.zeropoints.image import measure_image
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 BRICK = "1804p325"
 REGION = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)  # around 1804p325's centre

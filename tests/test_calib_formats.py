@@ -32,7 +32,8 @@ from lsdr.survey.pretractor.splinesky import (
     write_splinesky,
 )
 from lsdr.survey.pretractor.zeropoints.image import measure_image
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "legacypipe-test"
 META = CalibMeta(77690, "CCD3", "V4.3", "95a2f3c", "2019-09-21T11:03:45", "123", "lsdr-test")

@@ -18,7 +18,8 @@ from lsdr.survey.pretractor.bricklist import ccd_footprints
 from lsdr.survey.pretractor.ccdcuts import CutOptions, compute_ccd_cuts
 from lsdr.survey.pretractor.ccdschema import ANNOTATED_DTYPE, CCD_CUTS, SURVEY_CCDS_DTYPE
 from lsdr.survey.pretractor.ccdtables import merge_ccd_tables, read_survey_ccds
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 TEST_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "legacypipe-test"
 REGION = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)

@@ -211,7 +211,8 @@ def release_with_a_failed_image(root: Path) -> str:
 
     from lsdr.survey.core.bricks import RaDecBox
     from lsdr.survey.core.layout import ReleaseLayout
-    from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+    from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+    from lsdr.survey.simulate.simulator import simulate_survey
 
     config = SimulationConfig(
         region=RaDecBox(180.4, 180.6, 32.4, 32.6),

@@ -15,7 +15,8 @@ from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.pretractor.bricklist import bricks_for_ccds
 from lsdr.survey.pretractor.ccdtables import merge_ccd_tables, read_survey_ccds
 from lsdr.survey.pretractor.depthcut import choose_ccds, depth_cut
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 REGION = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)
 

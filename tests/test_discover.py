@@ -21,7 +21,8 @@ from lsdr.survey.pretractor.discover import (
     version_key,
     write_image_list,
 )
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 REGION = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)
 

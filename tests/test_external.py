@@ -21,7 +21,7 @@ from lsdr.survey.posttractor.external import (
     release_catalogues,
 )
 from lsdr.survey.posttractor.external_standins import STANDIN_DTYPES, write_standins
-from lsdr.survey.simulate import TRUTH_DTYPE
+from lsdr.survey.simulate.truth import TRUTH_DTYPE
 
 BRICKS = ("1801p320", "1804p320")
 """Two neighbouring bricks (centres 180.125 and 180.375, Dec 32.0)."""

@@ -29,7 +29,8 @@ from lsdr.infra.settings import load_settings
 from lsdr.survey.core.bricks import RaDecBox
 from lsdr.survey.core.errors import InputFileError
 from lsdr.survey.core.layout import ReleaseLayout
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 from lsdr.tasks.pretractor import merge_calibs_unit, plan_merge_calibs
 from lsdr.tasks.tractor import plan_tractor
 from lsdr.tasks.units import Unit, UnitOutput, execute_unit, settle

@@ -24,7 +24,8 @@ from lsdr.survey.core.errors import SurveyError
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.pretractor.ccdtables import merge_ccd_tables, read_survey_ccds
 from lsdr.survey.pretractor.kdtree import read_ccds_kdtree, write_ccds_kdtree
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 TEST_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "legacypipe-test"
 PROBE = Path(__file__).with_name("libkd_probe.py")

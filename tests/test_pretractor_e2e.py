@@ -22,7 +22,8 @@ from lsdr.flows.runner import ledger_for
 from lsdr.infra.settings import load_settings
 from lsdr.survey.core.bricks import RaDecBox
 from lsdr.survey.core.layout import ReleaseLayout
-from lsdr.survey.simulate import SimulationConfig, simulate_survey
+from lsdr.survey.simulate.config import SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 pytestmark = pytest.mark.slow
 

@@ -73,7 +73,8 @@ def simulate_two_bricks(root: Path) -> None:
     """
     from border_release import REGION
 
-    from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+    from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+    from lsdr.survey.simulate.simulator import simulate_survey
 
     passes = (PassSpec("90prime", "g", 1), PassSpec("90prime", "r", 1), PassSpec("mosaic", "z", 1))
     config = SimulationConfig(

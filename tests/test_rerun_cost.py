@@ -247,7 +247,8 @@ def test_a_new_exposure_reruns_only_the_bricks_it_overlaps(release: Path) -> Non
 
     Its own units, the tables and those bricks: no other image's zeropoints, no other brick.
     """
-    from lsdr.survey.simulate import SimulationConfig, add_exposure
+    from lsdr.survey.simulate.config import SimulationConfig
+    from lsdr.survey.simulate.simulator import add_exposure
 
     like = mosaic_image(release)
     new = add_exposure(release, like, days=1, config=SimulationConfig(seed=1))

@@ -21,7 +21,9 @@ from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.core.refcat import GAIA_DTYPE, healpix_ring
 from lsdr.survey.core.tan import TanWcs
 from lsdr.survey.pretractor.footprints import survey_footprints
-from lsdr.survey.simulate import PassSpec, SimulationConfig, grz_from_gaia, simulate_survey
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.gaia import grz_from_gaia
+from lsdr.survey.simulate.simulator import simulate_survey
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "legacypipe-test"
 

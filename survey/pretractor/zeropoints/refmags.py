@@ -64,7 +64,7 @@ def reference_mags(
     rp = np.nan_to_num(gaia["phot_rp_mean_mag"].astype(np.float64))
     has = (g != 0) & (bp != 0) & (rp != 0)
     if info.synthetic:
-        from lsdr.survey.simulate import grz_from_gaia
+        from lsdr.survey.simulate.gaia import grz_from_gaia
 
         index = {"g": 0, "r": 1, "z": 2}.get(info.band)
         if index is None:
@@ -93,7 +93,7 @@ def reference_mag_errors(info: ExposureInfo, gaia: npt.NDArray[np.void]) -> Floa
         errs.append(2.5 / np.log(10.0) / np.fmax(snr, 1.0) + GAIA_ERROR_FLOOR[b])
     e_bp, e_g, e_rp = errs
     if info.synthetic:
-        from lsdr.survey.simulate import SYNTHETIC_GAIA_MATRIX
+        from lsdr.survey.simulate.gaia import SYNTHETIC_GAIA_MATRIX
 
         index = {"g": 0, "r": 1, "z": 2}.get(info.band, 0)
         row = np.linalg.inv(SYNTHETIC_GAIA_MATRIX)[index]
