@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from report import emit
 
-from lsdr.survey import bricks as grid
+from lsdr.survey.core import bricks as grid
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:

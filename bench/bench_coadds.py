@@ -21,7 +21,7 @@ import fitsio
 import numpy as np
 from report import emit
 
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.runbrick import coadds, resample
 from lsdr.survey.runbrick.tims import stage_tims
 from lsdr.survey.runbrick.types import BrickGeometry

@@ -27,8 +27,8 @@ from typing import Any
 from report import emit
 
 from lsdr.infra.prefect_server import client_environment, running_server
-from lsdr.survey.fileio import write_text_atomic
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.fileio import write_text_atomic
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.unit import Unit, UnitOutput
 
 

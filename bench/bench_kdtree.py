@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from report import emit
 
-from lsdr.survey.kdtree import ccd_trees
+from lsdr.survey.pretractor.kdtree import ccd_trees
 
 LIBKD_TIMER = """
 import sys, time, numpy as np

@@ -40,7 +40,7 @@ def build(root: Path, objects: int, nexp_size: int) -> list[str]:
     """Write the fake outputs of the 240 bricks; return the brick names in build order."""
     import numpy as np
 
-    from lsdr.survey.layout import ReleaseLayout
+    from lsdr.survey.core.layout import ReleaseLayout
 
     fakes = _fakes()
     layout = ReleaseLayout(root)
@@ -53,18 +53,22 @@ def build(root: Path, objects: int, nexp_size: int) -> list[str]:
 
 def run_child(kind: str, root: Path, bricks: list[str]) -> dict[str, Any]:
     """(In the child) run one phase over the bricks; return its time and counts."""
-    from lsdr.survey.layout import ReleaseLayout
+    from lsdr.survey.core.layout import ReleaseLayout
 
     layout = ReleaseLayout(root)
     t0 = time.perf_counter()
     if kind == "summary":
-        from lsdr.survey.bricksummary import merge_brick_summary, summarize_chunk, summary_chunks
+        from lsdr.survey.posttractor.bricksummary import (
+            merge_brick_summary,
+            summarize_chunk,
+            summary_chunks,
+        )
 
         chunks = [summarize_chunk(layout, k, v) for k, v in summary_chunks(bricks).items()]
         result = merge_brick_summary(layout, [c.path for c in chunks])
         rows = result.bricks
     else:
-        from lsdr.survey.sweeps import sweep_boxes, write_sweep
+        from lsdr.survey.posttractor.sweeps import sweep_boxes, write_sweep
 
         rows = 0
         for box in sweep_boxes(layout, bricks):

@@ -3,8 +3,9 @@
 Simulates the demo survey, runs the whole release once (the baseline, measured in this run),
 then, in place and in order: a rerun with nothing changed; reruns after touching 1, 10 and
 all CP images (new mtimes, same bytes); and a rerun after adding one exposure (a repeat visit
-of a Mosaic pointing with CCDs that pass the cuts, ``survey.simulate.add_exposure``).  Each
-rerun's wall time is reported as a ratio of the first run's, with the units it started (from
+of a Mosaic pointing with CCDs that pass the cuts,
+``survey.simulate.simulator.add_exposure``).  Each rerun's wall time is reported as a ratio of
+the first run's, with the units it started (from
 the ledger, in total and per phase).
 Run: ``.venv/bin/python bench/bench_rerun.py [--out DIR] [--workers 2] [--json PATH]``.
 """
@@ -92,7 +93,8 @@ def main() -> None:
     workers = ("--workers", str(args.workers))
     release = ("run", "release", "--release-dir", str(root), *RELEASE, *workers)
 
-    from lsdr.survey.simulate import SimulationConfig, add_exposure
+    from lsdr.survey.simulate.config import SimulationConfig
+    from lsdr.survey.simulate.simulator import add_exposure
 
     report: dict[str, float | int | str] = {"release": str(root)}
     region = ("--ra-min", "180", "--ra-max", "181", "--dec-min", "32", "--dec-max", "33")

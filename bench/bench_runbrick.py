@@ -40,7 +40,7 @@ def build_release(root: Path, passes: int) -> None:
 
 def run_one(release: Path, size: int, threads: int) -> dict[str, Any]:
     """(In the child) run the brick once; return times, CCD count and pixels read."""
-    from lsdr.survey.layout import ReleaseLayout
+    from lsdr.survey.core.layout import ReleaseLayout
     from lsdr.survey.runbrick.options import RunbrickOptions
     from lsdr.survey.runbrick.stages import run_brick
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 from report import emit
 
-from lsdr.survey.simulate import SimulationConfig, simulate_survey
+from lsdr.survey.simulate.config import SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 
 def write_noise_exposure(args: tuple[Path, int, list[tuple[int, int]]]) -> None:

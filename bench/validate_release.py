@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.validate import (
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.simulate.validate import (
     Thresholds,
     plot_completeness,
     plot_flux_ratio,

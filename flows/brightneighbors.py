@@ -10,8 +10,8 @@ from lsdr.flows.planning import release_bricks
 from lsdr.flows.report import phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import BrightneighborsOptions
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import BrightneighborsOptions
 from lsdr.tasks.brightneighbors import brightneighbors_unit, plan_brightneighbors
 
 

@@ -10,8 +10,8 @@ from prefect import flow
 from lsdr.flows.report import phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import DiscoverOptions
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import DiscoverOptions
 from lsdr.tasks.discover import discover_unit, plan_discover
 
 log = logging.getLogger("lsdr.flows")

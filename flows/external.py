@@ -11,8 +11,8 @@ from lsdr.flows.planning import release_bricks
 from lsdr.flows.report import phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import ExternalOptions
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import ExternalOptions
 from lsdr.tasks.external import external_unit, plan_external
 
 log = logging.getLogger("lsdr.flows")
@@ -30,7 +30,7 @@ def external(
     release's ``external-catalogues.yaml`` if there is one, else the cookbook's five SDSS
     catalogues under ``external-input/``.
     """
-    from lsdr.survey.external import catalogue_from_dict, release_catalogues
+    from lsdr.survey.posttractor.external import catalogue_from_dict, release_catalogues
 
     o = options or ExternalOptions()
     s = settings_for(release_dir, settings)

@@ -9,8 +9,8 @@ from prefect import flow
 from lsdr.flows.report import phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import KdtreeOptions
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import KdtreeOptions
 from lsdr.tasks.kdtree import kdtree_unit, plan_kdtree
 
 

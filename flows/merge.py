@@ -17,8 +17,8 @@ from lsdr.flows.report import PhaseReport, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.flows.zeropoints import read_images
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import MergeOptions
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import MergeOptions
 from lsdr.tasks.merge import (
     merge_calibs_unit,
     merge_tables_unit,

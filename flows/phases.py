@@ -24,7 +24,7 @@ from lsdr.flows.tractor import tractor
 from lsdr.flows.zeropoints import zeropoints
 from lsdr.infra.cluster import task_runner
 from lsdr.infra.settings import Settings
-from lsdr.survey.phase_options import PhaseOptions
+from lsdr.survey.core.phase_options import PhaseOptions
 
 PHASE_FLOWS: dict[str, Any] = {
     "discover": discover,

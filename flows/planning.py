@@ -14,7 +14,7 @@ from pathlib import Path
 from lsdr.flows.report import left_out_line
 from lsdr.flows.settings import ledger_for
 from lsdr.infra.settings import Settings
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.sidecars import last_failure, sidecar_path
 from lsdr.tasks.unit import Unit
 
@@ -63,7 +63,7 @@ def read_planned_list(
     Once the list reads again, that failed unit is forgotten (its sidecar and ledger row go:
     it stood for the file, not for work to redo), given the run's ``settings``.
     """
-    from lsdr.survey.errors import InputFileError
+    from lsdr.survey.core.errors import InputFileError
 
     try:
         names = read()
@@ -86,9 +86,9 @@ def release_bricks(
     A brick whose tractor unit last failed is left out even when an older catalogue is there,
     and so is everything when the brick list cannot be read; the phase logs what it left out.
     """
-    from lsdr.survey.bricklist import read_brick_list
-    from lsdr.survey.errors import InputFileError
-    from lsdr.survey.layout import checked_brick
+    from lsdr.survey.core.errors import InputFileError
+    from lsdr.survey.core.layout import checked_brick
+    from lsdr.survey.pretractor.bricklist import read_brick_list
 
     layout = ReleaseLayout(settings.release_dir)
     if bricks:

@@ -16,7 +16,7 @@ from prefect import flow
 from lsdr.flows.phases import run_phase, stops_chain
 from lsdr.flows.settings import settings_for
 from lsdr.infra.cluster import dask_cluster
-from lsdr.survey.phase_options import (
+from lsdr.survey.core.phase_options import (
     DepthcutOptions,
     KdtreeOptions,
     PhaseOptions,

@@ -16,8 +16,8 @@ from lsdr.flows.report import combined_summary, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.publish_gate import blocking_failures, refusal
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import PublishOptions
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import PublishOptions
 from lsdr.tasks.publish import plan_publish, publish_unit
 
 log = logging.getLogger("lsdr.flows")
@@ -35,7 +35,7 @@ def publish(
     units in its ledger is not published (the summary's ``skipped`` says why), unless
     ``publish_with_failures``.
     """
-    from lsdr.survey.publish import publish as rsync_release
+    from lsdr.survey.posttractor.publish import publish as rsync_release
 
     destination = options.destination
     s = settings_for(release_dir, settings)

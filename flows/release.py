@@ -24,8 +24,8 @@ from lsdr.flows.pretractor import pretractor
 from lsdr.flows.report import combined_summary, left_out_line
 from lsdr.flows.settings import settings_for
 from lsdr.infra.cluster import dask_cluster
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import PublishOptions, ReleaseOptions
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import PublishOptions, ReleaseOptions
 
 log = logging.getLogger("lsdr.flows")
 
@@ -103,7 +103,7 @@ def _finish(layout: ReleaseLayout, results: list[dict[str, Any]]) -> dict[str, A
     """Write the summary (file and artifact) and return it with the phases' results."""
     text = summary_markdown(layout, results)
     path = layout.state_dir / SUMMARY_FILE
-    from lsdr.survey.fileio import write_text_atomic
+    from lsdr.survey.core.fileio import write_text_atomic
 
     write_text_atomic(path, text)
     try:

@@ -21,7 +21,7 @@ from lsdr.flows.report import PhaseReport
 from lsdr.flows.retry_policy import TimeoutPolicy, after_lost_batch, resubmission
 from lsdr.flows.settings import ledger_for
 from lsdr.infra.settings import Settings
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.sidecars import settle
 from lsdr.tasks.unit import Unit, UnitOutput, UnitResult, engine_version, on_engine
 

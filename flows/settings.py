@@ -6,7 +6,7 @@ from typing import Any
 
 from lsdr.infra.ledger import Ledger, default_url
 from lsdr.infra.settings import Settings
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 
 
 def settings_for(release_dir: str, overrides: dict[str, Any] | None) -> Settings:

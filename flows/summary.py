@@ -10,8 +10,8 @@ from lsdr.flows.planning import release_bricks
 from lsdr.flows.report import combined_summary
 from lsdr.flows.runner import run_then_merge
 from lsdr.flows.settings import settings_for
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import SummaryOptions
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import SummaryOptions
 from lsdr.tasks.summary import plan_summary, plan_summary_merge, summary_merge_unit, summary_unit
 
 

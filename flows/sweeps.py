@@ -10,8 +10,8 @@ from lsdr.flows.planning import release_bricks
 from lsdr.flows.report import phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import SweepsOptions
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import SweepsOptions
 from lsdr.tasks.sweeps import plan_sweeps, sweeps_unit
 
 

@@ -11,8 +11,8 @@ from lsdr.flows.planning import leave_out, read_planned_list, upstream_failures
 from lsdr.flows.report import phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import TractorOptions
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import TractorOptions
 from lsdr.tasks.tractor import bail_out_after_timeout, plan_tractor, tractor_unit
 from lsdr.tasks.unit import Unit
 
@@ -33,7 +33,7 @@ def tractor(
     ``--no-outliers``).  Each brick is its own Prefect task, placed on a worker with room for
     its memory estimate.
     """
-    from lsdr.survey.bricklist import read_brick_list
+    from lsdr.survey.pretractor.bricklist import read_brick_list
 
     o = options or TractorOptions()
     s = settings_for(release_dir, settings)

@@ -10,8 +10,8 @@ from lsdr.flows.planning import read_planned_list
 from lsdr.flows.report import phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import ZeropointsOptions
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import ZeropointsOptions
 from lsdr.tasks.zeropoints import plan_zeropoints, zeropoints_unit
 
 
@@ -38,6 +38,6 @@ def zeropoints(
 
 def read_images(layout: ReleaseLayout) -> list[str]:
     """The discovered image list (run ``discover`` first)."""
-    from lsdr.survey.discover import read_image_list
+    from lsdr.survey.pretractor.discover import read_image_list
 
     return read_image_list(layout)

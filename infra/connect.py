@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from lsdr.infra.settings import Settings
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 
 
 def connect_prefect(settings: Settings) -> str:

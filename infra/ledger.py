@@ -42,7 +42,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 from sqlalchemy.pool import NullPool
 
 from lsdr.infra.processes import pid_alive
-from lsdr.survey.errors import InputFileError
+from lsdr.survey.core.errors import InputFileError
 
 
 class UnitState(StrEnum):

@@ -31,8 +31,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from lsdr.infra.processes import pid_alive
-from lsdr.survey.errors import SurveyError, UsageError
-from lsdr.survey.fileio import write_text_atomic
+from lsdr.survey.core.errors import SurveyError, UsageError
+from lsdr.survey.core.fileio import write_text_atomic
 
 HOST = "127.0.0.1"
 """The server binds to the loopback interface only."""

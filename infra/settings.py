@@ -38,8 +38,8 @@ from pydantic_settings import (
 )
 
 from lsdr.infra.profiles.registry import DEFAULT_PROFILE, get_profile, profile_file
+from lsdr.survey.core.errors import SurveyError, UsageError
 from lsdr.survey.engines.registry import DEFAULT_ENGINE
-from lsdr.survey.errors import SurveyError, UsageError
 
 CONFIG_NAME = "lsdr.yaml"
 ENV_PREFIX = "LSDR_"

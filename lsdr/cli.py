@@ -19,13 +19,13 @@ from lsdr import __version__
 from lsdr.helptext import tidy
 from lsdr.run_cli import Verbose, ledger_app, recover, retry, run_app, status
 from lsdr.server_cli import app as server_app
-from lsdr.survey import bricks as grid
-from lsdr.survey.errors import SurveyError
-from lsdr.survey.phase_options import NAMED_REGIONS
-from lsdr.survey.simulate import DEMO_BINNING
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.errors import SurveyError
+from lsdr.survey.core.phase_options import NAMED_REGIONS
+from lsdr.survey.simulate.config import DEMO_BINNING
 
 if TYPE_CHECKING:
-    from lsdr.survey.simulate import SimulationConfig
+    from lsdr.survey.simulate.config import SimulationConfig
 
 DEMO_BRICK_PIXSCALE = 0.262 * DEMO_BINNING
 """The demo's brick grid pixel (″): its finest CCD pixel (Mosaic binned), not finer."""
@@ -109,7 +109,7 @@ def main() -> None:
         fail("aborted", 1)
     except SurveyError as err:
         # Exit 3 for a missing dependency outside any unit (a dry-run publish without rsync).
-        from lsdr.survey.errors import MissingDependencyError
+        from lsdr.survey.core.errors import MissingDependencyError
 
         fail(str(err), EXIT_ENVIRONMENT if isinstance(err, MissingDependencyError) else EXIT_USAGE)
     if isinstance(code, int) and code != 0:
@@ -156,7 +156,7 @@ def _simulate(out: Path, config: SimulationConfig) -> None:
     """Run the simulator (its options checked already) and report what it wrote."""
     import time
 
-    from lsdr.survey.simulate import simulate_survey
+    from lsdr.survey.simulate.simulator import simulate_survey
 
     start = time.monotonic()
     result = simulate_survey(out, config)
@@ -197,7 +197,7 @@ def demo(
     from lsdr import options_check as check
     from lsdr.infra.settings import load_settings
     from lsdr.run_cli import run_pretractor, run_release
-    from lsdr.survey.layout import ReleaseLayout
+    from lsdr.survey.core.layout import ReleaseLayout
 
     # Every option before the simulation writes anything: the run's, then the simulator's.
     check.output_dir("--out", out)
@@ -316,8 +316,8 @@ def bricks_list(
 
 def touching_bricks(survey_dir: Path, box: grid.RaDecBox) -> list[grid.Brick]:
     """Bricks of the region touched by the survey's CCDs (legacypipe's queue_calibs)."""
-    from lsdr.survey.footprints import survey_footprints
-    from lsdr.survey.layout import ReleaseLayout
+    from lsdr.survey.core.layout import ReleaseLayout
+    from lsdr.survey.pretractor.footprints import survey_footprints
 
     fp = survey_footprints(ReleaseLayout(survey_dir))
     return grid.bricks_touching_ccds(

@@ -15,11 +15,11 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from lsdr.survey.errors import UsageError
+from lsdr.survey.core.errors import UsageError
 
 if TYPE_CHECKING:
-    from lsdr.survey.bricks import RaDecBox
-    from lsdr.survey.simulate import SimulationConfig
+    from lsdr.survey.core.bricks import RaDecBox
+    from lsdr.survey.simulate.config import SimulationConfig
 
 SETTING_OPTIONS: dict[str, str] = {
     "n_workers": "--workers",
@@ -56,7 +56,7 @@ def _check(option: str, value: object, check: Callable[[], object]) -> None:
 
 def cameras(names: list[str] | None) -> list[str] | None:
     """``--camera``: each a camera lsdr knows (90prime, mosaic, decam)."""
-    from lsdr.survey.cameras import get_camera
+    from lsdr.survey.core.cameras import get_camera
 
     for name in names or []:
         _check("--camera", name, partial(get_camera, name))
@@ -67,8 +67,8 @@ def destination(release_dir: Path, where: str | None) -> str | None:
     """``--destination``: something rsync takes as a destination, outside the release."""
     if where is None:
         return None
-    from lsdr.survey.layout import ReleaseLayout
-    from lsdr.survey.publish import check_destination
+    from lsdr.survey.core.layout import ReleaseLayout
+    from lsdr.survey.posttractor.publish import check_destination
 
     _check("--destination", where, partial(check_destination, ReleaseLayout(release_dir), where))
     return where
@@ -99,7 +99,7 @@ def simulation(
     which numpy's ``SeedSequence`` refuses only once the simulation has started, is refused
     here.
     """
-    from lsdr.survey.simulate import SimulationConfig, parse_passes
+    from lsdr.survey.simulate.config import SimulationConfig, parse_passes
 
     cameras(camera_names)
     if seed < 0:

@@ -1,6 +1,6 @@
 """``lsdr run``'s flags checked against the phase options models, and the models made from them.
 
-A flag's help comes from its field in :mod:`lsdr.survey.phase_options` (with the model's
+A flag's help comes from its field in :mod:`lsdr.survey.core.phase_options` (with the model's
 default); its default is None, "not given", so that each default is written once, in the model
 (tests/test_phase_options.py checks every flag's name, type and default against its field).
 :func:`phase_options` turns a command's parsed flags into its phase's model (a chain's flags
@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from lsdr.options_check import option_error
-from lsdr.survey.errors import UsageError
-from lsdr.survey.phase_options import PHASE_OPTIONS, PhaseOptions
+from lsdr.survey.core.errors import UsageError
+from lsdr.survey.core.phase_options import PHASE_OPTIONS, PhaseOptions
 
 FLAG_NAMES: dict[str, str] = {
     "bricks": "--brick",

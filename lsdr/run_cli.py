@@ -29,8 +29,8 @@ from rich.table import Table
 
 from lsdr import options_check as check
 from lsdr.phase_flags import flag_help, phase_options
-from lsdr.survey.layout import check_release_dir
-from lsdr.survey.phase_options import (
+from lsdr.survey.core.layout import check_release_dir
+from lsdr.survey.core.phase_options import (
     BrickSelection,
     BricksOptions,
     DiscoverOptions,
@@ -163,7 +163,7 @@ def _execute(
     settings = load_settings(release_dir, **overrides)
     from lsdr.infra.connect import connect_prefect
     from lsdr.runlog import route_logs
-    from lsdr.survey.layout import ReleaseLayout
+    from lsdr.survey.core.layout import ReleaseLayout
 
     # Before Prefect is imported and the cluster starts: both read the environment it sets.
     log_path = route_logs(ReleaseLayout(settings.release_dir).state_dir, verbose=verbose)
@@ -653,7 +653,7 @@ def retry(
     ] = None,
 ) -> None:
     """Re-queue a phase's failed units (after a fix); the next run reprocesses them."""
-    from lsdr.survey.layout import ReleaseLayout
+    from lsdr.survey.core.layout import ReleaseLayout
     from lsdr.tasks.sidecars import sidecar_path
 
     ledger = _existing_ledger(release_dir, read_only=False)

@@ -23,7 +23,7 @@ from typing import IO, Any
 
 import yaml
 
-from lsdr.survey.fileio import write_text_atomic
+from lsdr.survey.core.fileio import write_text_atomic
 
 LOG_DIR = "logs"
 """The runs' log files and the logging config, under the release's ``state/``."""

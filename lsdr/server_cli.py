@@ -23,8 +23,8 @@ from lsdr.infra.prefect_server import (
     start_server,
     stop_server,
 )
-from lsdr.survey.errors import SurveyError, UsageError
-from lsdr.survey.layout import ReleaseLayout, check_release_dir
+from lsdr.survey.core.errors import SurveyError, UsageError
+from lsdr.survey.core.layout import ReleaseLayout, check_release_dir
 
 app = typer.Typer(
     help="The release's Prefect server (SQLite in state/, or PostgreSQL): up, down, status, url.",

@@ -1,1 +1,1 @@
-"""The survey itself, free of Prefect and Dask: brick grid, cameras, release layout, science."""
+"""The survey, free of Prefect and Dask: core, pretractor, runbrick, posttractor, simulate."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from prefect import task
 
 from lsdr.infra.ledger import Ledger
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.execute import execute_unit
 from lsdr.tasks.unit import Unit, UnitOutput, UnitResult
 

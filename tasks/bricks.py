@@ -7,8 +7,8 @@ returns the files it wrote. The brick list plans what runs: lsdr's own, whatever
 
 from __future__ import annotations
 
-from lsdr.survey.bricks import RaDecBox
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.bricks import RaDecBox
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.unit import Unit, UnitOutput, path_strings
 
 
@@ -22,8 +22,8 @@ def plan_bricks(layout: ReleaseLayout, region: RaDecBox | None) -> list[Unit]:
 
 def bricks_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Bricks touched by CCDs with ccd_cuts == 0, inside the region; a clean list."""
-    from lsdr.survey.bricklist import bricks_for_ccds, write_brick_list
-    from lsdr.survey.ccdtables import read_survey_ccds
+    from lsdr.survey.pretractor.bricklist import bricks_for_ccds, write_brick_list
+    from lsdr.survey.pretractor.ccdtables import read_survey_ccds
 
     box = unit.option("region")
     region = RaDecBox(*box) if box else None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.sidecars import amend_outputs
 from lsdr.tasks.unit import Unit, UnitOutput, unit_engine
 
@@ -22,7 +22,7 @@ def plan_brightneighbors(layout: ReleaseLayout, bricks: Sequence[str]) -> list[U
     catalogue, which this step rewrites itself.  Neighbours: the bricks sharing an edge or a
     corner (``survey.brightneighbors.grid_neighbours``).
     """
-    from lsdr.survey.brightneighbors import grid_neighbours
+    from lsdr.survey.posttractor.brightneighbors import grid_neighbours
 
     units = []
     for brick in bricks:

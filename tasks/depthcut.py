@@ -7,7 +7,7 @@ returns the files it wrote.
 
 from __future__ import annotations
 
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.unit import Unit, UnitOutput, path_strings, unit_engine
 
 
@@ -19,6 +19,6 @@ def plan_depthcut(layout: ReleaseLayout) -> list[Unit]:
 
 def depthcut_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Per brick, the CCDs needed to reach the target depth; the depth-cut table and kd-tree."""
-    from lsdr.survey.bricklist import read_brick_list
+    from lsdr.survey.pretractor.bricklist import read_brick_list
 
     return unit_engine(unit).depth_cut(layout, read_brick_list(layout))

@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsdr.survey.fileio import sha256_file
+from lsdr.survey.core.fileio import sha256_file
 
 Stamp = tuple[int, int, int, int]
 """(size, mtime_ns, ctime_ns, inode) of a file: any write or rename-over changes one of them."""

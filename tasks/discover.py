@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import date
 from pathlib import Path
 
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.unit import Unit, UnitOutput, path_strings
 
 CP_PATTERNS = ("c4d_*_oo[iwd]_*", "k4m_*_oo[iwd]_*", "ksb_*_oo[iwd]_*", "*_oki_*")
@@ -44,7 +44,7 @@ def plan_discover(
 
 def discover_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Find the CP images, trim dates and duplicates, write the image list."""
-    from lsdr.survey.discover import discover_images, write_image_list
+    from lsdr.survey.pretractor.discover import discover_images, write_image_list
 
     date_min, date_max = unit.option("date_min"), unit.option("date_max")
     found = discover_images(

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.engines.base import Outcome
-from lsdr.survey.errors import InputFileError
-from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.failures import classify, one_line
 from lsdr.tasks.fingerprints import identity, input_digests
 from lsdr.tasks.sandbox import memory_limit, peak_rss_mb

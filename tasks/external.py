@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.engines.base import MatchOptions
-from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.unit import Unit, UnitOutput, unit_engine
 
 
@@ -47,7 +47,7 @@ def _catalogue_doc(cat: Any) -> dict[str, Any]:
 
 def external_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Match one external catalogue to the release's primary objects."""
-    from lsdr.survey.external import catalogue_from_dict
+    from lsdr.survey.posttractor.external import catalogue_from_dict
 
     catalogue = catalogue_from_dict(unit.option("catalogue"))
     options = MatchOptions(

@@ -1,6 +1,6 @@
 """Failure classes: their names, and the class of an exception a unit raised.
 
-The :class:`~lsdr.survey.errors.FailureClass` names, one constant each (their policies are in
+The :class:`~lsdr.survey.core.errors.FailureClass` names, one constant each (their policies are in
 ``docs/orchestration.md``), which of them a rerun does not retry blindly, and how an exception
 becomes a class and a one-line reason (a missing dependency named with its install command).
 No Prefect here.
@@ -14,12 +14,7 @@ import subprocess
 import traceback
 from pathlib import Path
 
-from lsdr.survey.errors import (
-    FailureClass,
-    MissingDependencyError,
-    SurveyError,
-    UsageError,
-)
+from lsdr.survey.core.errors import FailureClass, MissingDependencyError, SurveyError, UsageError
 
 # -- failure classes: the one list of their names (policies in docs/orchestration.md) -----------
 INFRA = FailureClass.INFRA

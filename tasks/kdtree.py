@@ -7,7 +7,7 @@ returns the files it wrote.
 
 from __future__ import annotations
 
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.unit import Unit, UnitOutput, path_strings, unit_engine
 
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.engines.base import MergeTablesOptions
-from lsdr.survey.errors import InputFileError
-from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.unit import Unit, UnitOutput, path_strings, unit_engine
 
 READ_ERRORS = (InputFileError, OSError, ValueError, RuntimeError)
@@ -23,7 +23,7 @@ READ_ERRORS = (InputFileError, OSError, ValueError, RuntimeError)
 
 def as_input_error(path: Path, err: Exception) -> InputFileError:
     """``err`` as an :class:`InputFileError` naming ``path`` (unchanged if it already is one)."""
-    from lsdr.survey.fitsread import fits_failure
+    from lsdr.survey.core.fitsread import fits_failure
 
     return err if isinstance(err, InputFileError) else fits_failure(path, err)
 
@@ -35,7 +35,7 @@ def plan_merge_calibs(layout: ReleaseLayout, images: Sequence[str]) -> list[Unit
     its zeropoints ran) gives a unit failed in planning (science, naming the file), not an error
     of the whole phase.  Images whose zeropoints failed are not given here at all.
     """
-    from lsdr.survey.calibs import expected_calib_inputs
+    from lsdr.survey.pretractor.calibs import expected_calib_inputs
 
     units = []
     for image in images:
@@ -77,7 +77,7 @@ def plan_merge_tables(
 
 def merge_tables_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """The survey-ccds and ccds-annotated tables per camera and band, with ccd_cuts."""
-    from lsdr.survey.ccdcuts import CutOptions
+    from lsdr.survey.pretractor.ccdcuts import CutOptions
 
     synthetic = bool(unit.option("synthetic", False))
     options = MergeTablesOptions(

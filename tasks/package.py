@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from lsdr.survey.layout import ReleaseLayout, brick_dir_prefix
+from lsdr.survey.core.layout import ReleaseLayout, brick_dir_prefix
 from lsdr.tasks.unit import Unit, UnitOutput
 
 
@@ -32,8 +32,8 @@ def _listed_files(layout: ReleaseLayout, brick: str) -> tuple[str, ...]:
 
     The verify unit then fails naming the file, instead of the whole phase failing to plan.
     """
-    from lsdr.survey.checksums import read_checksum_file
-    from lsdr.survey.errors import InputFileError
+    from lsdr.survey.core.errors import InputFileError
+    from lsdr.survey.posttractor.checksums import read_checksum_file
 
     try:
         listed = read_checksum_file(layout.brick_checksums(brick), layout.root)
@@ -44,8 +44,8 @@ def _listed_files(layout: ReleaseLayout, brick: str) -> tuple[str, ...]:
 
 def verify_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Check a brick's files against its checksum file; a mismatch is a science failure."""
-    from lsdr.survey.checksums import verify_brick_checksums
-    from lsdr.survey.errors import SurveyError
+    from lsdr.survey.core.errors import SurveyError
+    from lsdr.survey.posttractor.checksums import verify_brick_checksums
 
     report = verify_brick_checksums(layout, unit.key)
     if not report.ok:
@@ -66,14 +66,14 @@ def _top_level_products(layout: ReleaseLayout) -> list[Path]:
     What ``checksum_other`` hashes (not the checksum files it writes): every file whose
     change must redo the release's checksum files.
     """
-    from lsdr.survey.checksums import other_directories, published_files
+    from lsdr.survey.posttractor.checksums import other_directories, published_files
 
     return [p for d in other_directories(layout) for p in published_files(layout, d)]
 
 
 def checksums_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Repackage the brick checksums per directory and checksum everything else."""
-    from lsdr.survey.checksums import checksum_other, repackage_checksums
+    from lsdr.survey.posttractor.checksums import checksum_other, repackage_checksums
 
     bricks = list(unit.option("bricks", []))
     paths = [*repackage_checksums(layout, bricks), *checksum_other(layout)]
@@ -93,7 +93,7 @@ def plan_logs(layout: ReleaseLayout, bricks: Sequence[str]) -> list[Unit]:
 
 def logs_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Tar and gzip one brick directory's logs."""
-    from lsdr.survey.logtars import tar_logs
+    from lsdr.survey.posttractor.logtars import tar_logs
 
     path = tar_logs(layout, unit.key)
     return UnitOutput((path,), {"logs": len(unit.inputs)})

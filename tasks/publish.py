@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.engines.base import result_summary
-from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.unit import Unit, UnitOutput
 
 
@@ -36,7 +36,7 @@ def publish_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     Dry runs do not come here: the flow calls ``publish`` directly, so that a dry run is
     never recorded as the release having been published.
     """
-    from lsdr.survey.publish import publish
+    from lsdr.survey.posttractor.publish import publish
 
     result = publish(layout, str(unit.option("destination")), dry_run=False)
     return UnitOutput((), result_summary(result))

@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from lsdr.infra.ledger import UnitFinish
-from lsdr.survey.fileio import write_text_atomic
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.fileio import write_text_atomic
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.digests import (
     CONTENT,
     FileDigest,

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.unit import Unit, UnitOutput, UnitResult, unit_engine
 
 
 def plan_summary(layout: ReleaseLayout, bricks: Sequence[str], bands: Sequence[str]) -> list[Unit]:
     """One unit per RA-degree chunk: its bricks' nexp and depth maps and catalogues."""
-    from lsdr.survey.bricksummary import summary_chunks
+    from lsdr.survey.posttractor.bricksummary import summary_chunks
 
     units = []
     for key, members in sorted(summary_chunks(bricks).items()):

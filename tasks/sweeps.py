@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.unit import Unit, UnitOutput, unit_engine
 
 
 def plan_sweeps(layout: ReleaseLayout, bricks: Sequence[str], version: str) -> list[Unit]:
     """One unit per sweep box: the catalogues of the bricks overlapping it."""
-    from lsdr.survey.sweeps import sweep_boxes
+    from lsdr.survey.posttractor.sweeps import sweep_boxes
 
     units = []
     for box in sweep_boxes(layout, bricks):
@@ -32,7 +32,7 @@ def plan_sweeps(layout: ReleaseLayout, bricks: Sequence[str], version: str) -> l
 
 def sweeps_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Write one sweep file: the box's primary objects, sweep columns."""
-    from lsdr.survey.sweeps import SweepBox
+    from lsdr.survey.posttractor.sweeps import SweepBox
 
     ra1, dec1, ra2, dec2 = unit.option("box")
     box = SweepBox(ra1, dec1, ra2, dec2, tuple(unit.option("bricks", [])))

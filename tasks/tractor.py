@@ -20,11 +20,11 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lsdr.survey.bricks import BRICK_PIXSCALE, BRICK_SIZE_PIX
-from lsdr.survey.cameras import DEFAULT_BANDS
+from lsdr.survey.core.bricks import BRICK_PIXSCALE, BRICK_SIZE_PIX
+from lsdr.survey.core.cameras import DEFAULT_BANDS
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import TractorOptions
 from lsdr.survey.engines.base import Outcome
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import TractorOptions
 from lsdr.tasks.unit import Unit, UnitOutput, unit_engine
 
 RUNBRICK_OPTIONS = ("bands", "width", "height", "pixscale", "release", "outliers")
@@ -64,7 +64,7 @@ def ccd_pixels(
     A CCD's pixels under the brick are bounded by the whole CCD and by the brick's area in that
     CCD's pixels (an upper bound: partial overlaps count as full).
     """
-    from lsdr.survey.ccdtables import read_survey_ccds
+    from lsdr.survey.pretractor.ccdtables import read_survey_ccds
 
     load: dict[str, tuple[int, float]] = dict.fromkeys(bricks, (0, 0.0))
     if not bricks or not layout.survey_ccds_tables():
@@ -84,8 +84,8 @@ def _touching(
     The vectorised footprint test of the brick list, with the image ``pad`` pixels wider on
     each side.
     """
-    from lsdr.survey import bricks as grid
-    from lsdr.survey.bricklist import ccd_footprints
+    from lsdr.survey.core import bricks as grid
+    from lsdr.survey.pretractor.bricklist import ccd_footprints
 
     wanted = {grid.brick_by_name(b).brickid: b for b in bricks}
     out: dict[str, list[int]] = {b: [] for b in bricks}
@@ -147,9 +147,9 @@ def brick_reads(
     Files: each CCD's image, DQ and weight maps, its per-CCD and merged PsfEx and sky files
     (whichever exists is read), and the reference chunks of the brick's corners and centre.
     """
-    from lsdr.survey.calibtable import text
-    from lsdr.survey.ccdtables import read_survey_ccds
-    from lsdr.survey.refcat import gaia_chunk_paths
+    from lsdr.survey.core.refcat import gaia_chunk_paths
+    from lsdr.survey.pretractor.calibtable import text
+    from lsdr.survey.pretractor.ccdtables import read_survey_ccds
     from lsdr.survey.runbrick.refs import reference_points
     from lsdr.survey.runbrick.tims import ccds_touching_brick
     from lsdr.survey.runbrick.types import BrickGeometry
@@ -204,7 +204,7 @@ def plan_tractor(
     every brick a unit failed in planning (science, naming the table), not an error of the
     phase.
     """
-    from lsdr.survey.errors import InputFileError
+    from lsdr.survey.core.errors import InputFileError
     from lsdr.survey.runbrick.options import RunbrickOptions
 
     o, runbrick = options, RunbrickOptions()

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from lsdr.infra.ledger import UnitFinish
+from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.engines.base import Engine
 from lsdr.survey.engines.base import UnitOutput as UnitOutput  # what unit functions return
 from lsdr.survey.engines.registry import DEFAULT_ENGINE, engine_reference, get_engine
-from lsdr.survey.errors import InputFileError
-from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.digests import FileDigest
 
 

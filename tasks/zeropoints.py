@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.engines.base import ZeropointOptions
-from lsdr.survey.layout import ReleaseLayout
 from lsdr.tasks.unit import Unit, UnitOutput, path_strings, unit_engine
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from runbrick_survey import build
 
-from lsdr.survey import bricks as grid
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.runbrick.options import RunbrickOptions
 from lsdr.survey.runbrick.stages import run_brick
 

@@ -16,10 +16,10 @@ import shutil
 from pathlib import Path
 
 from lsdr import __version__
+from lsdr.survey.core.fileio import atomic_path, write_text_atomic
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.engines.base import Outcome, UnitOutput
 from lsdr.survey.engines.lite import LiteEngine
-from lsdr.survey.fileio import atomic_path, write_text_atomic
-from lsdr.survey.layout import ReleaseLayout
 from lsdr.survey.runbrick.options import RunbrickOptions
 from lsdr.tasks.digests import absolute
 from lsdr.tasks.sidecars import read_sidecar, sidecar_path

@@ -1,7 +1,7 @@
 """Independent geometry for tests: brick images and polygon clipping with astropy, no lsdr code.
 
 Used to check ``bricks touching`` against a computation that shares nothing with
-``survey/bricks.py`` but the grid's brick centres.
+``survey/core/bricks.py`` but the grid's brick centres.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from astropy.wcs import WCS
 
-from lsdr.survey import bricks as grid
+from lsdr.survey.core import bricks as grid
 
 HALF = grid.BRICK_SIZE_PIX / 2.0
 

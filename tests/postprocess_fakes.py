@@ -12,9 +12,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lsdr.survey.bricks import brick_by_name
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.tractorschema import empty_catalog, mw_transmission
+from lsdr.survey.core.bricks import brick_by_name
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.runbrick.tractorschema import empty_catalog, mw_transmission
 
 TYPES = np.array(["PSF", "REX", "EXP", "DEV", "SER", "DUP"])
 MARGIN_DEG = 0.01
@@ -115,7 +115,7 @@ def write_fake_brick(
 
 def fake_bricks(count: int, ra0: float = 180.3, dec0: float = 30.3) -> list[str]:
     """Up to 240 neighbouring grid bricks inside the sweep box 180..185, 30..35, row by row."""
-    from lsdr.survey.bricks import RaDecBox, bricks_overlapping_box
+    from lsdr.survey.core.bricks import RaDecBox, bricks_overlapping_box
 
     out: list[str] = []
     dec = dec0

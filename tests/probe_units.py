@@ -14,9 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from lsdr.survey.errors import InputFileError
-from lsdr.survey.fileio import write_text_atomic
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.fileio import write_text_atomic
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.unit import Unit, UnitOutput
 
 

@@ -7,14 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from lsdr.survey import bricks as grid
-from lsdr.survey.calibs import merge_calibs
-from lsdr.survey.ccdcuts import CutOptions
-from lsdr.survey.ccdtables import merge_ccd_tables
-from lsdr.survey.discover import discover_images, read_image_list, write_image_list
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
-from lsdr.survey.zeropoints import measure_image
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.pretractor.calibs import merge_calibs
+from lsdr.survey.pretractor.ccdcuts import CutOptions
+from lsdr.survey.pretractor.ccdtables import merge_ccd_tables
+from lsdr.survey.pretractor.discover import discover_images, read_image_list, write_image_list
+from lsdr.survey.pretractor.zeropoints.image import measure_image
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 BRICK = "1804p325"
 REGION = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)  # around 1804p325's centre

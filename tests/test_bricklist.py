@@ -8,15 +8,15 @@ import fitsio
 import numpy as np
 import pytest
 
-from lsdr.survey import bricks as grid
-from lsdr.survey.bricklist import (
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.errors import BrickNameError, InputFileError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.pretractor.bricklist import (
     bricks_for_ccds,
     ccd_footprints,
     read_brick_list,
     write_brick_list,
 )
-from lsdr.survey.errors import BrickNameError, InputFileError
-from lsdr.survey.layout import ReleaseLayout
 
 TEST_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "legacypipe-test"
 
@@ -62,7 +62,7 @@ def test_many_ccds_give_every_brick_in_a_few_vectorised_passes(monkeypatch: pyte
     touching test runs once per chunk of rows (never per CCD); smaller chunks give the same
     list.  How long it takes is bench/bench_bricks.py's business.
     """
-    from lsdr.survey import bricklist
+    from lsdr.survey.pretractor import bricklist
 
     base = real_ccds("testcase3")
     rng = np.random.default_rng(0)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from lsdr.survey import bricks as grid
-from lsdr.survey.errors import BrickNameError, RegionError
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.errors import BrickNameError, RegionError
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "legacypipe-test"
 REAL_TABLES = sorted(SHARED.glob("*/survey-bricks.fits.gz"))

@@ -10,15 +10,15 @@ import pytest
 from astropy.wcs import WCS
 from postprocess_fakes import write_fake_brick
 
-from lsdr.survey.bricks import brick_by_name
-from lsdr.survey.bricksummary import (
+from lsdr.survey.core.bricks import brick_by_name
+from lsdr.survey.core.errors import InputFileError, UsageError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.posttractor.bricksummary import (
     merge_brick_summary,
     merged_dtype,
     summarize_chunk,
     summary_chunks,
 )
-from lsdr.survey.errors import InputFileError, UsageError
-from lsdr.survey.layout import ReleaseLayout
 
 BRICKS = ["1801p325", "1804p325", "1807p327"]
 BANDS = ("g", "r", "z")

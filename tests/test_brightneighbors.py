@@ -12,17 +12,17 @@ import numpy as np
 import pytest
 from border_release import EAST, WEST
 
-from lsdr.survey import bricks as grid
-from lsdr.survey.brightneighbors import (
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.tan import TanWcs
+from lsdr.survey.posttractor.brightneighbors import (
     grid_neighbours,
     maskbits_backup,
     neighbour_bricks,
     tractor_backup,
     update_bright_neighbours,
 )
-from lsdr.survey.errors import InputFileError
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.tan import TanWcs
 
 BRIGHT, MEDIUM, NPRIMARY = 2, 2048, 1
 PRODUCTS = ("coadd", "tractor", "tractor-i", "metrics", "truth")

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
-from lsdr.survey import bricks as grid
-from lsdr.survey.calibs import merge_calibs
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.psfex import (
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.pretractor.calibs import merge_calibs
+from lsdr.survey.pretractor.psfex import (
     CalibMeta,
     PsfModel,
     moffat_alpha,
@@ -24,15 +24,16 @@ from lsdr.survey.psfex import (
     read_psfex,
     write_psfex,
 )
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
-from lsdr.survey.splinesky import (
+from lsdr.survey.pretractor.splinesky import (
     choose_boxsize,
     control_grid,
     fit_spline_sky,
     read_splinesky,
     write_splinesky,
 )
-from lsdr.survey.zeropoints import measure_image
+from lsdr.survey.pretractor.zeropoints.image import measure_image
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "legacypipe-test"
 META = CalibMeta(77690, "CCD3", "V4.3", "95a2f3c", "2019-09-21T11:03:45", "123", "lsdr-test")

@@ -11,14 +11,15 @@ import numpy as np
 import pytest
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
-from lsdr.survey import bricks as grid
-from lsdr.survey.bricklist import ccd_footprints
-from lsdr.survey.ccdcuts import CutOptions, compute_ccd_cuts
-from lsdr.survey.ccdschema import ANNOTATED_DTYPE, CCD_CUTS, SURVEY_CCDS_DTYPE
-from lsdr.survey.ccdtables import merge_ccd_tables, read_survey_ccds
-from lsdr.survey.errors import InputFileError, SurveyError
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.errors import InputFileError, SurveyError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.pretractor.bricklist import ccd_footprints
+from lsdr.survey.pretractor.ccdcuts import CutOptions, compute_ccd_cuts
+from lsdr.survey.pretractor.ccdschema import ANNOTATED_DTYPE, CCD_CUTS, SURVEY_CCDS_DTYPE
+from lsdr.survey.pretractor.ccdtables import merge_ccd_tables, read_survey_ccds
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 TEST_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "legacypipe-test"
 REGION = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)
@@ -275,7 +276,7 @@ def test_real_legacypipe_reads_merged_tables(
     """legacypipe's get_ccds / image objects read the merged per camera-band tables."""
     layout = merged_survey
     result = merge_ccd_tables(layout, annotated_from_truth(layout), cut=False)
-    from lsdr.survey.bricks import write_survey_bricks
+    from lsdr.survey.core.bricks import write_survey_bricks
 
     write_survey_bricks(layout.survey_bricks)
     got = run_probe(legacypipe, layout.root, ["1804p325"])

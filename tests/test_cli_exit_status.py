@@ -209,9 +209,10 @@ def release_with_a_failed_image(root: Path) -> str:
     """
     from test_failures_stay_local import truncate_in_second_ccd
 
-    from lsdr.survey.bricks import RaDecBox
-    from lsdr.survey.layout import ReleaseLayout
-    from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+    from lsdr.survey.core.bricks import RaDecBox
+    from lsdr.survey.core.layout import ReleaseLayout
+    from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+    from lsdr.survey.simulate.simulator import simulate_survey
 
     config = SimulationConfig(
         region=RaDecBox(180.4, 180.6, 32.4, 32.6),
@@ -286,7 +287,7 @@ def test_a_release_with_a_failed_unit_reports_what_is_left_out_and_is_not_publis
     assert not dest.exists()
 
     from lsdr.flows.publish import publish
-    from lsdr.survey.phase_options import PublishOptions
+    from lsdr.survey.core.phase_options import PublishOptions
 
     summary = publish.fn(release_dir=str(root), options=PublishOptions(destination=str(dest)))
     assert summary["counts"] == {"done": 0, "cached": 0, "failed": 0}

@@ -27,7 +27,7 @@ from lsdr.infra.profiles import (
 )
 from lsdr.infra.profiles.registry import PROFILE_DIR
 from lsdr.infra.settings import Settings, load_settings, profile_settings
-from lsdr.survey.errors import UsageError
+from lsdr.survey.core.errors import UsageError
 
 KNOB_VARIABLES = tuple(f"LSDR_{knob.upper()}" for knob in LocalProfile.knobs)
 """The environment variables of the local profile's knobs."""

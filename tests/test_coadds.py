@@ -11,7 +11,8 @@ import pytest
 from PIL import Image
 from runbrick_survey import BRICK, prepared_survey
 
-from lsdr.survey.psfex import PsfModel, gaussian_psf
+from lsdr.survey.core.tan import TanWcs
+from lsdr.survey.pretractor.psfex import PsfModel, gaussian_psf
 from lsdr.survey.runbrick.coadds import stage_coadds
 from lsdr.survey.runbrick.resample import (
     fast_lanczos_weights,
@@ -21,7 +22,6 @@ from lsdr.survey.runbrick.resample import (
 )
 from lsdr.survey.runbrick.tims import stage_tims
 from lsdr.survey.runbrick.types import BrickGeometry, Tim
-from lsdr.survey.tan import TanWcs
 
 
 def synthetic_tim(geom: BrickGeometry, pixscale: float, angle: float) -> tuple[Tim, list]:

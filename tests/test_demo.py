@@ -16,9 +16,9 @@ import pytest
 from demo_release import DemoRun, lsdr, product_mtimes
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
-from lsdr.survey.bricks import write_survey_bricks
-from lsdr.survey.ccdtables import read_survey_ccds
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.bricks import write_survey_bricks
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.pretractor.ccdtables import read_survey_ccds
 from lsdr.survey.runbrick.tims import ccds_touching_brick
 from lsdr.survey.runbrick.types import BrickGeometry
 from lsdr.survey.runbrick.writecat import read_catalog

@@ -8,14 +8,15 @@ import pytest
 from test_ccdtables import annotated_from_truth, run_probe
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
-from lsdr.survey import bricks as grid
-from lsdr.survey.bricklist import bricks_for_ccds
-from lsdr.survey.bricks import write_survey_bricks
-from lsdr.survey.ccdtables import merge_ccd_tables, read_survey_ccds
-from lsdr.survey.depthcut import choose_ccds, depth_cut
-from lsdr.survey.errors import UsageError
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.bricks import write_survey_bricks
+from lsdr.survey.core.errors import UsageError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.pretractor.bricklist import bricks_for_ccds
+from lsdr.survey.pretractor.ccdtables import merge_ccd_tables, read_survey_ccds
+from lsdr.survey.pretractor.depthcut import choose_ccds, depth_cut
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 REGION = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)
 

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from border_release import EAST, WEST
 
-from lsdr.survey import bricks as grid
-from lsdr.survey.depthhist import brick_depth_counts, merge_depth_histogram
-from lsdr.survey.errors import InputFileError
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.posttractor.depthhist import brick_depth_counts, merge_depth_histogram
 
 BRICKS = (WEST, EAST)
 BANDS = ("g", "r", "z")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from runbrick_survey import BRICK, prepared_survey, private_copy
 
-from lsdr.survey.checksums import repackage_checksums
+from lsdr.survey.posttractor.checksums import repackage_checksums
 from lsdr.survey.runbrick.options import RunbrickOptions
 from lsdr.survey.runbrick.stages import run_brick
 

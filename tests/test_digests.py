@@ -13,7 +13,7 @@ from pathlib import Path
 import fitsio
 import numpy as np
 
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks import digests
 from lsdr.tasks.execute import execute_unit
 from lsdr.tasks.sidecars import CACHED_SAME_BYTES, CACHED_UNCHANGED, settle

@@ -9,9 +9,11 @@ from pathlib import Path
 import fitsio
 import pytest
 
-from lsdr.survey import bricks as grid
-from lsdr.survey.cameras import get_camera
-from lsdr.survey.discover import (
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.cameras import get_camera
+from lsdr.survey.core.errors import InputFileError, UsageError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.pretractor.discover import (
     discover_images,
     exposure_number,
     night_of_mjd,
@@ -19,9 +21,8 @@ from lsdr.survey.discover import (
     version_key,
     write_image_list,
 )
-from lsdr.survey.errors import InputFileError, UsageError
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 REGION = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)
 

@@ -21,6 +21,9 @@ from test_tractor_flow import SIZE, assert_same_catalogue, read_catalogue, run_t
 from lsdr import __version__
 from lsdr.flows.settings import ledger_for
 from lsdr.infra.settings import load_settings
+from lsdr.survey.core.errors import UsageError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import TractorOptions
 from lsdr.survey.engines import (
     Engine,
     Outcome,
@@ -32,9 +35,6 @@ from lsdr.survey.engines import (
     unregister_engine,
 )
 from lsdr.survey.engines.lite import LiteEngine
-from lsdr.survey.errors import UsageError
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import TractorOptions
 from lsdr.tasks.execute import execute_unit
 from lsdr.tasks.sidecars import read_sidecar, settle, sidecar_path
 from lsdr.tasks.tractor import plan_tractor
@@ -136,7 +136,7 @@ def test_a_registered_engine_travels_to_workers_as_an_importable_reference(
         ("no_such_module:Engine", "module no_such_module not importable here"),
         ("copy_engine:NoSuchEngine", "copy_engine has no attribute NoSuchEngine"),
         ("copy_engine:REFERENCE_FILE", "REFERENCE_FILE is not callable"),
-        ("lsdr.survey.bricks:RaDecBox", "cannot be made without arguments"),
+        ("lsdr.survey.core.bricks:RaDecBox", "cannot be made without arguments"),
     ],
 )
 def test_an_unknown_or_unusable_engine_is_a_usage_error(name: str, message: str) -> None:

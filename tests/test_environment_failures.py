@@ -25,11 +25,11 @@ from test_package import BRICKS, make_release
 
 from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.run_cli import exit_status
-from lsdr.survey.checksums import checksum_other, listed_files, repackage_checksums
-from lsdr.survey.errors import MissingDependencyError
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.logtars import tar_logs
-from lsdr.survey.publish import published_tree
+from lsdr.survey.core.errors import MissingDependencyError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.posttractor.checksums import checksum_other, listed_files, repackage_checksums
+from lsdr.survey.posttractor.logtars import tar_logs
+from lsdr.survey.posttractor.publish import published_tree
 from lsdr.tasks.execute import execute_unit
 from lsdr.tasks.failures import classify, one_line
 from lsdr.tasks.sidecars import settle

@@ -9,8 +9,9 @@ import fitsio
 import numpy as np
 import pytest
 
-from lsdr.survey.errors import InputFileError, UsageError
-from lsdr.survey.external import (
+from lsdr.survey.core.errors import InputFileError, UsageError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.posttractor.external import (
     SDSS_CATALOGUES,
     ExternalCatalogue,
     catalogues_from_yaml,
@@ -19,9 +20,8 @@ from lsdr.survey.external import (
     read_matched,
     release_catalogues,
 )
-from lsdr.survey.external_standins import STANDIN_DTYPES, write_standins
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.simulate import TRUTH_DTYPE
+from lsdr.survey.posttractor.external_standins import STANDIN_DTYPES, write_standins
+from lsdr.survey.simulate.truth import TRUTH_DTYPE
 
 BRICKS = ("1801p320", "1804p320")
 """Two neighbouring bricks (centres 180.125 and 180.375, Dec 32.0)."""

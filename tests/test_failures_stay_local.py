@@ -27,11 +27,12 @@ from lsdr.flows.release import summary_markdown
 from lsdr.flows.settings import ledger_for
 from lsdr.infra.ledger import UnitFinish
 from lsdr.infra.settings import load_settings
-from lsdr.survey.bricks import RaDecBox
-from lsdr.survey.errors import InputFileError
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import TractorOptions
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.survey.core.bricks import RaDecBox
+from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import TractorOptions
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 from lsdr.tasks.execute import execute_unit
 from lsdr.tasks.merge import merge_calibs_unit, plan_merge_calibs
 from lsdr.tasks.sidecars import settle
@@ -84,7 +85,7 @@ def touched_bricks(layout: ReleaseLayout, images: set[str]) -> set[str]:
     from astropy.wcs import WCS
     from geometry import independent_touching
 
-    from lsdr.survey import bricks as grid
+    from lsdr.survey.core import bricks as grid
 
     truth = fitsio.read(str(layout.truth_ccds))
     rows = [t for t in truth if str(t["image_filename"]).strip() in images]
@@ -324,7 +325,7 @@ def test_merge_calibs_planner_turns_a_truncated_image_into_a_recorded_failure(
 
 def test_unreadable_brick_list_is_one_failed_unit_not_an_exception(tmp_path: Path) -> None:
     """A malformed brick list: one tractor unit keyed by the file, failed with its line named."""
-    from lsdr.survey.bricklist import read_brick_list
+    from lsdr.survey.pretractor.bricklist import read_brick_list
 
     layout = ReleaseLayout(tmp_path)
     layout.brick_list.write_text("1804p325\n../1804p325\n")
@@ -376,7 +377,7 @@ def test_post_tractor_bricks_leave_out_a_failed_brick_even_with_an_old_catalogue
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Done with a catalogue: kept; failed with an old catalogue: left out, named; none: skipped."""
-    from lsdr.survey.bricklist import write_brick_list
+    from lsdr.survey.pretractor.bricklist import write_brick_list
 
     settings = load_settings(tmp_path)
     layout = ReleaseLayout(tmp_path)
@@ -415,7 +416,7 @@ def test_release_summary_has_a_left_out_section(tmp_path: Path) -> None:
 def test_a_list_that_reads_again_clears_its_failed_unit(tmp_path: Path) -> None:
     """Once the brick list is fixed, its failed unit (sidecar and ledger row) is gone."""
     from lsdr.flows.settings import ledger_for, settings_for
-    from lsdr.survey.bricklist import read_brick_list
+    from lsdr.survey.pretractor.bricklist import read_brick_list
     from lsdr.tasks.batch import run_batch_now
     from lsdr.tasks.sidecars import sidecar_path
 

@@ -13,19 +13,19 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from lsdr.survey.psfex import (
+from lsdr.survey.core.tan import TanWcs
+from lsdr.survey.pretractor.psfex import (
     PsfModel,
     moffat_alpha,
     moffat_stamp,
     psf_from_moffat,
     stamp_half_size,
 )
-from lsdr.survey.render import Moffat, add_galaxy
 from lsdr.survey.runbrick.detect import detect_sources
 from lsdr.survey.runbrick.fit import fit_sources, model_images, select_model
 from lsdr.survey.runbrick.photometry import forced_photometry
 from lsdr.survey.runbrick.types import BrickGeometry, Source, Tim
-from lsdr.survey.tan import TanWcs
+from lsdr.survey.simulate.render import Moffat, add_galaxy
 
 BETA = 3.0
 SIG1 = 0.01
@@ -311,7 +311,7 @@ def test_source_poisson_noise_in_invvar_keeps_bright_star_errors_honest() -> Non
     import dataclasses
 
     from lsdr.survey.runbrick.tims import with_source_noise
-    from lsdr.survey.validate import robust_sigma
+    from lsdr.survey.simulate.validate import robust_sigma
 
     rng = np.random.default_rng(3)
     unit = point_sn(1.0, 4.2, SIG1, 2)

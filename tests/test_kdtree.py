@@ -18,13 +18,14 @@ import pytest
 from test_ccdtables import annotated_from_truth, run_probe
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
-from lsdr.survey import bricks as grid
-from lsdr.survey.bricks import write_survey_bricks
-from lsdr.survey.ccdtables import merge_ccd_tables, read_survey_ccds
-from lsdr.survey.errors import SurveyError
-from lsdr.survey.kdtree import read_ccds_kdtree, write_ccds_kdtree
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.bricks import write_survey_bricks
+from lsdr.survey.core.errors import SurveyError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.pretractor.ccdtables import merge_ccd_tables, read_survey_ccds
+from lsdr.survey.pretractor.kdtree import read_ccds_kdtree, write_ccds_kdtree
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 TEST_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "legacypipe-test"
 PROBE = Path(__file__).with_name("libkd_probe.py")
@@ -240,7 +241,7 @@ def test_real_legacypipe_finds_the_same_ccds_with_kd_and_fits_gz(
     layout = ReleaseLayout(root)
     merge_ccd_tables(layout, annotated_from_truth(layout), cut=False)
     write_survey_bricks(layout.survey_bricks)
-    from lsdr.survey.bricklist import bricks_for_ccds
+    from lsdr.survey.pretractor.bricklist import bricks_for_ccds
 
     bricks = bricks_for_ccds(read_survey_ccds(layout), None)
     assert len(bricks) >= 4

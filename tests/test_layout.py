@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from lsdr.survey.errors import BrickNameError, UsageError
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.errors import BrickNameError, UsageError
+from lsdr.survey.core.layout import ReleaseLayout
 
 IMG = "90prime/CP/V2.3/CP20170429/ksb_170430_055945_ooi_r_ls9.fits.fz"
 

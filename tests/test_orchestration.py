@@ -22,7 +22,7 @@ from lsdr.flows.report import phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.infra.cluster import task_runner
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.sidecars import iter_sidecars, rebuild_ledger
 from lsdr.tasks.unit import Unit
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from runbrick_survey import build
 
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.psfex import PsfModel
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.pretractor.psfex import PsfModel
 from lsdr.survey.runbrick import stages
 from lsdr.survey.runbrick.dqmaps import dq_bits
 from lsdr.survey.runbrick.options import RunbrickOptions

@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from lsdr.survey.checksums import (
+from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.posttractor.checksums import (
     checksum_other,
     listed_files,
     read_checksum_file,
     repackage_checksums,
     verify_brick_checksums,
 )
-from lsdr.survey.errors import InputFileError
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.logtars import SOURCE_LINE, tar_logs
-from lsdr.survey.publish import publish, published_tree
+from lsdr.survey.posttractor.logtars import SOURCE_LINE, tar_logs
+from lsdr.survey.posttractor.publish import publish, published_tree
 from lsdr.survey.runbrick.writecat import write_brick_checksums
 
 BRICKS = ("1801p320", "1801p322")

@@ -22,7 +22,7 @@ from lsdr.flows.pretractor import pretractor
 from lsdr.flows.release import release
 from lsdr.phase_flags import NOT_OPTIONS, field_path, phase_options
 from lsdr.run_cli import run_app
-from lsdr.survey.phase_options import (
+from lsdr.survey.core.phase_options import (
     PHASE_OPTIONS,
     BricksOptions,
     ReleaseOptions,
@@ -246,7 +246,7 @@ def test_refused_values(model: Any, document: dict[str, Any], message: str) -> N
 
 def test_a_refused_flag_names_the_flag_and_value() -> None:
     """A chain command's bad flag is named as the flag, not as the model's nested field."""
-    from lsdr.survey.errors import UsageError
+    from lsdr.survey.core.errors import UsageError
 
     with pytest.raises(UsageError, match=r"^--height 0: brick size 3600x0 must be positive$"):
         phase_options("release", parsed("release", ["-H", "0"]))

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from border_release import EAST, WEST
 
-from lsdr.survey.bricklist import write_brick_list
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.pretractor.bricklist import write_brick_list
 
 PHASES = ("brightneighbors", "depth", "summary", "sweeps", "external", "package")
 

@@ -38,7 +38,7 @@ from lsdr.infra.prefect_server import (
     stop_server,
 )
 from lsdr.server_cli import app
-from lsdr.survey.errors import UsageError
+from lsdr.survey.core.errors import UsageError
 
 RECORDING_TASKS = 2000
 RECORDING_WAIT_S = 300.0

@@ -20,9 +20,10 @@ import pytest
 
 from lsdr.flows.settings import ledger_for
 from lsdr.infra.settings import load_settings
-from lsdr.survey.bricks import RaDecBox
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.simulate import SimulationConfig, simulate_survey
+from lsdr.survey.core.bricks import RaDecBox
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.simulate.config import SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 pytestmark = pytest.mark.slow
 
@@ -105,7 +106,7 @@ def test_brick_list_equals_the_bricks_the_ccds_touch(release: Path):
     """
     from geometry import independent_touching
 
-    from lsdr.survey import bricks as grid
+    from lsdr.survey.core import bricks as grid
 
     rows = np.concatenate(
         [fitsio.read(p) for p in sorted(release.glob("ccds-annotated-*.fits.gz"))]
@@ -239,7 +240,7 @@ def test_brick_past_its_fit_budget_reruns_with_bail_out(release: Path):
     """A brick out of fitting time saves its checkpoint, then reruns with --bail-out."""
     import fitsio as fio
 
-    from lsdr.survey import tractorschema as ts
+    from lsdr.survey.runbrick import tractorschema as ts
 
     layout = ReleaseLayout(release)
     brick = "1804p322"

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
-from lsdr.survey import bricks as grid
-from lsdr.survey.footprints import survey_footprints
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.pretractor.footprints import survey_footprints
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 pytestmark = [pytest.mark.slow, pytest.mark.legacypipe]
 

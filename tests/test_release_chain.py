@@ -12,7 +12,7 @@ import pytest
 
 from lsdr.flows.release import summary_markdown
 from lsdr.flows.settings import ledger_for, settings_for
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.execute import execute_unit
 from lsdr.tasks.sidecars import amend_outputs, done_result
 from lsdr.tasks.unit import Unit, UnitOutput
@@ -75,7 +75,8 @@ def simulate_two_bricks(root: Path) -> None:
     """
     from border_release import REGION
 
-    from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
+    from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+    from lsdr.survey.simulate.simulator import simulate_survey
 
     passes = (PassSpec("90prime", "g", 1), PassSpec("90prime", "r", 1), PassSpec("mosaic", "z", 1))
     config = SimulationConfig(

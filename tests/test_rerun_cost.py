@@ -22,7 +22,7 @@ from astropy.wcs import WCS
 from demo_release import DemoRun, copy_release, lsdr
 from geometry import independent_touching
 
-from lsdr.survey import bricks as grid
+from lsdr.survey.core import bricks as grid
 
 RELEASE = ("--region", "cookbook", "-W", "1800", "-H", "1800", "--pixscale", "0.524")
 """The demo's own release options (``lsdr demo``: binned 1800² bricks at 0.524″)."""
@@ -247,7 +247,8 @@ def test_a_new_exposure_reruns_only_the_bricks_it_overlaps(release: Path) -> Non
 
     Its own units, the tables and those bricks: no other image's zeropoints, no other brick.
     """
-    from lsdr.survey.simulate import SimulationConfig, add_exposure
+    from lsdr.survey.simulate.config import SimulationConfig
+    from lsdr.survey.simulate.simulator import add_exposure
 
     like = mosaic_image(release)
     new = add_exposure(release, like, days=1, config=SimulationConfig(seed=1))

@@ -12,9 +12,9 @@ import pytest
 from PIL import Image
 from runbrick_survey import BRICK, prepared_survey, private_copy
 
-from lsdr.survey import tractorschema as ts
-from lsdr.survey.bricks import brick_radec
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.bricks import brick_radec
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.runbrick import tractorschema as ts
 from lsdr.survey.runbrick.catalog import maskbits_image
 from lsdr.survey.runbrick.depthtable import DepthTable, depth_bins, depth_mag
 from lsdr.survey.runbrick.dqmaps import dq_bits

@@ -23,14 +23,14 @@ import numpy as np
 import numpy.typing as npt
 from required_in_ci import legacypipe_test_case
 
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.refcat import read_gaia
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.refcat import read_gaia
+from lsdr.survey.core.tan import TanWcs
+from lsdr.survey.pretractor.zeropoints.image import measure_image
 from lsdr.survey.runbrick.ccdwcs import PolyTanWcs, fit_header_wcs
 from lsdr.survey.runbrick.options import RunbrickOptions
 from lsdr.survey.runbrick.stages import run_brick
 from lsdr.survey.runbrick.types import BrickGeometry
-from lsdr.survey.tan import TanWcs
-from lsdr.survey.zeropoints import measure_image
 
 MOSAIC_IMAGE = "mosaic/CP/V4.3/CP20160318/k4m_160319_075112_ooi_zd_ls9.CCD3.fits"
 

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from runbrick_survey import BRICK, prepared_survey, private_copy
 
-from lsdr.survey.errors import InputFileError
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.runbrick.options import RunbrickOptions
 from lsdr.survey.runbrick.stages import (
     Checkpointer,

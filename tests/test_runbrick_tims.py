@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from runbrick_survey import BRICK, prepared_survey
 
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.runbrick.tims import read_tims, select_ccds
 from lsdr.survey.runbrick.types import BrickGeometry, Tim
 

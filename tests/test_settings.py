@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from lsdr.infra.settings import load_settings
-from lsdr.survey.errors import UsageError
+from lsdr.survey.core.errors import UsageError
 
 
 def test_defaults(tmp_path, monkeypatch):

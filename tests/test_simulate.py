@@ -14,14 +14,16 @@ from astropy.wcs import WCS
 from geometry import independent_touching
 from scipy.spatial import cKDTree
 
-from lsdr.survey import bricks as grid
-from lsdr.survey.cameras import get_camera
-from lsdr.survey.errors import CameraError, RegionError, UsageError
-from lsdr.survey.footprints import survey_footprints
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.refcat import GAIA_DTYPE, healpix_ring
-from lsdr.survey.simulate import PassSpec, SimulationConfig, grz_from_gaia, simulate_survey
-from lsdr.survey.tan import TanWcs
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.cameras import get_camera
+from lsdr.survey.core.errors import CameraError, RegionError, UsageError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.refcat import GAIA_DTYPE, healpix_ring
+from lsdr.survey.core.tan import TanWcs
+from lsdr.survey.pretractor.footprints import survey_footprints
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.gaia import grz_from_gaia
+from lsdr.survey.simulate.simulator import simulate_survey
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "legacypipe-test"
 

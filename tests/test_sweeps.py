@@ -11,9 +11,9 @@ import pytest
 from postprocess_fakes import write_fake_brick
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
-from lsdr.survey.bricks import brick_by_name
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.sweeps import (
+from lsdr.survey.core.bricks import brick_by_name
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.posttractor.sweeps import (
     SWEEP_DTYPE,
     SWEEP_MAIN_DTYPE,
     SweepBox,

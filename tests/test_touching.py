@@ -7,7 +7,7 @@ import pytest
 from astropy.wcs import WCS
 from geometry import independent_touching
 
-from lsdr.survey import bricks as grid
+from lsdr.survey.core import bricks as grid
 
 
 def ccd_wcs(ra: float, dec: float, rot: float, pixscale: float, w: int, h: int) -> WCS:

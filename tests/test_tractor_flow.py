@@ -31,8 +31,8 @@ from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.flows.tractor import tractor
 from lsdr.infra.cluster import MEMORY_RESOURCE, task_runner
 from lsdr.infra.settings import load_settings
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.phase_options import TractorOptions
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import TractorOptions
 from lsdr.tasks.sidecars import read_sidecar, sidecar_path
 from lsdr.tasks.tractor import brick_memory_mb, ccd_pixels, plan_tractor
 from lsdr.tasks.unit import Unit
@@ -90,7 +90,7 @@ def leftover_temporaries(root: Path) -> list[Path]:
 
 def test_leftover_temporaries_finds_a_partial_write_and_nothing_else(tmp_path: Path) -> None:
     """A ``tmp-<pid>-<name>`` file left in a catalogue directory is found; final names are not."""
-    from lsdr.survey.fileio import atomic_path
+    from lsdr.survey.core.fileio import atomic_path
 
     tractor_dir = tmp_path / "tractor" / "180"
     tractor_dir.mkdir(parents=True)

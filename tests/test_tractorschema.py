@@ -17,8 +17,8 @@ import numpy as np
 import pytest
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
-from lsdr.survey import tractorschema as ts
-from lsdr.survey.errors import UsageError
+from lsdr.survey.core.errors import UsageError
+from lsdr.survey.runbrick import tractorschema as ts
 
 FACTS = Path(__file__).resolve().parents[2] / "shared" / "research" / "legacypipe-facts.md"
 TESTDATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "legacypipe-test"

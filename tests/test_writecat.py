@@ -12,9 +12,9 @@ import pytest
 from test_tractorschema import run_real_runbrick
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
-from lsdr.survey import tractorschema as ts
-from lsdr.survey.errors import InputFileError, UsageError
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.errors import InputFileError, UsageError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.runbrick import tractorschema as ts
 from lsdr.survey.runbrick.types import BrickGeometry
 from lsdr.survey.runbrick.writecat import (
     brick_primary,

@@ -10,23 +10,20 @@ import fitsio
 import numpy as np
 import pytest
 
-from lsdr.survey import bricks as grid
-from lsdr.survey.calibs import expected_calib_inputs, merge_calibs
-from lsdr.survey.ccdschema import ANNOTATED_DTYPE
-from lsdr.survey.errors import InputFileError
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.refcat import write_gaia_chunks
-from lsdr.survey.simulate import PassSpec, SimulationConfig, simulate_survey
-from lsdr.survey.splinesky import fit_spline_sky
-from lsdr.survey.zeropoints import (
-    ExposureInfo,
-    ccd_wcs,
-    list_ccds,
-    measure_image,
-    reference_mag_errors,
-    reference_mags,
-    weighted_zeropoint,
-)
+from lsdr.survey.core import bricks as grid
+from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.refcat import write_gaia_chunks
+from lsdr.survey.pretractor.calibs import expected_calib_inputs, merge_calibs
+from lsdr.survey.pretractor.ccdschema import ANNOTATED_DTYPE
+from lsdr.survey.pretractor.splinesky import fit_spline_sky
+from lsdr.survey.pretractor.zeropoints.exposure import ExposureInfo
+from lsdr.survey.pretractor.zeropoints.image import measure_image
+from lsdr.survey.pretractor.zeropoints.photometry import weighted_zeropoint
+from lsdr.survey.pretractor.zeropoints.planes import ccd_wcs, list_ccds
+from lsdr.survey.pretractor.zeropoints.refmags import reference_mag_errors, reference_mags
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
+from lsdr.survey.simulate.simulator import simulate_survey
 
 ONE_BRICK = grid.RaDecBox(180.40, 180.50, 32.45, 32.55)
 
@@ -258,7 +255,8 @@ def test_reference_errors_predict_reference_scatter(tmp_path: Path, band: str):
         galaxy_density=0.0, bright_star_density=0.0, border_star=False, reprocessed=0,
         workers=1,
     )  # fmt: skip
-    from lsdr.survey.simulate import coverage_for, make_gaia, make_truth
+    from lsdr.survey.simulate.gaia import make_gaia
+    from lsdr.survey.simulate.truth import coverage_for, make_truth
 
     rng = np.random.default_rng(7)
     truth = make_truth(config, rng)

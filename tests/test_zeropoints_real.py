@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from required_in_ci import legacypipe_test_case
 
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.zeropoints import measure_image
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.pretractor.zeropoints.image import measure_image
 
 
 @pytest.fixture(scope="module")

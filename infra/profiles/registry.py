@@ -13,7 +13,7 @@ from pathlib import Path
 
 from lsdr.infra.profiles.base import ClusterProfile
 from lsdr.infra.profiles.local import LocalProfile
-from lsdr.survey.errors import UsageError
+from lsdr.survey.core.errors import UsageError
 
 DEFAULT_PROFILE = "local"
 """The profile a release runs on unless its settings name another."""

@@ -35,15 +35,15 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from lsdr.survey.errors import FailureClass, UsageError
-from lsdr.survey.external import MATCH_RADIUS_ARCSEC, check_match_radius
+from lsdr.survey.core.errors import FailureClass, UsageError
+from lsdr.survey.posttractor.external import MATCH_RADIUS_ARCSEC, check_match_radius
 
 if TYPE_CHECKING:
-    from lsdr.survey.ccdcuts import CutOptions
-    from lsdr.survey.external import ExternalCatalogue
-    from lsdr.survey.layout import ReleaseLayout
+    from lsdr.survey.core.layout import ReleaseLayout
+    from lsdr.survey.posttractor.external import ExternalCatalogue
+    from lsdr.survey.posttractor.sweeps import SweepBox
+    from lsdr.survey.pretractor.ccdcuts import CutOptions
     from lsdr.survey.runbrick.options import RunbrickOptions
-    from lsdr.survey.sweeps import SweepBox
 
 
 class Outcome(StrEnum):

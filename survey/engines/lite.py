@@ -21,10 +21,10 @@ from lsdr.survey.engines.base import (
 )
 
 if TYPE_CHECKING:
-    from lsdr.survey.external import ExternalCatalogue
-    from lsdr.survey.layout import ReleaseLayout
+    from lsdr.survey.core.layout import ReleaseLayout
+    from lsdr.survey.posttractor.external import ExternalCatalogue
+    from lsdr.survey.posttractor.sweeps import SweepBox
     from lsdr.survey.runbrick.options import RunbrickOptions
-    from lsdr.survey.sweeps import SweepBox
 
 
 class LiteEngine:
@@ -44,7 +44,7 @@ class LiteEngine:
         self, layout: ReleaseLayout, image: str, options: ZeropointOptions
     ) -> UnitOutput:
         """``survey.zeropoints.measure_image``: the image's tables and the calibs it made."""
-        from lsdr.survey.zeropoints import measure_image
+        from lsdr.survey.pretractor.zeropoints.image import measure_image
 
         out = measure_image(layout, image, run_calibs=options.run_calibs, threads=options.threads)
         return UnitOutput(
@@ -54,7 +54,7 @@ class LiteEngine:
 
     def merge_calibs(self, layout: ReleaseLayout, image: str) -> UnitOutput:
         """``survey.calibs.merge_calibs``: the exposure's merged PsfEx and sky files."""
-        from lsdr.survey.calibs import merge_calibs
+        from lsdr.survey.pretractor.calibs import merge_calibs
 
         merged = merge_calibs(layout, image)
         return UnitOutput((merged.psfex, merged.sky))
@@ -63,7 +63,7 @@ class LiteEngine:
         self, layout: ReleaseLayout, annotated: Sequence[Path], options: MergeTablesOptions
     ) -> UnitOutput:
         """``survey.ccdtables.merge_ccd_tables``: the tables, their row and cut counts."""
-        from lsdr.survey.ccdtables import merge_ccd_tables
+        from lsdr.survey.pretractor.ccdtables import merge_ccd_tables
 
         merged = merge_ccd_tables(
             layout,
@@ -84,8 +84,8 @@ class LiteEngine:
 
     def ccds_kdtree(self, layout: ReleaseLayout) -> UnitOutput:
         """``survey.kdtree.write_ccds_kdtree`` over every row of the merged tables."""
-        from lsdr.survey.ccdtables import read_survey_ccds
-        from lsdr.survey.kdtree import write_ccds_kdtree
+        from lsdr.survey.pretractor.ccdtables import read_survey_ccds
+        from lsdr.survey.pretractor.kdtree import write_ccds_kdtree
 
         ccds = read_survey_ccds(layout, kept_only=False)
         path = write_ccds_kdtree(ccds, layout.survey_ccds_kd)
@@ -93,7 +93,7 @@ class LiteEngine:
 
     def depth_cut(self, layout: ReleaseLayout, bricks: Sequence[str]) -> UnitOutput:
         """``survey.depthcut.depth_cut``: the depth-cut table and its kd-tree."""
-        from lsdr.survey.depthcut import depth_cut
+        from lsdr.survey.pretractor.depthcut import depth_cut
 
         result = depth_cut(layout, bricks)
         paths = [result.table] + ([result.kdtree] if result.kdtree else [])
@@ -119,7 +119,7 @@ class LiteEngine:
     # -- post-tractor ---------------------------------------------------------------------------
     def bright_neighbours(self, layout: ReleaseLayout, brick: str) -> UnitOutput:
         """``survey.brightneighbors.update_bright_neighbours``: the brick's files it may rewrite."""
-        from lsdr.survey.brightneighbors import update_bright_neighbours
+        from lsdr.survey.posttractor.brightneighbors import update_bright_neighbours
 
         result = update_bright_neighbours(layout, brick)
         rewritten = [
@@ -138,13 +138,13 @@ class LiteEngine:
 
     def brick_depth(self, layout: ReleaseLayout, brick: str) -> UnitOutput:
         """``survey.depthhist.brick_depth_counts``: the brick's counts file."""
-        from lsdr.survey.depthhist import brick_depth_counts
+        from lsdr.survey.posttractor.depthhist import brick_depth_counts
 
         return UnitOutput((Path(brick_depth_counts(layout, brick).path),))
 
     def merge_depth(self, layout: ReleaseLayout, bricks: Sequence[str]) -> UnitOutput:
         """``survey.depthhist.merge_depth_histogram``: ``<dr>-depth.fits`` and its plot."""
-        from lsdr.survey.depthhist import merge_depth_histogram
+        from lsdr.survey.posttractor.depthhist import merge_depth_histogram
 
         return UnitOutput.of(merge_depth_histogram(layout, bricks))
 
@@ -152,20 +152,20 @@ class LiteEngine:
         self, layout: ReleaseLayout, chunk: str, bricks: Sequence[str]
     ) -> UnitOutput:
         """``survey.bricksummary.summarize_chunk``: the chunk's partial summary."""
-        from lsdr.survey.bricksummary import summarize_chunk
+        from lsdr.survey.posttractor.bricksummary import summarize_chunk
 
         result = summarize_chunk(layout, chunk, bricks)
         return UnitOutput((Path(result.path),), {"bricks": result.bricks})
 
     def merge_summary(self, layout: ReleaseLayout, chunks: Sequence[Path]) -> UnitOutput:
         """``survey.bricksummary.merge_brick_summary``: the summary table and its plots."""
-        from lsdr.survey.bricksummary import merge_brick_summary
+        from lsdr.survey.posttractor.bricksummary import merge_brick_summary
 
         return UnitOutput.of(merge_brick_summary(layout, [str(p) for p in chunks]))
 
     def sweep(self, layout: ReleaseLayout, box: SweepBox, version: str) -> UnitOutput:
         """``survey.sweeps.write_sweep``: the box's sweep file (none when it has no object)."""
-        from lsdr.survey.sweeps import write_sweep
+        from lsdr.survey.posttractor.sweeps import write_sweep
 
         return UnitOutput.of(write_sweep(layout, box, version))
 
@@ -173,7 +173,7 @@ class LiteEngine:
         self, layout: ReleaseLayout, catalogue: ExternalCatalogue, options: MatchOptions
     ) -> UnitOutput:
         """``survey.external.match_external``: the catalogue's external-match file."""
-        from lsdr.survey.external import match_external
+        from lsdr.survey.posttractor.external import match_external
 
         radius = options.radius_arcsec
         return UnitOutput.of(match_external(layout, catalogue, options.bricks, radius))

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from functools import cache
 from typing import cast
 
+from lsdr.survey.core.errors import MissingDependencyError, SurveyError, UsageError
 from lsdr.survey.engines.base import Engine
-from lsdr.survey.errors import MissingDependencyError, SurveyError, UsageError
 
 DEFAULT_ENGINE = "lite"
 """The engine a release runs with unless its settings name another."""

@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lsdr.survey import tractorschema as ts
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.runbrick import tractorschema as ts
 from lsdr.survey.runbrick.dqmaps import BandMasks, band_masks
 from lsdr.survey.runbrick.metrics import brick_header, write_metrics
 from lsdr.survey.runbrick.options import RunbrickOptions
@@ -98,7 +98,7 @@ def write_maskbits(
     """``-maskbits.fits.fz`` (HDU MASKBITS, HCOMPRESS as legacypipe) with the MB_* bit keys."""
     import fitsio
 
-    from lsdr.survey.fileio import atomic_path
+    from lsdr.survey.core.fileio import atomic_path
 
     if geom is not None:
         header = maskbits_header(geom, bits)

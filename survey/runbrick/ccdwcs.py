@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lsdr.survey.tan import TanWcs, radec_to_tangent, tangent_to_radec
+from lsdr.survey.core.tan import TanWcs, radec_to_tangent, tangent_to_radec
 
 log = logging.getLogger(__name__)
 

@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lsdr.survey.fileio import atomic_path
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.fileio import atomic_path
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.runbrick.depthtable import DepthTable
 from lsdr.survey.runbrick.primary import unique_pixels
 from lsdr.survey.runbrick.resample import resample_tim

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from lsdr.survey.fileio import atomic_path
+from lsdr.survey.core.fileio import atomic_path
 
 EXTNAME = "DEPTH"
 

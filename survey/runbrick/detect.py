@@ -20,8 +20,8 @@ import numpy.typing as npt
 from scipy import ndimage
 from scipy.signal import fftconvolve
 
+from lsdr.survey.core.tan import TanWcs
 from lsdr.survey.runbrick.types import BrickGeometry, Source, Tim
-from lsdr.survey.tan import TanWcs
 
 FloatArray = npt.NDArray[np.float64]
 F32Array = npt.NDArray[np.float32]

@@ -26,7 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy.ndimage import binary_dilation
 
-from lsdr.survey import tractorschema as ts
+from lsdr.survey.runbrick import tractorschema as ts
 from lsdr.survey.runbrick.resample import LANCZOS_ORDER, brick_bbox, fast_coordinates
 from lsdr.survey.runbrick.types import BrickGeometry, Tim
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.runbrick.coadds import band_channels, rgb_image, to_jpeg_pixels, write_jpeg
 
 RESID_RANGE = (-0.1, 0.1)

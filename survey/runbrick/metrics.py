@@ -20,8 +20,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lsdr.survey.fileio import atomic_path
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.fileio import atomic_path
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.runbrick.types import BrickGeometry
 
 REFERENCE_COLUMNS: list[tuple[str, str, str]] = [

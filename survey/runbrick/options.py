@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lsdr.survey.bricks import BRICK_PIXSCALE, BRICK_SIZE_PIX
-from lsdr.survey.cameras import DEFAULT_BANDS
-from lsdr.survey.errors import UsageError
+from lsdr.survey.core.bricks import BRICK_PIXSCALE, BRICK_SIZE_PIX
+from lsdr.survey.core.cameras import DEFAULT_BANDS
+from lsdr.survey.core.errors import UsageError
 
 STAGES = ("tims", "refs", "outliers", "srcs", "fitblobs", "coadds", "writecat")
 """legacypipe's stage chain as far as the lite engine implements it, in order (``--no-wise``)."""

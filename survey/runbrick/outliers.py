@@ -45,9 +45,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy.ndimage import binary_dilation, find_objects, gaussian_filter, label
 
-from lsdr.survey import tractorschema as ts
-from lsdr.survey.fileio import atomic_path
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.fileio import atomic_path
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.runbrick import tractorschema as ts
 from lsdr.survey.runbrick.dqmaps import dq_bits
 from lsdr.survey.runbrick.metrics import brick_header
 from lsdr.survey.runbrick.resample import Resampled, resample_tim

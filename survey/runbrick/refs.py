@@ -15,8 +15,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.refcat import read_gaia
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.refcat import read_gaia
 from lsdr.survey.runbrick.types import BrickGeometry
 
 MASKBIT_BRIGHT = 1 << 1

@@ -26,9 +26,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsdr.survey.errors import InputFileError, UsageError
-from lsdr.survey.fileio import atomic_path
-from lsdr.survey.layout import ReleaseLayout
+from lsdr.survey.core.errors import InputFileError, UsageError
+from lsdr.survey.core.fileio import atomic_path
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.runbrick.options import STAGES, RunbrickOptions
 from lsdr.survey.runbrick.types import BrickGeometry
 

@@ -22,14 +22,14 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from lsdr.survey.ccdtables import read_survey_ccds
-from lsdr.survey.errors import InputFileError
-from lsdr.survey.layout import ReleaseLayout
-from lsdr.survey.psfex import galaxy_norm, psf_norm, read_psfex
+from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.tan import TanWcs
+from lsdr.survey.pretractor.ccdtables import read_survey_ccds
+from lsdr.survey.pretractor.psfex import galaxy_norm, psf_norm, read_psfex
+from lsdr.survey.pretractor.splinesky import read_splinesky
 from lsdr.survey.runbrick.ccdwcs import fit_header_wcs, shift_crval
 from lsdr.survey.runbrick.types import BrickGeometry, Tim
-from lsdr.survey.splinesky import read_splinesky
-from lsdr.survey.tan import TanWcs
 
 log = logging.getLogger(__name__)
 CalibT = TypeVar("CalibT")

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from lsdr.survey.bricks import brick_by_name
-from lsdr.survey.psfex import PsfModel
-from lsdr.survey.tan import TanWcs
+from lsdr.survey.core.bricks import brick_by_name
+from lsdr.survey.core.tan import TanWcs
+from lsdr.survey.pretractor.psfex import PsfModel
 
 DEFAULT_SIZE = 3600
 """Brick width and height in pixels (legacypipe's default)."""

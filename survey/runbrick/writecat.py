@@ -21,11 +21,11 @@ import numpy as np
 import numpy.typing as npt
 from scipy.spatial import cKDTree
 
-from lsdr.survey import tractorschema as ts
-from lsdr.survey.errors import InputFileError, UsageError
-from lsdr.survey.fileio import atomic_path, sha256_file, write_text_atomic
-from lsdr.survey.layout import ReleaseLayout, checked_brick
-from lsdr.survey.releasefiles import CHECKSUM_SUFFIX
+from lsdr.survey.core.errors import InputFileError, UsageError
+from lsdr.survey.core.fileio import atomic_path, sha256_file, write_text_atomic
+from lsdr.survey.core.layout import ReleaseLayout, checked_brick
+from lsdr.survey.posttractor.releasefiles import CHECKSUM_SUFFIX
+from lsdr.survey.runbrick import tractorschema as ts
 from lsdr.survey.runbrick.types import BrickGeometry
 
 CATALOG_EXTNAME = "CATALOG"

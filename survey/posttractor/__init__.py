@@ -1,0 +1,1 @@
+"""After the Tractor: bright neighbours, depth, summaries, sweeps, external matches, packaging."""
