@@ -33,19 +33,10 @@ from urllib.parse import urlsplit, urlunsplit
 from lsdr.infra.processes import pid_alive
 from lsdr.survey.errors import SurveyError, UsageError
 from lsdr.survey.fileio import write_text_atomic
+from lsdr.survey.layout import StateLayout
 
 HOST = "127.0.0.1"
 """The server binds to the loopback interface only."""
-SERVER_FILE = "server.json"
-"""Record of the running server (pid, port, URL, database) in the state directory."""
-LOG_FILE = "prefect-server.log"
-"""The server's stdout and stderr, appended to across starts."""
-LOCK_FILE = "server.lock"
-"""Serialises start and stop of the server of one state directory."""
-DATABASE_FILE = "prefect.db"
-"""The default SQLite database of the server."""
-HOME_DIR = "prefect"
-"""``PREFECT_HOME`` of the server and its clients (profiles, local result storage)."""
 
 RECORDER_BATCH_SIZE = 200
 """Task-run recorder batch and read-batch size; Prefect's default (1) drops records (P1)."""
@@ -81,7 +72,7 @@ class ServerInfo:
 
 def sqlite_database_url(state_dir: Path) -> str:
     """The default database: ``prefect.db`` in the state directory, through aiosqlite."""
-    return f"sqlite+aiosqlite:///{Path(state_dir).absolute() / DATABASE_FILE}"
+    return f"sqlite+aiosqlite:///{StateLayout(Path(state_dir).absolute()).server_database}"
 
 
 def redact_url(url: str) -> str:
@@ -113,9 +104,10 @@ def server_environment(
     so a stray ``PREFECT_API_URL`` or profile cannot change what the server is.
     """
     state_dir = Path(state_dir).absolute()
+    state = StateLayout(state_dir)
     return {
-        "PREFECT_HOME": str(state_dir / HOME_DIR),
-        "PREFECT_PROFILES_PATH": str(state_dir / HOME_DIR / "profiles.toml"),
+        "PREFECT_HOME": str(state.prefect_home),
+        "PREFECT_PROFILES_PATH": str(state.prefect_profiles),
         "PREFECT_SERVER_API_HOST": HOST,
         "PREFECT_SERVER_API_PORT": str(port),
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": _check_database_url(
@@ -144,11 +136,11 @@ def client_environment(info: ServerInfo) -> dict[str, str]:
     ephemeral server of its own); ``PREFECT_HOME`` beside the server's, so that local result
     storage (``$PREFECT_HOME/storage``) is in the release, shared by all nodes.
     """
-    home = info.log.parent / HOME_DIR
+    state = StateLayout(info.log.parent)
     return {
         "PREFECT_API_URL": info.url,
-        "PREFECT_HOME": str(home),
-        "PREFECT_PROFILES_PATH": str(home / "profiles.toml"),
+        "PREFECT_HOME": str(state.prefect_home),
+        "PREFECT_PROFILES_PATH": str(state.prefect_profiles),
         "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
@@ -185,7 +177,7 @@ def server_status(state_dir: Path) -> ServerInfo | None:
     if info is None:
         return None
     if not _is_our_server(info):
-        (state_dir / SERVER_FILE).unlink(missing_ok=True)
+        StateLayout(state_dir).server_record.unlink(missing_ok=True)
         return None
     return info if is_healthy(info.url) else None
 
@@ -214,7 +206,7 @@ def start_server(
             _check_same(info, port, database_url)
             _wait_healthy(info, None, timeout)
             return info
-        (state_dir / SERVER_FILE).unlink(missing_ok=True)
+        StateLayout(state_dir).server_record.unlink(missing_ok=True)
         attempts = 1 if port is not None else 3
         for attempt in range(attempts):
             chosen = port if port is not None else free_port()
@@ -243,7 +235,7 @@ def stop_server(state_dir: Path) -> bool:
         if info is not None and _is_our_server(info):
             _terminate_group(info.pid, STOP_GRACE_SECONDS)
             stopped = True
-        (state_dir / SERVER_FILE).unlink(missing_ok=True)
+        StateLayout(state_dir).server_record.unlink(missing_ok=True)
         return stopped
 
 
@@ -286,8 +278,8 @@ def _server_command(port: int) -> list[str]:
 def _launch(state_dir: Path, port: int, database_url: str | None, timeout: float) -> ServerInfo:
     env = _base_environment()
     env.update(server_environment(state_dir, port=port, database_url=database_url))
-    (state_dir / HOME_DIR).mkdir(exist_ok=True)
-    log = state_dir / LOG_FILE
+    StateLayout(state_dir).prefect_home.mkdir(exist_ok=True)
+    log = StateLayout(state_dir).server_log
     with log.open("ab") as stream:
         offset = stream.tell()
         stream.write(f"\n=== lsdr: starting Prefect server on {api_url(port)} ===\n".encode())
@@ -380,13 +372,13 @@ def _write_record(state_dir: Path, info: ServerInfo) -> None:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": sys.executable,
     }
-    path = state_dir / SERVER_FILE
+    path = StateLayout(state_dir).server_record
     write_text_atomic(path, json.dumps(record, indent=2) + "\n")
     path.chmod(0o600)  # the database URL may carry a password
 
 
 def _read_record(state_dir: Path) -> ServerInfo | None:
-    path = state_dir / SERVER_FILE
+    path = StateLayout(state_dir).server_record
     try:
         record = json.loads(path.read_text())
         return ServerInfo(
@@ -481,7 +473,7 @@ def _terminate_group(pid: int, grace: float) -> None:
 
 @contextmanager
 def _locked(state_dir: Path) -> Iterator[None]:
-    with (state_dir / LOCK_FILE).open("a") as lock:
+    with StateLayout(state_dir).server_lock.open("a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             yield

@@ -227,12 +227,12 @@ def demo(
                 f"Prefect UI: {info.url.removesuffix('/api')} "
                 f"(stop it: lsdr server down --release-dir {out})"
             )
-    touched = (out / "bricks.txt").read_text().split()
-    print(f"{len(touched)} bricks in the brick list ({out / 'bricks.txt'})")
+    touched = layout.brick_list.read_text().split()
+    print(f"{len(touched)} bricks in the brick list ({layout.brick_list})")
     if not tractor:
         print("\n".join(touched))
         return
-    from lsdr.flows.release import SUMMARY_FILE, release_plots
+    from lsdr.flows.release import release_plots
 
     # A few lines, not two per brick: the whole output stays under 80 lines (tests/test_demo.py).
     for first in range(0, len(touched), 8):
@@ -250,7 +250,7 @@ def demo(
     print(f"status of every unit: lsdr status --release-dir {out}")
     # Last, where a person looks: the summary, then where the products and plots are.
     print(f"release directory: {layout.root}")
-    summary = layout.state_dir / SUMMARY_FILE
+    summary = layout.release_summary
     if summary.exists():
         print("\n".join(line for line in summary.read_text().splitlines() if line.strip()))
     else:

@@ -255,7 +255,7 @@ def plan_logs(layout: ReleaseLayout, bricks: Sequence[str]) -> list[Unit]:
     prefixes = sorted({brick_dir_prefix(b) for b in bricks})
     units = []
     for bri in prefixes:
-        d = layout.root / "logs" / bri
+        d = layout.brick_log_dir(bri)
         logs = sorted(d.rglob("*")) if d.exists() else []
         units.append(Unit("logs", bri, _existing(p for p in logs if p.is_file())))
     return units
@@ -280,7 +280,7 @@ def plan_publish(layout: ReleaseLayout, destination: str) -> list[Unit]:
     Every published file is in one of them, so a changed product changes the fingerprint.
     """
     files = release_checksum_files(layout)
-    files += sorted((layout.root / "logs").glob("*.tar.gz"))
+    files += layout.log_tarballs()
     options = (("destination", destination),)
     return [Unit("publish", destination, tuple(str(p) for p in files), options)]
 

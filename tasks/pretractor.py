@@ -39,11 +39,6 @@ def as_input_error(path: Path, err: Exception) -> InputFileError:
     return err if isinstance(err, InputFileError) else fits_failure(path, err)
 
 
-def gaia_chunks(layout: ReleaseLayout) -> list[Path]:
-    """The reference-catalogue chunk files (inputs of every zeropoint)."""
-    return sorted(layout.gaia_dir.glob("chunk-*.fits*")) if layout.gaia_dir.exists() else []
-
-
 # -- discover ---------------------------------------------------------------------------------
 def plan_discover(
     layout: ReleaseLayout,
@@ -92,7 +87,7 @@ def plan_zeropoints(
     layout: ReleaseLayout, images: Sequence[str], *, run_calibs: bool = True, threads: int = 1
 ) -> list[Unit]:
     """One unit per image: inputs its ooi/ood/oow files and the reference catalogue."""
-    refs = _paths(gaia_chunks(layout))
+    refs = _paths(layout.gaia_chunks())
     units = []
     for image in images:
         inputs = (

@@ -24,7 +24,6 @@ from typer.testing import CliRunner
 from lsdr.infra.prefect_server import (
     HOST,
     RECORDER_BATCH_SIZE,
-    SERVER_FILE,
     PrefectServerError,
     ServerInfo,
     client_environment,
@@ -190,16 +189,16 @@ def test_stale_record_is_removed(tmp_path: Path) -> None:
         "database_url": sqlite_database_url(tmp_path),
         "log": str(tmp_path / "prefect-server.log"),
     }
-    (tmp_path / SERVER_FILE).write_text(json.dumps(record))
+    (tmp_path / "server.json").write_text(json.dumps(record))
     assert server_status(tmp_path) is None
-    assert not (tmp_path / SERVER_FILE).exists()
+    assert not (tmp_path / "server.json").exists()
     assert stop_server(tmp_path) is False
 
 
 def test_unreadable_record_names_the_file(tmp_path: Path) -> None:
     """It fails with the path of a corrupt server.json rather than guessing."""
-    (tmp_path / SERVER_FILE).write_text("{not json")
-    with pytest.raises(PrefectServerError, match=SERVER_FILE):
+    (tmp_path / "server.json").write_text("{not json")
+    with pytest.raises(PrefectServerError, match=r"server\.json"):
         server_status(tmp_path)
 
 
@@ -227,7 +226,7 @@ def test_start_status_stop(tmp_path: Path) -> None:
         assert is_healthy(info.url)
         assert info.database_url == sqlite_database_url(state)
         assert (state / "prefect.db").is_file()
-        record = json.loads((state / SERVER_FILE).read_text())
+        record = json.loads((state / "server.json").read_text())
         assert record["pid"] == info.pid and record["url"] == info.url
         assert server_status(state) == info
         assert start_server(state) == info
@@ -246,7 +245,7 @@ def test_start_status_stop(tmp_path: Path) -> None:
     finally:
         assert stop_server(state) is True
     assert server_status(state) is None
-    assert not (state / SERVER_FILE).exists()
+    assert not (state / "server.json").exists()
     assert not is_healthy(info.url)
     with pytest.raises(ProcessLookupError):
         os.kill(info.pid, 0)
