@@ -30,8 +30,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from lsdr.infra.errors import ServerError
 from lsdr.infra.processes import pid_alive
-from lsdr.survey.errors import SurveyError, UsageError
+from lsdr.survey.errors import UsageError
 from lsdr.survey.fileio import write_text_atomic
 from lsdr.survey.layout import StateLayout
 
@@ -43,10 +44,6 @@ RECORDER_BATCH_SIZE = 200
 STOP_GRACE_SECONDS = 20.0
 """How long a stopping server gets after SIGTERM before its process group is killed."""
 LOG_TAIL_LINES = 25
-
-
-class PrefectServerError(SurveyError):
-    """The release's Prefect server did not start or stop; the message quotes its log."""
 
 
 @dataclass(frozen=True)
@@ -214,7 +211,7 @@ def start_server(
                 return _launch(state_dir, chosen, database_url, timeout)
             except _PortTakenError:
                 if attempt == attempts - 1:
-                    raise PrefectServerError(
+                    raise ServerError(
                         f"Prefect server: port {chosen} on {HOST} is already in use; "
                         "choose another with --port"
                     ) from None
@@ -326,12 +323,12 @@ def _wait_healthy(
             tail = _log_tail(info.log, log_offset)
             if "already in use" in tail and process is not None:
                 raise _PortTakenError()
-            raise PrefectServerError(
+            raise ServerError(
                 f"Prefect server (pid {info.pid}) exited before answering {info.url}/health; "
                 f"log {info.log}:\n{tail}"
             )
         if time.monotonic() > deadline:
-            raise PrefectServerError(
+            raise ServerError(
                 f"Prefect server (pid {info.pid}) did not answer {info.url}/health within "
                 f"{timeout:.0f} s; log {info.log}:\n{_log_tail(info.log, log_offset)}"
             )
@@ -390,7 +387,7 @@ def _read_record(state_dir: Path) -> ServerInfo | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise PrefectServerError(
+        raise ServerError(
             f"{path}: unreadable server record ({err}); remove it if no server is running"
         ) from err
 

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from lsdr import __version__
 from lsdr.helptext import tidy
+from lsdr.infra.errors import InfraError
 from lsdr.run_cli import Verbose, ledger_app, recover, retry, run_app, status
 from lsdr.server_cli import app as server_app
 from lsdr.survey import bricks as grid
@@ -111,6 +112,8 @@ def main() -> None:
         from lsdr.survey.errors import MissingDependencyError
 
         fail(str(err), EXIT_ENVIRONMENT if isinstance(err, MissingDependencyError) else EXIT_USAGE)
+    except InfraError as err:  # the Prefect server's: not the survey's, reported the same way
+        fail(str(err), EXIT_USAGE)
     if isinstance(code, int) and code != 0:
         raise SystemExit(code)  # typer.Exit(code) from a command, or 130 for Ctrl-C
 
