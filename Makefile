@@ -8,7 +8,7 @@ STAMP := $(VENV)/.lsdr-installed
 
 .PHONY: install demo test lint typecheck pytest legacypipe rsync clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
@@ -23,14 +23,10 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# mypy cannot follow setuptools' package-dir mapping (lsdr.survey -> survey/), so it checks a
-# tree of symlinks that spells the import package out.
+# mypy --strict on every package pyproject's package-dir maps (and lsdr/*.py), over a symlink
+# tree in build/mypy that the script generates (it says why mypy needs one).
 typecheck: install
-	rm -rf build/mypy && mkdir -p build/mypy/lsdr
-	for f in lsdr/*.py lsdr/py.typed; do ln -s ../../../$$f build/mypy/$$f; done
-	for d in survey infra flows tasks deployments; do ln -s ../../../$$d build/mypy/lsdr/$$d; done
-	$(BIN)/mypy -p lsdr.survey -p lsdr.infra -p lsdr.flows -p lsdr.tasks \
-	  -m lsdr.cli -m lsdr.run_cli -m lsdr.server_cli
+	$(BIN)/python infra/scripts/typecheck.py
 
 # The real legacypipe, built from ../shared/vendor with Debian packages (needs root for apt the
 # first time; reused afterwards). The tests that run it then must not skip.

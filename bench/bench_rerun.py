@@ -24,6 +24,8 @@ from pathlib import Path
 
 from report import emit
 
+from lsdr.survey.core.layout import ReleaseLayout
+
 RELEASE = ("--region", "cookbook", "-W", "1800", "-H", "1800", "--pixscale", "0.524")
 """The demo's release options (binned 1800² bricks at 0.524″)."""
 
@@ -43,7 +45,7 @@ def lsdr(*args: str) -> float:
 
 def attempts(root: Path) -> dict[tuple[str, str], int]:
     """Starts of every unit, from the ledger."""
-    with sqlite3.connect(root / "state" / "ledger.sqlite") as db:
+    with sqlite3.connect(ReleaseLayout(root).ledger_db) as db:
         return {(p, k): a for p, k, a in db.execute("SELECT phase, key, attempts FROM units")}
 
 
@@ -68,7 +70,7 @@ def kept_mosaic_image(root: Path) -> str:
     """The first Mosaic image (by name) with a CCD that passes the cuts: it touches bricks."""
     import fitsio
 
-    [table] = root.glob("survey-ccds-mosaic-z.fits.gz")
+    table = ReleaseLayout(root).survey_ccds("mosaic", "z")
     rows = fitsio.read(str(table), ext=1, columns=["image_filename", "ccd_cuts"])
     kept = sorted({str(name).strip() for name, cuts in rows if int(cuts) == 0})
     if not kept:
@@ -78,7 +80,7 @@ def kept_mosaic_image(root: Path) -> str:
 
 def images(root: Path) -> list[Path]:
     """The CP image files of the release (``ooi`` only), by name."""
-    return sorted(p for p in (root / "images").rglob("*_ooi_*.fits.fz"))
+    return sorted(p for p in ReleaseLayout(root).images_dir.rglob("*_ooi_*.fits.fz"))
 
 
 def main() -> None:
@@ -99,7 +101,7 @@ def main() -> None:
     report: dict[str, float | int | str] = {"release": str(root)}
     region = ("--ra-min", "180", "--ra-max", "181", "--dec-min", "32", "--dec-max", "33")
     report["simulate_s"] = lsdr("simulate", "--out", str(root), *region, *workers)
-    before = attempts(root) if (root / "state" / "ledger.sqlite").exists() else {}
+    before = attempts(root) if ReleaseLayout(root).ledger_db.exists() else {}
     first = lsdr(*release)
     report["first_run_s"] = first
     report["first_run_units"] = started(before, attempts(root))

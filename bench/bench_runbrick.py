@@ -51,7 +51,7 @@ def run_one(release: Path, size: int, threads: int) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     import fitsio
 
-    ccds = fitsio.read(str(layout.coadd_dir(BRICK) / f"legacysurvey-{BRICK}-ccds.fits"))
+    ccds = fitsio.read(str(layout.coadd_ccds(BRICK)))
     w = ccds["ccd_x1"].astype(np.int64) - ccds["ccd_x0"]
     h = ccds["ccd_y1"].astype(np.int64) - ccds["ccd_y0"]
     pixels = int(np.sum(w * h))

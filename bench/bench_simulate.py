@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 from report import emit
 
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.simulate.config import SimulationConfig
 from lsdr.survey.simulate.simulator import simulate_survey
 
@@ -55,7 +56,7 @@ def main() -> None:
 
         import fitsio
 
-        truth = fitsio.read(str(scratch / "survey" / "truth" / "truth-ccds.fits"))
+        truth = fitsio.read(str(ReleaseLayout(scratch / "survey").truth_ccds))
         per_exposure: dict[str, list[tuple[int, int]]] = {}
         for row in truth:
             per_exposure.setdefault(row["image_filename"], []).append(

@@ -43,6 +43,7 @@ from sqlalchemy.pool import NullPool
 
 from lsdr.infra.processes import pid_alive
 from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.layout import StateLayout
 
 
 class UnitState(StrEnum):
@@ -132,7 +133,7 @@ def _now() -> str:
 
 def default_url(state_dir: Path) -> str:
     """The default ledger: ``<state>/ledger.sqlite``."""
-    return f"sqlite:///{Path(state_dir) / 'ledger.sqlite'}"
+    return f"sqlite:///{StateLayout(state_dir).ledger_db}"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

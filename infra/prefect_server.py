@@ -30,32 +30,20 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from lsdr.infra.errors import ServerError
 from lsdr.infra.processes import pid_alive
-from lsdr.survey.core.errors import SurveyError, UsageError
+from lsdr.survey.core.errors import UsageError
 from lsdr.survey.core.fileio import write_text_atomic
+from lsdr.survey.core.layout import StateLayout
 
 HOST = "127.0.0.1"
 """The server binds to the loopback interface only."""
-SERVER_FILE = "server.json"
-"""Record of the running server (pid, port, URL, database) in the state directory."""
-LOG_FILE = "prefect-server.log"
-"""The server's stdout and stderr, appended to across starts."""
-LOCK_FILE = "server.lock"
-"""Serialises start and stop of the server of one state directory."""
-DATABASE_FILE = "prefect.db"
-"""The default SQLite database of the server."""
-HOME_DIR = "prefect"
-"""``PREFECT_HOME`` of the server and its clients (profiles, local result storage)."""
 
 RECORDER_BATCH_SIZE = 200
 """Task-run recorder batch and read-batch size; Prefect's default (1) drops records (P1)."""
 STOP_GRACE_SECONDS = 20.0
 """How long a stopping server gets after SIGTERM before its process group is killed."""
 LOG_TAIL_LINES = 25
-
-
-class PrefectServerError(SurveyError):
-    """The release's Prefect server did not start or stop; the message quotes its log."""
 
 
 @dataclass(frozen=True)
@@ -81,7 +69,7 @@ class ServerInfo:
 
 def sqlite_database_url(state_dir: Path) -> str:
     """The default database: ``prefect.db`` in the state directory, through aiosqlite."""
-    return f"sqlite+aiosqlite:///{Path(state_dir).absolute() / DATABASE_FILE}"
+    return f"sqlite+aiosqlite:///{StateLayout(Path(state_dir).absolute()).server_database}"
 
 
 def redact_url(url: str) -> str:
@@ -113,9 +101,10 @@ def server_environment(
     so a stray ``PREFECT_API_URL`` or profile cannot change what the server is.
     """
     state_dir = Path(state_dir).absolute()
+    state = StateLayout(state_dir)
     return {
-        "PREFECT_HOME": str(state_dir / HOME_DIR),
-        "PREFECT_PROFILES_PATH": str(state_dir / HOME_DIR / "profiles.toml"),
+        "PREFECT_HOME": str(state.prefect_home),
+        "PREFECT_PROFILES_PATH": str(state.prefect_profiles),
         "PREFECT_SERVER_API_HOST": HOST,
         "PREFECT_SERVER_API_PORT": str(port),
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": _check_database_url(
@@ -144,11 +133,11 @@ def client_environment(info: ServerInfo) -> dict[str, str]:
     ephemeral server of its own); ``PREFECT_HOME`` beside the server's, so that local result
     storage (``$PREFECT_HOME/storage``) is in the release, shared by all nodes.
     """
-    home = info.log.parent / HOME_DIR
+    state = StateLayout(info.log.parent)
     return {
         "PREFECT_API_URL": info.url,
-        "PREFECT_HOME": str(home),
-        "PREFECT_PROFILES_PATH": str(home / "profiles.toml"),
+        "PREFECT_HOME": str(state.prefect_home),
+        "PREFECT_PROFILES_PATH": str(state.prefect_profiles),
         "PREFECT_SERVER_EPHEMERAL_ENABLED": "false",
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     }
@@ -185,7 +174,7 @@ def server_status(state_dir: Path) -> ServerInfo | None:
     if info is None:
         return None
     if not _is_our_server(info):
-        (state_dir / SERVER_FILE).unlink(missing_ok=True)
+        StateLayout(state_dir).server_record.unlink(missing_ok=True)
         return None
     return info if is_healthy(info.url) else None
 
@@ -214,7 +203,7 @@ def start_server(
             _check_same(info, port, database_url)
             _wait_healthy(info, None, timeout)
             return info
-        (state_dir / SERVER_FILE).unlink(missing_ok=True)
+        StateLayout(state_dir).server_record.unlink(missing_ok=True)
         attempts = 1 if port is not None else 3
         for attempt in range(attempts):
             chosen = port if port is not None else free_port()
@@ -222,7 +211,7 @@ def start_server(
                 return _launch(state_dir, chosen, database_url, timeout)
             except _PortTakenError:
                 if attempt == attempts - 1:
-                    raise PrefectServerError(
+                    raise ServerError(
                         f"Prefect server: port {chosen} on {HOST} is already in use; "
                         "choose another with --port"
                     ) from None
@@ -243,7 +232,7 @@ def stop_server(state_dir: Path) -> bool:
         if info is not None and _is_our_server(info):
             _terminate_group(info.pid, STOP_GRACE_SECONDS)
             stopped = True
-        (state_dir / SERVER_FILE).unlink(missing_ok=True)
+        StateLayout(state_dir).server_record.unlink(missing_ok=True)
         return stopped
 
 
@@ -286,8 +275,8 @@ def _server_command(port: int) -> list[str]:
 def _launch(state_dir: Path, port: int, database_url: str | None, timeout: float) -> ServerInfo:
     env = _base_environment()
     env.update(server_environment(state_dir, port=port, database_url=database_url))
-    (state_dir / HOME_DIR).mkdir(exist_ok=True)
-    log = state_dir / LOG_FILE
+    StateLayout(state_dir).prefect_home.mkdir(exist_ok=True)
+    log = StateLayout(state_dir).server_log
     with log.open("ab") as stream:
         offset = stream.tell()
         stream.write(f"\n=== lsdr: starting Prefect server on {api_url(port)} ===\n".encode())
@@ -334,12 +323,12 @@ def _wait_healthy(
             tail = _log_tail(info.log, log_offset)
             if "already in use" in tail and process is not None:
                 raise _PortTakenError()
-            raise PrefectServerError(
+            raise ServerError(
                 f"Prefect server (pid {info.pid}) exited before answering {info.url}/health; "
                 f"log {info.log}:\n{tail}"
             )
         if time.monotonic() > deadline:
-            raise PrefectServerError(
+            raise ServerError(
                 f"Prefect server (pid {info.pid}) did not answer {info.url}/health within "
                 f"{timeout:.0f} s; log {info.log}:\n{_log_tail(info.log, log_offset)}"
             )
@@ -380,13 +369,13 @@ def _write_record(state_dir: Path, info: ServerInfo) -> None:
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "python": sys.executable,
     }
-    path = state_dir / SERVER_FILE
+    path = StateLayout(state_dir).server_record
     write_text_atomic(path, json.dumps(record, indent=2) + "\n")
     path.chmod(0o600)  # the database URL may carry a password
 
 
 def _read_record(state_dir: Path) -> ServerInfo | None:
-    path = state_dir / SERVER_FILE
+    path = StateLayout(state_dir).server_record
     try:
         record = json.loads(path.read_text())
         return ServerInfo(
@@ -398,7 +387,7 @@ def _read_record(state_dir: Path) -> ServerInfo | None:
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as err:
-        raise PrefectServerError(
+        raise ServerError(
             f"{path}: unreadable server record ({err}); remove it if no server is running"
         ) from err
 
@@ -481,7 +470,7 @@ def _terminate_group(pid: int, grace: float) -> None:
 
 @contextmanager
 def _locked(state_dir: Path) -> Iterator[None]:
-    with (state_dir / LOCK_FILE).open("a") as lock:
+    with StateLayout(state_dir).server_lock.open("a") as lock:
         fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
         try:
             yield

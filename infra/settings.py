@@ -39,9 +39,9 @@ from pydantic_settings import (
 
 from lsdr.infra.profiles.registry import DEFAULT_PROFILE, get_profile, profile_file
 from lsdr.survey.core.errors import SurveyError, UsageError
+from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.engines.registry import DEFAULT_ENGINE
 
-CONFIG_NAME = "lsdr.yaml"
 ENV_PREFIX = "LSDR_"
 
 
@@ -197,7 +197,7 @@ class Settings(BaseSettings):
 def config_file(release_dir: Path) -> Path:
     """The config file that applies to a release: ``$LSDR_CONFIG`` or ``<release>/lsdr.yaml``."""
     named = os.environ.get("LSDR_CONFIG")
-    return Path(named) if named else Path(release_dir) / CONFIG_NAME
+    return Path(named) if named else ReleaseLayout(release_dir).config_file
 
 
 def read_config_file(path: Path) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from lsdr import __version__
 from lsdr.helptext import tidy
+from lsdr.infra.errors import InfraError
 from lsdr.run_cli import Verbose, ledger_app, recover, retry, run_app, status
 from lsdr.server_cli import app as server_app
 from lsdr.survey.core import bricks as grid
@@ -112,6 +113,8 @@ def main() -> None:
         from lsdr.survey.core.errors import MissingDependencyError
 
         fail(str(err), EXIT_ENVIRONMENT if isinstance(err, MissingDependencyError) else EXIT_USAGE)
+    except InfraError as err:  # the Prefect server's: not the survey's, reported the same way
+        fail(str(err), EXIT_USAGE)
     if isinstance(code, int) and code != 0:
         raise SystemExit(code)  # typer.Exit(code) from a command, or 130 for Ctrl-C
 
@@ -228,12 +231,12 @@ def demo(
                 f"Prefect UI: {info.url.removesuffix('/api')} "
                 f"(stop it: lsdr server down --release-dir {out})"
             )
-    touched = (out / "bricks.txt").read_text().split()
-    print(f"{len(touched)} bricks in the brick list ({out / 'bricks.txt'})")
+    touched = layout.brick_list.read_text().split()
+    print(f"{len(touched)} bricks in the brick list ({layout.brick_list})")
     if not tractor:
         print("\n".join(touched))
         return
-    from lsdr.flows.release import SUMMARY_FILE, release_plots
+    from lsdr.flows.release import release_plots
 
     # A few lines, not two per brick: the whole output stays under 80 lines (tests/test_demo.py).
     for first in range(0, len(touched), 8):
@@ -251,7 +254,7 @@ def demo(
     print(f"status of every unit: lsdr status --release-dir {out}")
     # Last, where a person looks: the summary, then where the products and plots are.
     print(f"release directory: {layout.root}")
-    summary = layout.state_dir / SUMMARY_FILE
+    summary = layout.release_summary
     if summary.exists():
         print("\n".join(line for line in summary.read_text().splitlines() if line.strip()))
     else:

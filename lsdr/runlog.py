@@ -24,11 +24,7 @@ from typing import IO, Any
 import yaml
 
 from lsdr.survey.core.fileio import write_text_atomic
-
-LOG_DIR = "logs"
-"""The runs' log files and the logging config, under the release's ``state/``."""
-CONFIG_FILE = "logging.yml"
-"""lsdr's Prefect logging config, in :data:`LOG_DIR`."""
+from lsdr.survey.core.layout import StateLayout
 
 CONFIG_PATH_ENV = "PREFECT_LOGGING_CONFIG_PATH"
 FILE_ENV = "PREFECT_LOGGING_HANDLERS_FILE_FILENAME"
@@ -124,7 +120,7 @@ def logging_config() -> dict[str, Any]:
 def new_log_path(state_dir: Path, now: datetime | None = None) -> Path:
     """Create and return this run's log file, ``state/logs/run-<UTC time>.log`` (never reused)."""
     stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    log_dir = Path(state_dir) / LOG_DIR
+    log_dir = StateLayout(state_dir).run_logs_dir
     log_dir.mkdir(parents=True, exist_ok=True)
     for n in range(1, 1000):
         path = log_dir / (f"run-{stamp}.log" if n == 1 else f"run-{stamp}-{n}.log")
@@ -144,7 +140,7 @@ def route_logs(state_dir: Path, *, verbose: bool = False) -> Path:
     INFO and above when ``verbose``.
     """
     path = new_log_path(state_dir)
-    config = Path(state_dir) / LOG_DIR / CONFIG_FILE
+    config = StateLayout(state_dir).run_logging_config
     text = yaml.safe_dump(logging_config(), sort_keys=False, width=1000)
     write_text_atomic(config, f"# Written by lsdr (lsdr/runlog.py) at every run.\n{text}")
     os.environ[CONFIG_PATH_ENV] = str(config)

@@ -16,6 +16,7 @@ from typing import Annotated, ParamSpec, TypeVar
 
 import typer
 
+from lsdr.infra.errors import InfraError
 from lsdr.infra.prefect_server import (
     ServerInfo,
     redact_url,
@@ -49,7 +50,7 @@ def one_line_errors(command: Callable[P, R]) -> Callable[P, R]:
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except SurveyError as err:
+        except (SurveyError, InfraError) as err:
             message = str(err)
             first, _, rest = message.partition("\n")
             print(f"lsdr: error: {first}", file=sys.stderr)

@@ -85,7 +85,7 @@ def plan_logs(layout: ReleaseLayout, bricks: Sequence[str]) -> list[Unit]:
     prefixes = sorted({brick_dir_prefix(b) for b in bricks})
     units = []
     for bri in prefixes:
-        d = layout.root / "logs" / bri
+        d = layout.brick_log_dir(bri)
         logs = sorted(d.rglob("*")) if d.exists() else []
         units.append(Unit("logs", bri, _existing(p for p in logs if p.is_file())))
     return units

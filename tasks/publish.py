@@ -25,7 +25,7 @@ def plan_publish(layout: ReleaseLayout, destination: str) -> list[Unit]:
     Every published file is in one of them, so a changed product changes the fingerprint.
     """
     files = release_checksum_files(layout)
-    files += sorted((layout.root / "logs").glob("*.tar.gz"))
+    files += layout.log_tarballs()
     options = (("destination", destination),)
     return [Unit("publish", destination, tuple(str(p) for p in files), options)]
 

@@ -8,23 +8,17 @@ returns the files it wrote.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.engines.base import ZeropointOptions
 from lsdr.tasks.unit import Unit, UnitOutput, path_strings, unit_engine
 
 
-def gaia_chunks(layout: ReleaseLayout) -> list[Path]:
-    """The reference-catalogue chunk files (inputs of every zeropoint)."""
-    return sorted(layout.gaia_dir.glob("chunk-*.fits*")) if layout.gaia_dir.exists() else []
-
-
 def plan_zeropoints(
     layout: ReleaseLayout, images: Sequence[str], *, run_calibs: bool = True, threads: int = 1
 ) -> list[Unit]:
     """One unit per image: inputs its ooi/ood/oow files and the reference catalogue."""
-    refs = path_strings(gaia_chunks(layout))
+    refs = path_strings(layout.gaia_chunks())
     units = []
     for image in images:
         inputs = (

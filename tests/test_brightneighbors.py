@@ -18,9 +18,7 @@ from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.core.tan import TanWcs
 from lsdr.survey.posttractor.brightneighbors import (
     grid_neighbours,
-    maskbits_backup,
     neighbour_bricks,
-    tractor_backup,
     update_bright_neighbours,
 )
 
@@ -119,9 +117,11 @@ def test_border_star_extends_bright_to_the_neighbours_blobs(
         result = results[brick]
         assert other in result.neighbours
         assert result.pixels_changed > 0 and result.sources_changed > 0
-        assert Path(result.backup) == maskbits_backup(layout, brick)
-        assert _sha(maskbits_backup(layout, brick)) != _sha(layout.coadd_maskbits(brick))
-        assert tractor_backup(layout, brick).is_file()
+        mask_backup = layout.root / "coadd" / brick[:3] / brick
+        mask_backup /= f"legacysurvey-{brick}-maskbits-orig.fits.fz"
+        assert Path(result.backup) == mask_backup
+        assert _sha(mask_backup) != _sha(layout.coadd_maskbits(brick))
+        assert (layout.root / "tractor" / brick[:3] / f"tractor-{brick}-orig.fits").is_file()
         mask, wcs = _maskbits(layout.coadd_maskbits(brick))
         before = originals[brick]
         changed = mask != before
@@ -176,8 +176,8 @@ def test_order_missing_neighbour_and_restore(products: ReleaseLayout, tmp_path: 
     result = update_bright_neighbours(forward, EAST)
     assert (result.pixels_changed, result.sources_changed, result.neighbours) == (0, 0, ())
     assert result.backup == ""
-    assert _sha(east_mask) == _sha(maskbits_backup(forward, EAST))
-    assert _sha(forward.tractor(EAST)) == _sha(tractor_backup(forward, EAST))
+    assert _sha(east_mask) == _sha(forward.coadd_maskbits_orig(EAST))
+    assert _sha(forward.tractor(EAST)) == _sha(forward.tractor_orig(EAST))
     assert _checksums_pass(forward, EAST)
 
     # A lone brick that was never changed: nothing is written at all.

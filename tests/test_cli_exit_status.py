@@ -11,6 +11,7 @@ fails) on the session's Prefect server.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -102,6 +103,30 @@ def test_other_usage_errors_are_one_line_pointing_at_the_help(
     """An unknown command, a missing option: one line, status 2, where the help is."""
     line = one_error_line(lsdr(*args))
     assert needle in line and "--help" in line, line
+
+
+def test_a_server_error_of_a_run_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    """A run whose Prefect server cannot be reached (a corrupt record) fails as a usage error.
+
+    The server's error is not a SurveyError; the CLI still reports it as one line, status 2.
+    """
+    (tmp_path / "images").mkdir()
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "server.json").write_text("{not json")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("PREFECT_") and k != "LSDR_PREFECT_API_URL"
+    }
+    command = [sys.executable, "-m", "lsdr", "run", "discover", "--release-dir", str(tmp_path)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    # The run's "log: <file>" line comes first (as for every run), then the one error line.
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert [line for line in lines if line.startswith("lsdr: error: ")] == lines[-1:], lines
+    expected = f"lsdr: error: {tmp_path / 'state' / 'server.json'}: unreadable server record"
+    assert lines[-1].startswith(expected), lines[-1]
 
 
 def test_help_is_still_the_help() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from lsdr.survey.core.errors import BrickNameError, UsageError
-from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.layout import ReleaseLayout, StateLayout
 
 IMG = "90prime/CP/V2.3/CP20170429/ksb_170430_055945_ooi_r_ls9.fits.fz"
 
@@ -95,6 +95,78 @@ def test_tables_and_release_products(layout: ReleaseLayout):
     assert layout.external_match("dr12Q").name == "survey-dr10-dr12Q.fits"
     assert layout.log_tarball("180").name == "legacysurvey_dr10_logs_180.tar.gz"
     assert layout.gaia_chunk(799).name == "chunk-00799.fits"
+
+
+def test_release_directories_and_state(layout: ReleaseLayout):
+    """Top-level directories, backups, plots and orchestration state keep their names."""
+    b = "1804p325"
+    assert [rel(layout, p) for p in (layout.tractor_dir, layout.coadds_dir, layout.sweeps_dir)] == [
+        "tractor",
+        "coadd",
+        "sweep",
+    ]
+    assert rel(layout, layout.calib_dir) == "calib"
+    assert rel(layout, layout.tractor_orig(b)) == "tractor/180/tractor-1804p325-orig.fits"
+    assert rel(layout, layout.coadd_maskbits_orig(b)) == (
+        "coadd/180/1804p325/legacysurvey-1804p325-maskbits-orig.fits.fz"
+    )
+    assert rel(layout, layout.logs_dir) == "logs"
+    assert rel(layout, layout.brick_log_dir("180")) == "logs/180"
+    assert rel(layout, layout.brick_log(b)) == "logs/180/1804p325.log"
+    assert rel(layout, layout.depth_histogram_plot) == "plots/depth-histogram.png"
+    assert rel(layout, layout.brick_summary_plot("nexp")) == "plots/brick-summary-nexp.png"
+    assert rel(layout, layout.release_summary) == "state/release-summary.md"
+    assert rel(layout, layout.config_file) == "lsdr.yaml"
+    assert rel(layout, layout.ledger_db) == "state/ledger.sqlite"
+    assert [rel(layout, p) for p in layout.depthcut_linked] == [
+        "images",
+        "calib",
+        "survey-bricks.fits.gz",
+        "gaia",
+        "tycho2.kd.fits",
+    ]
+    state = layout.state
+    assert state.root == layout.root / "state"
+    names = [
+        state.ledger_db,
+        state.prefect_home,
+        state.prefect_profiles,
+        state.server_record,
+        state.server_log,
+        state.server_lock,
+        state.server_database,
+        state.run_logs_dir,
+        state.run_logging_config,
+    ]
+    assert [rel(layout, p) for p in names] == [
+        "state/ledger.sqlite",
+        "state/prefect",
+        "state/prefect/profiles.toml",
+        "state/server.json",
+        "state/prefect-server.log",
+        "state/server.lock",
+        "state/prefect.db",
+        "state/logs",
+        "state/logs/logging.yml",
+    ]
+
+
+def test_state_layout_keeps_a_relative_root():
+    """A state directory given relative stays relative (the ledger URL is built from it)."""
+    assert StateLayout(Path("some/state")).ledger_db == Path("some/state/ledger.sqlite")
+
+
+def test_listings(layout: ReleaseLayout):
+    """The reference chunks and log tarballs are listed sorted; none without their directory."""
+    assert layout.gaia_chunks() == [] and layout.log_tarballs() == []
+    (layout.root / "gaia").mkdir()
+    for name in ("chunk-00800.fits", "chunk-00799.fits", "other.fits"):
+        (layout.root / "gaia" / name).touch()
+    assert [p.name for p in layout.gaia_chunks()] == ["chunk-00799.fits", "chunk-00800.fits"]
+    (layout.root / "logs" / "180").mkdir(parents=True)
+    for name in ("b.tar.gz", "a.tar.gz", "180/x.tar.gz"):
+        (layout.root / "logs" / name).touch()
+    assert [rel(layout, p) for p in layout.log_tarballs()] == ["logs/a.tar.gz", "logs/b.tar.gz"]
 
 
 @pytest.mark.parametrize("image", ["../x_ooi_r.fits.fz", "/abs/x_ooi_r.fits.fz", ""])

@@ -21,11 +21,10 @@ from uuid import UUID
 import pytest
 from typer.testing import CliRunner
 
+from lsdr.infra.errors import InfraError, ServerError
 from lsdr.infra.prefect_server import (
     HOST,
     RECORDER_BATCH_SIZE,
-    SERVER_FILE,
-    PrefectServerError,
     ServerInfo,
     client_environment,
     is_healthy,
@@ -38,7 +37,7 @@ from lsdr.infra.prefect_server import (
     stop_server,
 )
 from lsdr.server_cli import app
-from lsdr.survey.core.errors import UsageError
+from lsdr.survey.core.errors import SurveyError, UsageError
 
 RECORDING_TASKS = 2000
 RECORDING_WAIT_S = 300.0
@@ -190,16 +189,16 @@ def test_stale_record_is_removed(tmp_path: Path) -> None:
         "database_url": sqlite_database_url(tmp_path),
         "log": str(tmp_path / "prefect-server.log"),
     }
-    (tmp_path / SERVER_FILE).write_text(json.dumps(record))
+    (tmp_path / "server.json").write_text(json.dumps(record))
     assert server_status(tmp_path) is None
-    assert not (tmp_path / SERVER_FILE).exists()
+    assert not (tmp_path / "server.json").exists()
     assert stop_server(tmp_path) is False
 
 
 def test_unreadable_record_names_the_file(tmp_path: Path) -> None:
     """It fails with the path of a corrupt server.json rather than guessing."""
-    (tmp_path / SERVER_FILE).write_text("{not json")
-    with pytest.raises(PrefectServerError, match=SERVER_FILE):
+    (tmp_path / "server.json").write_text("{not json")
+    with pytest.raises(ServerError, match=r"server\.json"):
         server_status(tmp_path)
 
 
@@ -209,9 +208,38 @@ def test_taken_port_fails_with_log(tmp_path: Path) -> None:
         busy.bind((HOST, 0))
         busy.listen()
         port = busy.getsockname()[1]
-        with pytest.raises(PrefectServerError, match=f"port {port}.*already in use"):
+        with pytest.raises(ServerError, match=f"port {port}.*already in use") as raised:
             start_server(tmp_path / "state", port=port, timeout=30)
     assert server_status(tmp_path / "state") is None
+    # A server problem is the infrastructure's, not the survey's: no SurveyError handler
+    # (a unit's failure class, a settings check) takes it for one.
+    assert isinstance(raised.value, InfraError)
+    assert not isinstance(raised.value, SurveyError)
+
+
+def test_cli_up_on_a_taken_port_is_one_line(tmp_path: Path) -> None:
+    """``lsdr server up`` whose server cannot start: one error line first, exit 2, no traceback."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    with socket.socket() as busy:
+        busy.bind((HOST, 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        command = [sys.executable, "-m", "lsdr", "server", "up", "--release-dir", str(tmp_path)]
+        result = subprocess.run(
+            [*command, "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env=env,
+        )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    first = result.stderr.splitlines()[0]
+    assert first == (
+        f"lsdr: error: Prefect server: port {port} on {HOST} is already in use; "
+        "choose another with --port"
+    )
 
 
 # -- real server -----------------------------------------------------------------------------
@@ -227,7 +255,7 @@ def test_start_status_stop(tmp_path: Path) -> None:
         assert is_healthy(info.url)
         assert info.database_url == sqlite_database_url(state)
         assert (state / "prefect.db").is_file()
-        record = json.loads((state / SERVER_FILE).read_text())
+        record = json.loads((state / "server.json").read_text())
         assert record["pid"] == info.pid and record["url"] == info.url
         assert server_status(state) == info
         assert start_server(state) == info
@@ -246,7 +274,7 @@ def test_start_status_stop(tmp_path: Path) -> None:
     finally:
         assert stop_server(state) is True
     assert server_status(state) is None
-    assert not (state / SERVER_FILE).exists()
+    assert not (state / "server.json").exists()
     assert not is_healthy(info.url)
     with pytest.raises(ProcessLookupError):
         os.kill(info.pid, 0)

@@ -132,15 +132,20 @@ class ReleaseLayout:
         return self.truth_dir / "truth-ccds.fits"
 
     # -- calibrations ---------------------------------------------------------------------
+    @property
+    def calib_dir(self) -> Path:
+        """``calib/``: the per-CCD and merged PsfEx models, skies and SE catalogues."""
+        return self.root / "calib"
+
     def _calib(self, kind: str, image: str | PurePosixPath, suffix: str) -> Path:
         rel = image_relpath(image)
-        return self.root / "calib" / kind / rel.parent / f"{image_base(rel)}-{suffix}.fits"
+        return self.calib_dir / kind / rel.parent / f"{image_base(rel)}-{suffix}.fits"
 
     def _calib_single(self, kind: str, image: str | PurePosixPath, ccd: str, suffix: str) -> Path:
         rel = image_relpath(image)
         base = image_base(rel)
         _check_ccdname(ccd)
-        return self.root / "calib" / kind / rel.parent / base / f"{base}-{ccd}-{suffix}.fits"
+        return self.calib_dir / kind / rel.parent / base / f"{base}-{ccd}-{suffix}.fits"
 
     def psfex_single(self, image: str | PurePosixPath, ccd: str) -> Path:
         """Per-CCD PsfEx model, ``calib/psfex-single/<imgdir>/<base>/<base>-<ccd>-psfex.fits``."""
@@ -215,6 +220,11 @@ class ReleaseLayout:
         return self.root / "depthcut"
 
     @property
+    def depthcut_linked(self) -> tuple[Path, ...]:
+        """What ``depthcut/`` links to: the images, calibs, brick table and reference catalogues."""
+        return (self.images_dir, self.calib_dir, self.survey_bricks, self.gaia_dir, self.tycho2_kd)
+
+    @property
     def survey_ccds_depthcut(self) -> Path:
         """The depth-cut CCD table, ``depthcut/survey-ccds-depthcut-<dr>.fits.gz``."""
         return self.depthcut_dir / f"survey-ccds-depthcut-{self.dr}.fits.gz"
@@ -235,10 +245,20 @@ class ReleaseLayout:
         return self.depthcut_dir / b[:3] / f"ccds-{b}.fits"
 
     # -- runbrick outputs -----------------------------------------------------------------
+    @property
+    def tractor_dir(self) -> Path:
+        """``tractor/``: every brick's catalogue and checksum file."""
+        return self.root / "tractor"
+
     def tractor(self, brick: str) -> Path:
         """``tractor/<bri>/tractor-<brick>.fits``."""
         b = checked_brick(brick)
-        return self.root / "tractor" / b[:3] / f"tractor-{b}.fits"
+        return self.tractor_dir / b[:3] / f"tractor-{b}.fits"
+
+    def tractor_orig(self, brick: str) -> Path:
+        """``tractor/<bri>/tractor-<brick>-orig.fits``: the bright-neighbour step's backup."""
+        b = checked_brick(brick)
+        return self.tractor_dir / b[:3] / f"tractor-{b}-orig.fits"
 
     def tractor_i(self, brick: str) -> Path:
         """``tractor-i/<bri>/tractor-i-<brick>.fits`` (all internal columns)."""
@@ -248,12 +268,17 @@ class ReleaseLayout:
     def brick_checksums(self, brick: str) -> Path:
         """``tractor/<bri>/brick-<brick>.sha256sum``."""
         b = checked_brick(brick)
-        return self.root / "tractor" / b[:3] / f"brick-{b}.sha256sum"
+        return self.tractor_dir / b[:3] / f"brick-{b}.sha256sum"
+
+    @property
+    def coadds_dir(self) -> Path:
+        """``coadd/``: every brick's coadd directory."""
+        return self.root / "coadd"
 
     def coadd_dir(self, brick: str) -> Path:
         """``coadd/<bri>/<brick>/``."""
         b = checked_brick(brick)
-        return self.root / "coadd" / b[:3] / b
+        return self.coadds_dir / b[:3] / b
 
     def coadd(self, brick: str, kind: str, band: str) -> Path:
         """``coadd/<bri>/<brick>/legacysurvey-<brick>-<kind>-<band>.fits.fz``."""
@@ -266,6 +291,11 @@ class ReleaseLayout:
         """``legacysurvey-<brick>-maskbits.fits.fz``."""
         b = checked_brick(brick)
         return self.coadd_dir(b) / f"legacysurvey-{b}-maskbits.fits.fz"
+
+    def coadd_maskbits_orig(self, brick: str) -> Path:
+        """``legacysurvey-<brick>-maskbits-orig.fits.fz``: the bright-neighbour step's backup."""
+        b = checked_brick(brick)
+        return self.coadd_dir(b) / f"legacysurvey-{b}-maskbits-orig.fits.fz"
 
     def coadd_ccds(self, brick: str) -> Path:
         """``legacysurvey-<brick>-ccds.fits``: the CCDs used for the brick."""
@@ -301,10 +331,19 @@ class ReleaseLayout:
             raise UsageError(f"unknown metrics product {kind!r}; expected one of {list(names)}")
         return self.metrics_dir(brick) / names[kind].format(b=checked_brick(brick))
 
+    @property
+    def logs_dir(self) -> Path:
+        """``logs/``: the runbrick logs (``logs/<bri>/``) and their tarballs."""
+        return self.root / "logs"
+
+    def brick_log_dir(self, bri: str) -> Path:
+        """``logs/<bri>/``: the logs of the bricks whose names start with ``bri``."""
+        return self.logs_dir / bri
+
     def brick_log(self, brick: str) -> Path:
         """``logs/<bri>/<brick>.log``."""
         b = checked_brick(brick)
-        return self.root / "logs" / b[:3] / f"{b}.log"
+        return self.brick_log_dir(b[:3]) / f"{b}.log"
 
     def checkpoint(self, brick: str) -> Path:
         """``checkpoints/<bri>/checkpoint-<brick>.pickle`` (shared by all nodes)."""
@@ -321,9 +360,14 @@ class ReleaseLayout:
         return Path(self.pickle_pattern(brick) % {"stage": _word(stage)})
 
     # -- post-processing ------------------------------------------------------------------
+    @property
+    def sweeps_dir(self) -> Path:
+        """``sweep/``: the sweep files of every sweep version."""
+        return self.root / "sweep"
+
     def sweep_dir(self, version: str) -> Path:
         """``sweep/<version>/`` (e.g. ``sweep/10.0``)."""
-        return self.root / "sweep" / checked_sweep_version(version)
+        return self.sweeps_dir / checked_sweep_version(version)
 
     def sweep(self, version: str, ra1: float, dec1: float, ra2: float, dec2: float) -> Path:
         """``sweep/<version>/sweep-<ra1><p|m><dec1>-<ra2><p|m><dec2>.fits``."""
@@ -369,6 +413,15 @@ class ReleaseLayout:
         """``plots/``: summary plots of the release."""
         return self.root / "plots"
 
+    @property
+    def depth_histogram_plot(self) -> Path:
+        """``plots/depth-histogram.png``: the plot of the release's depth histogram."""
+        return self.plots_dir / "depth-histogram.png"
+
+    def brick_summary_plot(self, stem: str) -> Path:
+        """``plots/brick-summary-<stem>.png``: one sky map of the brick summary."""
+        return self.plots_dir / f"brick-summary-{_word(stem)}.png"
+
     def directory_checksums(self, directory: Path) -> Path:
         """The release-convention checksum file of a directory of the release, inside it.
 
@@ -389,7 +442,11 @@ class ReleaseLayout:
         """``logs/legacysurvey_<dr>_logs_<bri>.tar.gz``."""
         if len(bri) != 3 or not bri.isalnum():
             raise UsageError(f"{bri!r} is not a brick directory prefix")
-        return self.root / "logs" / f"legacysurvey_{self.dr}_logs_{bri}.tar.gz"
+        return self.logs_dir / f"legacysurvey_{self.dr}_logs_{bri}.tar.gz"
+
+    def log_tarballs(self) -> list[Path]:
+        """Every ``logs/*.tar.gz``, sorted: the log tarballs a release publishes."""
+        return sorted(self.logs_dir.glob("*.tar.gz"))
 
     # -- orchestration state --------------------------------------------------------------
     @property
@@ -398,9 +455,85 @@ class ReleaseLayout:
         return self.root / "state"
 
     @property
+    def state(self) -> StateLayout:
+        """The paths inside ``state/`` (ledger, Prefect server, run logs)."""
+        return StateLayout(self.state_dir)
+
+    @property
     def ledger_db(self) -> Path:
         """``state/ledger.sqlite``: the default unit ledger."""
-        return self.state_dir / "ledger.sqlite"
+        return self.state.ledger_db
+
+    @property
+    def release_summary(self) -> Path:
+        """``state/release-summary.md``: what the last whole-release run made."""
+        return self.state_dir / "release-summary.md"
+
+    @property
+    def config_file(self) -> Path:
+        """``lsdr.yaml``: the release's own settings file."""
+        return self.root / "lsdr.yaml"
+
+    def gaia_chunks(self) -> list[Path]:
+        """Every ``gaia/chunk-*.fits*`` reference chunk, sorted (none without ``gaia/``)."""
+        return sorted(self.gaia_dir.glob("chunk-*.fits*")) if self.gaia_dir.exists() else []
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """The paths inside a state directory (a release's ``state/``, or any directory given).
+
+    The Prefect server and the ledger are handed a state directory, not a release, so this is
+    its own class; :attr:`ReleaseLayout.state` is the one of a release.  ``root`` is kept as
+    given (not made absolute), as the callers' paths were.
+    """
+
+    root: Path
+
+    @property
+    def ledger_db(self) -> Path:
+        """``ledger.sqlite``: the default unit ledger."""
+        return Path(self.root) / "ledger.sqlite"
+
+    @property
+    def prefect_home(self) -> Path:
+        """``prefect/``: the Prefect server's ``PREFECT_HOME``."""
+        return Path(self.root) / "prefect"
+
+    @property
+    def prefect_profiles(self) -> Path:
+        """``prefect/profiles.toml``: the server's ``PREFECT_PROFILES_PATH``."""
+        return self.prefect_home / "profiles.toml"
+
+    @property
+    def server_record(self) -> Path:
+        """``server.json``: the record of the running Prefect server (pid, port, URL)."""
+        return Path(self.root) / "server.json"
+
+    @property
+    def server_log(self) -> Path:
+        """``prefect-server.log``: the Prefect server's output."""
+        return Path(self.root) / "prefect-server.log"
+
+    @property
+    def server_lock(self) -> Path:
+        """``server.lock``: held while a server is started or stopped."""
+        return Path(self.root) / "server.lock"
+
+    @property
+    def server_database(self) -> Path:
+        """``prefect.db``: the Prefect server's SQLite database."""
+        return Path(self.root) / "prefect.db"
+
+    @property
+    def run_logs_dir(self) -> Path:
+        """``logs/``: one log file per run (``run-<UTC time>.log``) and the logging config."""
+        return Path(self.root) / "logs"
+
+    @property
+    def run_logging_config(self) -> Path:
+        """``logs/logging.yml``: the Prefect logging config lsdr writes at every run."""
+        return self.run_logs_dir / "logging.yml"
 
 
 def check_release_dir(root: Path) -> ReleaseLayout:

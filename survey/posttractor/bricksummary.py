@@ -309,7 +309,7 @@ def merge_brick_summary(
     if plot:
         from lsdr.survey.posttractor.summaryplots import plot_brick_summary
 
-        plots = plot_brick_summary(out, layout.plots_dir, bands, release=layout.dr)
+        plots = plot_brick_summary(out, layout, bands)
     return BrickSummaryResult(
         path=str(layout.brick_summary), bricks=len(out), plots=tuple(str(p) for p in plots)
     )

@@ -72,18 +72,6 @@ class BrightNeighbourResult:
     """The maskbits backup (``…-maskbits-orig.fits.fz``); "" when the brick is unchanged."""
 
 
-def maskbits_backup(layout: ReleaseLayout, brick: str) -> Path:
-    """``coadd/<bri>/<brick>/legacysurvey-<brick>-maskbits-orig.fits.fz``."""
-    b = checked_brick(brick)
-    return layout.coadd_dir(b) / f"legacysurvey-{b}-maskbits-orig.fits.fz"
-
-
-def tractor_backup(layout: ReleaseLayout, brick: str) -> Path:
-    """``tractor/<bri>/tractor-<brick>-orig.fits``."""
-    b = checked_brick(brick)
-    return layout.tractor(b).with_name(f"tractor-{b}-orig.fits")
-
-
 def grid_neighbours(brick: str) -> list[str]:
     """The bricks of the grid that share an edge or a corner with ``brick`` (usually 8)."""
     if grid.is_custom_brickname(brick):
@@ -122,7 +110,7 @@ def neighbour_bricks(layout: ReleaseLayout, brick: str) -> list[str]:
     """The up-to-8 bricks around ``brick`` that have a maskbits image (their products)."""
     out = []
     for name in grid_neighbours(checked_brick(brick)):
-        if layout.coadd_maskbits(name).is_file() or maskbits_backup(layout, name).is_file():
+        if layout.coadd_maskbits(name).is_file() or layout.coadd_maskbits_orig(name).is_file():
             out.append(name)
     return out
 
@@ -169,7 +157,7 @@ def read_original_maskbits(layout: ReleaseLayout, brick: str) -> tuple[npt.NDArr
     The product is read through one open handle, so a neighbour's step replacing it meanwhile
     (atomically, after writing the backup) gives either runbrick's file or the backup.
     """
-    current, backup = layout.coadd_maskbits(brick), maskbits_backup(layout, brick)
+    current, backup = layout.coadd_maskbits(brick), layout.coadd_maskbits_orig(brick)
     if not current.is_file():
         raise InputFileError(f"{current}: file not found")
     import fitsio
@@ -192,7 +180,7 @@ def read_original_maskbits(layout: ReleaseLayout, brick: str) -> tuple[npt.NDArr
 
 def original_catalogue(layout: ReleaseLayout, brick: str) -> Path:
     """The brick's original tractor catalogue: the backup once this step rewrote it."""
-    current, backup = layout.tractor(brick), tractor_backup(layout, brick)
+    current, backup = layout.tractor(brick), layout.tractor_orig(brick)
     marked = _is_marked(current, 0)
     if marked and not backup.is_file():
         raise InputFileError(f"{backup}: backup of the updated {current.name} not found")
@@ -410,7 +398,7 @@ def update_bright_neighbours(layout: ReleaseLayout, brick: str) -> BrightNeighbo
                 _copy_atomic(orig, current)
                 rewritten.append(current)
     else:
-        mask_bak, cat_bak = maskbits_backup(layout, brick), tractor_backup(layout, brick)
+        mask_bak, cat_bak = layout.coadd_maskbits_orig(brick), layout.tractor_orig(brick)
         pairs = ((mask_path, mask_orig_path, mask_bak), (cat_path, cat_orig_path, cat_bak))
         for current, orig, bak in pairs:
             if orig == current:
@@ -431,7 +419,7 @@ def update_bright_neighbours(layout: ReleaseLayout, brick: str) -> BrightNeighbo
         pixels_changed=pixels_changed,
         sources_changed=sources_changed,
         neighbours=neighbours,
-        backup=str(maskbits_backup(layout, brick)) if changed else "",
+        backup=str(layout.coadd_maskbits_orig(brick)) if changed else "",
     )
 
 

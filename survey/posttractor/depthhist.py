@@ -46,7 +46,6 @@ OUTER_HI = 100.0
 KINDS = (("ptsrc", "depth"), ("gal", "galdepth"))
 """(column word, coadd product) of the two depths."""
 BAND_ORDER = "ugrizY"
-PLOT_NAME = "depth-histogram.png"
 NPRIMARY_DEFAULT = 1
 
 
@@ -262,7 +261,7 @@ def merge_depth_histogram(layout: ReleaseLayout, bricks: Sequence[str]) -> Depth
                 )
     path = layout.depth_histogram
     _write_table(path, total, header)
-    plot = layout.plots_dir / PLOT_NAME
+    plot = layout.depth_histogram_plot
     plot_depth_histogram(total, bands, area, plot, title=f"{layout.dr} depth ({len(names)} bricks)")
     return DepthHistogramResult(
         path=str(path),

@@ -345,7 +345,7 @@ def match_external(
         _assign(matched, ext, primary[obj], path)
     if matched is None:
         raise InputFileError(
-            f"{layout.root / 'tractor'}: no tractor catalogue among the {len(bricks)} bricks"
+            f"{layout.tractor_dir}: no tractor catalogue among the {len(bricks)} bricks"
         )
     n_matched = int(np.count_nonzero(matched["OBJID"] != -1))
     _write_matched(out_path, matched, copied, units, catalogue, radius_arcsec, n_matched)

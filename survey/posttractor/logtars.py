@@ -40,7 +40,7 @@ class LogGroup:
 def log_groups(layout: ReleaseLayout, bri: str) -> list[LogGroup]:
     """The members of ``bri``'s tarball and the log files each is made of, sorted by member."""
     layout.log_tarball(bri)  # validates bri
-    top = layout.root / "logs" / bri
+    top = layout.brick_log_dir(bri)
     if not top.is_dir():
         return []
     by_brick: dict[str, list[Path]] = defaultdict(list)
@@ -90,7 +90,7 @@ def tar_logs(layout: ReleaseLayout, bri: str) -> Path:
     directory gives an empty tarball.
     """
     target = layout.log_tarball(bri)
-    top = layout.root / "logs"
+    top = layout.logs_dir
     groups = log_groups(layout, bri)
     with atomic_path(target) as tmp, tarfile.open(tmp, "w:gz") as tar:
         for group in groups:
@@ -105,7 +105,7 @@ def tar_logs(layout: ReleaseLayout, bri: str) -> Path:
 
 def log_prefixes(layout: ReleaseLayout) -> list[str]:
     """The ``<bri>`` directories under ``logs/`` (what :func:`tar_logs` can be called on)."""
-    top = layout.root / "logs"
+    top = layout.logs_dir
     if not top.is_dir():
         return []
     return sorted(p.name for p in top.iterdir() if p.is_dir() and len(p.name) == 3)

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lsdr.survey.core.fileio import atomic_path
+from lsdr.survey.core.layout import ReleaseLayout
 
 MAPS = (
     ("psfdepth", "5σ PSF depth (AB mag)", "PSF depth"),
@@ -26,7 +27,7 @@ MAPS = (
 
 
 def plot_brick_summary(
-    summary: npt.NDArray[np.void], out_dir: Path, bands: Sequence[str], *, release: str = ""
+    summary: npt.NDArray[np.void], layout: ReleaseLayout, bands: Sequence[str]
 ) -> list[Path]:
     """Draw the sky maps of a merged brick summary (needs ra1..dec2); return the PNG paths."""
     import matplotlib
@@ -75,8 +76,8 @@ def plot_brick_summary(
             bar = fig.colorbar(coll, ax=ax, shrink=0.85)
             bar.set_label(label)
             _frame(ax, ra1, ra2, dec1, dec2)
-            ax.set_title(f"{release} {words}, {band} band ({int(np.sum(has))} bricks)".strip())
-        path = Path(out_dir) / f"brick-summary-{stem}.png"
+            ax.set_title(f"{layout.dr} {words}, {band} band ({int(np.sum(has))} bricks)".strip())
+        path = layout.brick_summary_plot(stem)
         with atomic_path(path) as tmp:
             fig.savefig(tmp, format="png", dpi=100)
         plt.close(fig)

@@ -72,8 +72,6 @@ DEPTHCUT_DTYPE = np.dtype(
     ]
 )
 """Per-brick output rows: survey-ccds columns and the depth cut's verdict."""
-LINKED = ("images", "calib", "survey-bricks.fits.gz", "gaia", "tycho2.kd.fits")
-"""What the depth-cut survey dir links from the release (when the release has it)."""
 
 
 @dataclass(frozen=True)
@@ -338,8 +336,8 @@ def prepare_depthcut_survey_dir(layout: ReleaseLayout) -> Path:
     """Make ``depthcut/`` a survey dir: relative links to the release's images, calibs, refs."""
     top = layout.depthcut_dir
     top.mkdir(parents=True, exist_ok=True)
-    for name in LINKED:
-        target = layout.root / name
+    for target in layout.depthcut_linked:
+        name = target.name
         link = top / name
         if target.exists() and not link.is_symlink() and not link.exists():
             os.symlink(Path("..") / name, link)
