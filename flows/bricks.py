@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.report import phase_summary
+from lsdr.flows.report import BricksResult, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.core.layout import ReleaseLayout
@@ -19,9 +19,11 @@ def bricks(
     release_dir: str,
     options: BricksOptions | None = None,
     settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> BricksResult:
     """Write the brick list: the bricks of the region (default all) the CCDs touch."""
     s = settings_for(release_dir, settings)
     box = (options or BricksOptions()).box()
     report = run_units("bricks", bricks_unit, plan_bricks(ReleaseLayout(s.release_dir), box), s)
-    return phase_summary(report, bricks=report.results[0].summary.get("bricks", 0))
+    return phase_summary(
+        report, result=BricksResult, bricks=report.results[0].summary.get("bricks", 0)
+    )

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.planning import release_bricks
-from lsdr.flows.report import phase_summary
+from lsdr.flows.report import BrightneighborsResult, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.core.layout import ReleaseLayout
@@ -20,7 +20,7 @@ def brightneighbors(
     release_dir: str,
     options: BrightneighborsOptions | None = None,
     settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> BrightneighborsResult:
     """Update each brick's maskbits image and catalogue from its neighbours (originals kept)."""
     s = settings_for(release_dir, settings)
     names, left_out = release_bricks(
@@ -29,4 +29,10 @@ def brightneighbors(
     units = plan_brightneighbors(ReleaseLayout(s.release_dir), names)
     report = run_units("brightneighbors", brightneighbors_unit, units, s)
     changed = sum(int(r.summary.get("pixels_changed", 0)) for r in report.results)
-    return phase_summary(report, left_out=left_out, left_out_what="brick", pixels_changed=changed)
+    return phase_summary(
+        report,
+        result=BrightneighborsResult,
+        left_out=left_out,
+        left_out_what="brick",
+        pixels_changed=changed,
+    )

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.planning import release_bricks
-from lsdr.flows.report import combined_summary
+from lsdr.flows.report import DepthResult, combined_summary
 from lsdr.flows.runner import run_then_merge
 from lsdr.flows.settings import settings_for
 from lsdr.survey.core.layout import ReleaseLayout
@@ -20,7 +20,7 @@ def depth(
     release_dir: str,
     options: DepthOptions | None = None,
     settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> DepthResult:
     """Per brick, histogram its primary pixels' depths; then sum into ``<dr>-depth.fits``."""
     o = options or DepthOptions()
     s = settings_for(release_dir, settings)
@@ -34,6 +34,7 @@ def depth(
     return combined_summary(
         "depth",
         reports,
+        result=DepthResult,
         left_out=left_out,
         left_out_what="brick",
         histogram=str(layout.depth_histogram),

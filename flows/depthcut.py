@@ -6,7 +6,7 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.report import phase_summary
+from lsdr.flows.report import PhaseResult, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.core.layout import ReleaseLayout
@@ -19,7 +19,7 @@ def depthcut(
     release_dir: str,
     options: DepthcutOptions | None = None,
     settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> PhaseResult:
     """Write the depth-cut CCD table and its kd-tree for the brick list.
 
     ``options`` has no fields yet: every phase flow takes its model, so that chains and

@@ -7,7 +7,7 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.report import phase_summary
+from lsdr.flows.report import DiscoverResult, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.core.layout import ReleaseLayout
@@ -22,7 +22,7 @@ def discover(
     release_dir: str,
     options: DiscoverOptions | None = None,
     settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> DiscoverResult:
     """Write ``image-list.txt`` (paths relative to ``images/``) and say what was dropped."""
     o = options or DiscoverOptions()
     s = settings_for(release_dir, settings)
@@ -35,7 +35,9 @@ def discover(
         log.warning("discover: dropped %s: %s", relpath, reason)
     if dropped:
         _dropped_artifact(dropped)
-    return phase_summary(report, kept=summary.get("kept", 0), dropped=dropped)
+    return phase_summary(
+        report, result=DiscoverResult, kept=summary.get("kept", 0), dropped=dropped
+    )
 
 
 def _dropped_artifact(dropped: list[list[str]]) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.planning import release_bricks
-from lsdr.flows.report import phase_summary
+from lsdr.flows.report import ExternalResult, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.core.layout import ReleaseLayout
@@ -23,7 +23,7 @@ def external(
     release_dir: str,
     options: ExternalOptions | None = None,
     settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> ExternalResult:
     """One matched file per external catalogue, row-aligned with it.
 
     ``catalogues``: the list to match (name, path, copycols, ra/dec columns); default the
@@ -46,5 +46,9 @@ def external(
     units = plan_external(layout, names, cats, o.radius_arcsec) if names else []
     report = run_units("external", external_unit, units, s)
     return phase_summary(
-        report, left_out=left_out, left_out_what="brick", external_dir=str(layout.external_dir)
+        report,
+        result=ExternalResult,
+        left_out=left_out,
+        left_out_what="brick",
+        external_dir=str(layout.external_dir),
     )

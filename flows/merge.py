@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.planning import leave_out, read_planned_list, upstream_failures
-from lsdr.flows.report import PhaseReport, phase_summary
+from lsdr.flows.report import MergeResult, PhaseReport, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.flows.zeropoints import read_images
@@ -34,7 +34,7 @@ def merge(
     release_dir: str,
     options: MergeOptions | None = None,
     settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> MergeResult:
     """Merge calibs (``merge-calibs --continue``) and CCD tables (``--cut --cut-expnum``)."""
     o = options or MergeOptions()
     s = settings_for(release_dir, settings)
@@ -42,7 +42,9 @@ def merge(
     images, bad_list = read_planned_list("merge", layout.image_list, lambda: read_images(layout), s)
     if bad_list:
         tables = run_units("merge", merge_tables_unit, bad_list, s)
-        return phase_summary(tables, merge_calibs=phase_summary(PhaseReport("merge-calibs")))
+        return phase_summary(
+            tables, result=MergeResult, merge_calibs=phase_summary(PhaseReport("merge-calibs"))
+        )
     failed_zpt = upstream_failures(s, "zeropoints", images)
     usable = [i for i in images if i not in failed_zpt]
     with_zpt = [i for i in usable if layout.zpt_annotated(i).exists()]
@@ -56,7 +58,14 @@ def merge(
     summary = tables.results[0].summary if tables.ok else {}
     for missing in summary.get("missing_tables", []):
         log.warning("merge: no zeropoint table %s (its image was not measured)", missing)
-    result = phase_summary(tables, left_out=left_out, left_out_what="image", **summary)
-    result["merge_calibs"] = phase_summary(calibs)
-    result["failed"] = result["failed"] + result["merge_calibs"]["failed"]
+    numbers = {k: v for k, v in summary.items() if k in TABLE_NUMBERS}
+    result = phase_summary(
+        tables, result=MergeResult, left_out=left_out, left_out_what="image", **numbers
+    )
+    result.merge_calibs = phase_summary(calibs)
+    result.failed = [*result.failed, *result.merge_calibs.failed]
     return result
+
+
+TABLE_NUMBERS = ("rows", "kept", "cuts", "dropped_expnums", "missing_tables")
+"""The numbers of the CCD tables' unit that the merge result carries."""

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.planning import release_bricks
-from lsdr.flows.report import combined_summary
+from lsdr.flows.report import PackageResult, combined_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.core.layout import ReleaseLayout
@@ -27,7 +27,7 @@ def package(
     release_dir: str,
     options: PackageOptions | None = None,
     settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> PackageResult:
     """Verify each brick's checksums, then write the release checksums and log tarballs.
 
     A brick whose files do not match its checksum file fails (science) and is left out of the
@@ -43,5 +43,10 @@ def package(
     reports.append(run_units("logs", logs_unit, plan_logs(layout, names), s))
     reports.append(run_units("checksums", checksums_unit, plan_checksums(layout, good), s))
     return combined_summary(
-        "package", reports, left_out=left_out, left_out_what="brick", verified=len(good)
+        "package",
+        reports,
+        result=PackageResult,
+        left_out=left_out,
+        left_out_what="brick",
+        verified=len(good),
     )

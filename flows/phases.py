@@ -18,6 +18,7 @@ from lsdr.flows.kdtree import kdtree
 from lsdr.flows.merge import merge
 from lsdr.flows.package import package
 from lsdr.flows.publish import publish
+from lsdr.flows.report import MergeResult, PhaseResult
 from lsdr.flows.summary import summary
 from lsdr.flows.sweeps import sweeps
 from lsdr.flows.tractor import tractor
@@ -53,7 +54,7 @@ def run_phase(
     settings: Settings,
     address: str | None = None,
     options: PhaseOptions | None = None,
-) -> dict[str, Any]:
+) -> PhaseResult:
     """Run one phase flow with its options on the cluster at ``address`` (or its own cluster).
 
     Inside a parent flow (pretractor, release) the phase runs without its own heartbeat
@@ -67,7 +68,7 @@ def run_phase(
     phase_flow = PHASE_FLOWS[name].with_options(task_runner=task_runner(settings, address))
     updates = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None} if FlowRunContext.get() else {}
     with temporary_settings(updates=updates):
-        result: dict[str, Any] = phase_flow(
+        result: PhaseResult = phase_flow(
             release_dir=str(settings.release_dir), options=options, settings=_overrides(settings)
         )
     return result
@@ -78,7 +79,7 @@ def _overrides(settings: Settings) -> dict[str, Any]:
     return settings.model_dump(mode="json", exclude={"release_dir"})
 
 
-def stops_chain(name: str, result: dict[str, Any]) -> bool:
+def stops_chain(name: str, result: PhaseResult) -> bool:
     """Whether a phase's failures leave the next phases nothing: a STOPPING phase's own unit failed.
 
     Not a merge whose only failures are exposures' merged calibs: those images are left out of
@@ -86,7 +87,7 @@ def stops_chain(name: str, result: dict[str, Any]) -> bool:
     """
     if name not in STOPPING:
         return False
-    own = list(result["failed"])
-    if "merge_calibs" in result:
-        own = [f for f in own if f not in result["merge_calibs"]["failed"]]
+    own = list(result.failed)
+    if isinstance(result, MergeResult) and result.merge_calibs is not None:
+        own = [f for f in own if f not in result.merge_calibs.failed]
     return bool(own)

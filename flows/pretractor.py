@@ -14,6 +14,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.phases import run_phase, stops_chain
+from lsdr.flows.report import PhaseResult
 from lsdr.flows.settings import settings_for
 from lsdr.infra.cluster import dask_cluster
 from lsdr.survey.core.phase_options import (
@@ -32,14 +33,14 @@ def pretractor(
     options: PretractorOptions | None = None,
     settings: dict[str, Any] | None = None,
     dask_address: str | None = None,
-) -> list[dict[str, Any]]:
+) -> list[PhaseResult]:
     """Run the pre-tractor phases in order, each with its options; return their summaries."""
     o = options or PretractorOptions()
     s = settings_for(release_dir, settings)
     steps: list[PhaseOptions] = [o.discover, o.zeropoints, o.merge, KdtreeOptions(), o.bricks]
     if o.depth_cut:
         steps.append(DepthcutOptions())
-    results: list[dict[str, Any]] = []
+    results: list[PhaseResult] = []
     with ExitStack() as stack:
         address = dask_address or stack.enter_context(dask_cluster(s))
         for step in steps:

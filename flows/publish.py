@@ -12,7 +12,7 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.report import combined_summary, phase_summary
+from lsdr.flows.report import PublishResult, combined_summary, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.publish_gate import blocking_failures, refusal
@@ -28,7 +28,7 @@ def publish(
     release_dir: str,
     options: PublishOptions,
     settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> PublishResult:
     """rsync the release (not ``images/`` links, not orchestration state) to ``destination``.
 
     A dry run lists what would be copied and records nothing.  Otherwise a release with failed
@@ -44,12 +44,17 @@ def publish(
         result = rsync_release(layout, destination, dry_run=True)
         would_copy = list(result.files[:50])
         return combined_summary(
-            "publish", [], dry_run=True, would_copy=would_copy, would_copy_total=result.n_files
+            "publish",
+            [],
+            result=PublishResult,
+            dry_run=True,
+            would_copy=would_copy,
+            would_copy_total=result.n_files,
         )
     if not options.publish_with_failures:
         reason = refusal(s.release_dir, blocking_failures(ledger_for(s)))
         if reason is not None:
             log.error("publish: %s", reason)
-            return combined_summary("publish", [], skipped=reason)
+            return combined_summary("publish", [], result=PublishResult, skipped=reason)
     report = run_units("publish", publish_unit, plan_publish(layout, destination), s)
-    return phase_summary(report, destination=destination)
+    return phase_summary(report, result=PublishResult, destination=destination)

@@ -21,7 +21,13 @@ from prefect import flow
 
 from lsdr.flows.phases import run_phase, stops_chain
 from lsdr.flows.pretractor import pretractor
-from lsdr.flows.report import combined_summary, left_out_line
+from lsdr.flows.report import (
+    PhaseResult,
+    PublishResult,
+    ReleaseResult,
+    combined_summary,
+    left_out_line,
+)
 from lsdr.flows.settings import settings_for
 from lsdr.infra.cluster import dask_cluster
 from lsdr.survey.core.layout import ReleaseLayout
@@ -42,12 +48,12 @@ def release(
     options: ReleaseOptions | None = None,
     settings: dict[str, Any] | None = None,
     dask_address: str | None = None,
-) -> dict[str, Any]:
-    """Run the whole release; return the phases' summaries and the release summary's path."""
+) -> ReleaseResult:
+    """Run the whole release; return the phases' results and the release summary's path."""
     o = options or ReleaseOptions()
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    results: list[dict[str, Any]] = []
+    results: list[PhaseResult] = []
     with ExitStack() as stack:
         address = dask_address or stack.enter_context(dask_cluster(s))
         if not o.skip_pretractor:
@@ -67,7 +73,7 @@ def release(
         for phase in (o.tractor, *(getattr(o, name) for name in POST_TRACTOR)):
             results.append(run_phase(phase.phase, s, address, phase))
         if o.destination is not None:
-            failed = [r["phase"] for r in results if r["failed"]]
+            failed = [r.phase for r in results if r.failed]
             if failed and not o.publish_with_failures:
                 log.error("release: not published: failed units in %s", ", ".join(failed))
                 results.append(_not_published(failed))
@@ -80,7 +86,7 @@ def release(
     return _finish(layout, results)
 
 
-def pretractor_stop(layout: ReleaseLayout, results: list[dict[str, Any]]) -> str | None:
+def pretractor_stop(layout: ReleaseLayout, results: list[PhaseResult]) -> str | None:
     """Why the tractor phase cannot run after these pre-tractor results, or None when it can.
 
     When discover, merge (its tables), kdtree or the brick list failed, what is on disk is older
@@ -88,18 +94,20 @@ def pretractor_stop(layout: ReleaseLayout, results: list[dict[str, Any]]) -> str
     they are left out of the tables, and the other images' bricks go on.
     """
     for r in results:
-        if stops_chain(r["phase"], r) or (r["phase"] == "bricks" and r["failed"]):
-            return f"{r['phase']} failed"
+        if stops_chain(r.phase, r) or (r.phase == "bricks" and r.failed):
+            return f"{r.phase} failed"
     if not layout.brick_list.exists():
         return "the pre-tractor phases wrote no brick list"
     return None
 
 
-def _not_published(failed: list[str]) -> dict[str, Any]:
-    return combined_summary("publish", [], skipped=f"failed units in {', '.join(failed)}")
+def _not_published(failed: list[str]) -> PublishResult:
+    return combined_summary(
+        "publish", [], result=PublishResult, skipped=f"failed units in {', '.join(failed)}"
+    )
 
 
-def _finish(layout: ReleaseLayout, results: list[dict[str, Any]]) -> dict[str, Any]:
+def _finish(layout: ReleaseLayout, results: list[PhaseResult]) -> ReleaseResult:
     """Write the summary (file and artifact) and return it with the phases' results."""
     text = summary_markdown(layout, results)
     path = layout.state_dir / SUMMARY_FILE
@@ -114,7 +122,7 @@ def _finish(layout: ReleaseLayout, results: list[dict[str, Any]]) -> dict[str, A
             create_markdown_artifact(text, key="release-summary", description="release summary")
     except Exception as err:  # artifacts are a view; never fail the release for one
         log.warning("could not create the release summary artifact: %s", err)
-    return {"phases": results, "summary": str(path)}
+    return ReleaseResult(phases=results, summary=str(path))
 
 
 def release_products(layout: ReleaseLayout) -> list[tuple[str, Path]]:
@@ -141,7 +149,7 @@ def release_plots(layout: ReleaseLayout) -> list[Path]:
     return sorted(layout.plots_dir.glob("*.png")) if layout.plots_dir.exists() else []
 
 
-def summary_markdown(layout: ReleaseLayout, results: list[dict[str, Any]]) -> str:
+def summary_markdown(layout: ReleaseLayout, results: list[PhaseResult]) -> str:
     """The release summary: units per phase, failures, products, plots."""
     lines = [
         f"# Release {layout.dr}: {layout.root}",
@@ -150,21 +158,18 @@ def summary_markdown(layout: ReleaseLayout, results: list[dict[str, Any]]) -> st
     ]
     lines.append("|---|---|---|---|")
     for r in results:
-        c = r["counts"]
-        lines.append(f"| {r['phase']} | {c['done']} | {c['cached']} | {c['failed']} |")
-    failures = [(r["phase"], f) for r in results for f in r["failed"]]
-    skipped = [r for r in results if r.get("skipped")]
+        c = r.counts
+        lines.append(f"| {r.phase} | {c.done} | {c.cached} | {c.failed} |")
+    failures = [(r.phase, f) for r in results for f in r.failed]
+    skipped = [r for r in results if r.skipped]
     if failures or skipped:
         lines += ["", "## Failed", ""]
         lines += [f"- {phase} {key} [{cls}]: {msg}" for phase, (key, cls, msg) in failures]
-        lines += [f"- {r['phase']} not run: {r['skipped']}" for r in skipped]
-    left_out = [r for r in results if r.get("left_out")]
+        lines += [f"- {r.phase} not run: {r.skipped}" for r in skipped]
+    left_out = [r for r in results if r.left_out]
     if left_out:
         lines += ["", "## Left out (an upstream unit failed)", ""]
-        lines += [
-            f"- {left_out_line(r['phase'], r.get('left_out_what', 'unit'), r['left_out'])}"
-            for r in left_out
-        ]
+        lines += [f"- {left_out_line(r.phase, r.left_out_what, r.left_out)}" for r in left_out]
     lines += ["", "## Products", ""]
     lines += [f"- {what}: `{path}`" for what, path in release_products(layout)]
     plots = release_plots(layout)

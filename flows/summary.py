@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.planning import release_bricks
-from lsdr.flows.report import combined_summary
+from lsdr.flows.report import SummaryResult, combined_summary
 from lsdr.flows.runner import run_then_merge
 from lsdr.flows.settings import settings_for
 from lsdr.survey.core.layout import ReleaseLayout
@@ -20,7 +20,7 @@ def summary(
     release_dir: str,
     options: SummaryOptions | None = None,
     settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> SummaryResult:
     """Summarise the bricks per RA degree in parallel, then merge the chunks and plot."""
     o = options or SummaryOptions()
     s = settings_for(release_dir, settings)
@@ -34,6 +34,7 @@ def summary(
     return combined_summary(
         "summary",
         reports,
+        result=SummaryResult,
         left_out=left_out,
         left_out_what="brick",
         table=str(layout.brick_summary),

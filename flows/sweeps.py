@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.planning import release_bricks
-from lsdr.flows.report import phase_summary
+from lsdr.flows.report import SweepsResult, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.core.layout import ReleaseLayout
@@ -20,7 +20,7 @@ def sweeps(
     release_dir: str,
     options: SweepsOptions | None = None,
     settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> SweepsResult:
     """Write one sweep file per sky box holding any of the bricks."""
     o = options or SweepsOptions()
     version = o.version
@@ -29,5 +29,9 @@ def sweeps(
     names, left_out = release_bricks(s, o.bricks, "sweeps")
     report = run_units("sweeps", sweeps_unit, plan_sweeps(layout, names, version), s)
     return phase_summary(
-        report, left_out=left_out, left_out_what="brick", sweep_dir=str(layout.sweep_dir(version))
+        report,
+        result=SweepsResult,
+        left_out=left_out,
+        left_out_what="brick",
+        sweep_dir=str(layout.sweep_dir(version)),
     )

@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.planning import leave_out, read_planned_list, upstream_failures
-from lsdr.flows.report import phase_summary
+from lsdr.flows.report import TractorResult, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.core.layout import ReleaseLayout
@@ -24,7 +24,7 @@ def tractor(
     release_dir: str,
     options: TractorOptions | None = None,
     settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> TractorResult:
     """Catalogues, coadds and maskbits for each brick (default: every brick of bricks.txt).
 
     The options are :class:`TractorOptions`: past ``fit_budget_s`` seconds of fitting a brick
@@ -64,4 +64,10 @@ def tractor(
     empty = [r.key for r in report.results if r.summary.get("status") == "nothing-to-do"]
     for brick in empty:
         log.warning("tractor: %s has no CCDs: nothing to do, no catalogue", brick)
-    return phase_summary(report, left_out=left_out, left_out_what="brick", nothing_to_do=empty)
+    return phase_summary(
+        report,
+        result=TractorResult,
+        left_out=left_out,
+        left_out_what="brick",
+        nothing_to_do=empty,
+    )

@@ -7,7 +7,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.planning import read_planned_list
-from lsdr.flows.report import phase_summary
+from lsdr.flows.report import PhaseResult, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.survey.core.layout import ReleaseLayout
@@ -20,7 +20,7 @@ def zeropoints(
     release_dir: str,
     options: ZeropointsOptions | None = None,
     settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> PhaseResult:
     """``<base>-annotated.fits``, ``<base>-photom.fits`` and per-CCD calibs for each image.
 
     An image list that cannot be read is one failed unit (keyed by its file name), not a crash.

@@ -46,6 +46,7 @@ from lsdr.survey.core.phase_options import (
 )
 
 if TYPE_CHECKING:
+    from lsdr.flows.report import PhaseResult, PublishResult
     from lsdr.infra.ledger import Ledger
 
 run_app = typer.Typer(
@@ -179,7 +180,7 @@ def _execute(
     # With --verbose the INFO records scroll past: a live table would only be torn by them.
     live = settings.progress and console.is_terminal and not console.is_dumb_terminal
     display = RunProgress(console, live=live and not verbose)
-    results: list[dict[str, Any]] = []
+    results: list[PhaseResult] = []
     add_progress_hook(display)
     try:
         with dask_cluster(settings) as address, display:
@@ -204,9 +205,9 @@ def _execute(
                         settings=settings.model_dump(mode="json", exclude={"release_dir"}),
                         dask_address=address,
                     )
-                    results.extend(outcome["phases"])
+                    results.extend(outcome.phases)
                     console.print(
-                        f"release summary: {outcome['summary']}", soft_wrap=True, highlight=False
+                        f"release summary: {outcome.summary}", soft_wrap=True, highlight=False
                     )
                 else:
                     results.append(run_phase(name, settings, address, options))
@@ -236,37 +237,36 @@ LEFT_OUT_SHOWN = 20
 """Most left-out units (over all phases) or dry-run files the end-of-run report names."""
 
 
-def _report(results: list[dict[str, Any]]) -> None:
+def _report(results: list[PhaseResult]) -> None:
     """Print one line per phase, per failed unit and per left-out unit; exit with its status.
 
     The left-out units (not planned because an upstream unit failed) are named with their
     reason up to :data:`LEFT_OUT_SHOWN`, then counted; they make the run's status 1 when
     nothing failed in it (:func:`exit_status`).
     """
+    from lsdr.flows.report import MergeResult, PublishResult
     from lsdr.tasks.failures import ENVIRONMENT
 
     classes: list[str] = []
-    flat: list[dict[str, Any]] = []
+    flat: list[PhaseResult] = []
     for result in results:
-        if "merge_calibs" in result:
-            flat.append({**result["merge_calibs"], "failed": []})  # its failures are in merge's
+        if isinstance(result, MergeResult) and result.merge_calibs is not None:
+            # Its failures are in merge's own list.
+            flat.append(result.merge_calibs.model_copy(update={"failed": []}))
         flat.append(result)
     left_out = 0
     for result in flat:
-        c = result["counts"]
-        items = result.get("left_out") or []
-        what = result.get("left_out_what", "unit")
+        c = result.counts
+        items = result.left_out
+        what = result.left_out_what
         extra = f", {len(items)} {what}{'' if len(items) == 1 else 's'} left out" if items else ""
-        print(
-            f"{result['phase']}: {c['done']} done, {c['cached']} already done, "
-            f"{c['failed']} failed{extra}"
-        )
-        for key, cls, message in result["failed"]:
+        print(f"{result.phase}: {c.done} done, {c.cached} already done, {c.failed} failed{extra}")
+        for key, cls, message in result.failed:
             classes.append(cls)
             print(f"  FAILED {key} [{cls}]: {message}")
-        if result.get("skipped"):
-            print(f"  NOT RUN: {result['skipped']}")
-        if result.get("dry_run"):
+        if result.skipped:
+            print(f"  NOT RUN: {result.skipped}")
+        if isinstance(result, PublishResult) and result.dry_run:
             _print_would_copy(result)
         shown = items[: max(LEFT_OUT_SHOWN - left_out, 0)]
         for key, reason in shown:
@@ -290,16 +290,16 @@ def _report(results: list[dict[str, Any]]) -> None:
             f"{left_out} unit(s) left out because an upstream unit failed: `lsdr status` lists "
             f"the failed units; fix them, then {_retry_hint(flat)}, rerun that phase and this one."
         )
-    skipped = sum(1 for result in flat if result.get("skipped"))
+    skipped = sum(1 for result in flat if result.skipped)
     code = exit_status(classes, left_out + skipped)
     if code != EXIT_OK:
         raise SystemExit(code)
 
 
-def _print_would_copy(result: dict[str, Any]) -> None:
+def _print_would_copy(result: PublishResult) -> None:
     """A dry-run publish: how many files it would copy, the first ones named."""
-    files = list(result.get("would_copy") or [])
-    total = int(result.get("would_copy_total", len(files)))
+    files = list(result.would_copy)
+    total = result.would_copy_total
     print(f"  dry run: would copy {total} file(s)")
     for name in files[:LEFT_OUT_SHOWN]:
         print(f"    {name}")
@@ -307,13 +307,13 @@ def _print_would_copy(result: dict[str, Any]) -> None:
         print(f"    and {total - min(len(files), LEFT_OUT_SHOWN)} more")
 
 
-def _retry_hint(results: list[dict[str, Any]]) -> str:
+def _retry_hint(results: list[PhaseResult]) -> str:
     """``lsdr retry --phase zeropoints``: the phases whose failures the left-out units name."""
     phases = sorted(
         {
             reason.partition(" failed: ")[0]
             for result in results
-            for _, reason in result.get("left_out") or []
+            for _, reason in result.left_out
             if " failed: " in reason
         }
     )

@@ -15,10 +15,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
 
+from lsdr.flows.report import PhaseResult
 from lsdr.run_cli import LEFT_OUT_SHOWN, _report, exit_status
 
 
@@ -174,15 +174,17 @@ def test_demo_out_that_is_a_file_is_refused(tmp_path: Path) -> None:
 
 
 # -- what a run left out: reported, and the status is 1 ----------------------------------------
-def left_out_result(n: int) -> dict[str, Any]:
-    """A phase summary, as the flows return it, with ``n`` bricks left out and nothing failed."""
-    return {
-        "phase": "sweeps",
-        "counts": {"done": 1, "cached": 0, "failed": 0},
-        "failed": [],
-        "left_out": [[f"brick{i:02d}", "tractor failed: truncated image"] for i in range(n)],
-        "left_out_what": "brick",
-    }
+def left_out_result(n: int) -> PhaseResult:
+    """A phase result, as the flows return it, with ``n`` bricks left out and nothing failed."""
+    return PhaseResult.model_validate(
+        {
+            "phase": "sweeps",
+            "counts": {"done": 1, "cached": 0, "failed": 0},
+            "failed": [],
+            "left_out": [[f"brick{i:02d}", "tractor failed: truncated image"] for i in range(n)],
+            "left_out_what": "brick",
+        }
+    )
 
 
 def test_exit_status_counts_units_not_done() -> None:
@@ -315,6 +317,6 @@ def test_a_release_with_a_failed_unit_reports_what_is_left_out_and_is_not_publis
     from lsdr.survey.core.phase_options import PublishOptions
 
     summary = publish.fn(release_dir=str(root), options=PublishOptions(destination=str(dest)))
-    assert summary["counts"] == {"done": 0, "cached": 0, "failed": 0}
-    assert summary["skipped"].startswith("not published: 1 unit failed (zeropoints 1): ")
+    assert summary.counts.model_dump() == {"done": 0, "cached": 0, "failed": 0}
+    assert summary.skipped.startswith("not published: 1 unit failed (zeropoints 1): ")
     assert not dest.exists()

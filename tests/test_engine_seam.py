@@ -237,12 +237,12 @@ def test_a_registered_engine_runs_the_tractor_flow_unchanged(
     """
     prepared = prepared_survey(tmp_path_factory)
     reference = private_copy(prepared, tmp_path_factory.mktemp("lite") / "release")
-    assert run_tractor_flow(reference.root, dask_address)["counts"]["done"] == 1
+    assert run_tractor_flow(reference.root, dask_address).counts.done == 1
 
     copied = private_copy(prepared, tmp_path_factory.mktemp("copied") / "release")
     use_reference(copied, reference)
     summary = run_tractor_flow(copied.root, dask_address, settings={"engine": copy_registered})
-    assert summary["counts"] == {"done": 1, "cached": 0, "failed": 0}, summary
+    assert summary.counts.model_dump() == {"done": 1, "cached": 0, "failed": 0}, summary
 
     assert_same_catalogue(
         read_catalogue(copied.tractor(BRICK)), read_catalogue(reference.tractor(BRICK))
@@ -268,7 +268,7 @@ def test_a_registered_engine_runs_the_tractor_flow_unchanged(
     use_reference(empty, prepared)  # no tractor run there: nothing to copy
     for _ in range(2):
         failed = run_tractor_flow(empty.root, dask_address, settings={"engine": copy_registered})
-        ((key, failure_class, message),) = failed["failed"]
+        ((key, failure_class, message),) = failed.failed
         assert (key, failure_class) == (BRICK, "science") and "no finished brick" in message
     row = ledger_for(load_settings(empty.root)).get("tractor", BRICK)
     assert row is not None and row.attempts == 1, "a science failure must not rerun blindly"

@@ -24,6 +24,7 @@ import pytest
 
 from lsdr.flows.planning import read_planned_list, release_bricks, upstream_failures
 from lsdr.flows.release import summary_markdown
+from lsdr.flows.report import PhaseResult
 from lsdr.flows.settings import ledger_for
 from lsdr.infra.ledger import UnitFinish
 from lsdr.infra.settings import load_settings
@@ -406,7 +407,7 @@ def test_release_summary_has_a_left_out_section(tmp_path: Path) -> None:
          "left_out": [[IMAGE, "zeropoints failed: x.fits.fz HDU 2: truncated"]],
          "left_out_what": "image"},
     ]  # fmt: skip
-    text = summary_markdown(layout, results)
+    text = summary_markdown(layout, [PhaseResult.model_validate(r) for r in results])
     assert (
         f"- merge: 1 image left out: {IMAGE} (zeropoints failed: x.fits.fz HDU 2: truncated)"
         in (text)

@@ -18,7 +18,7 @@ import probe_units as probe
 import pytest
 from prefect import flow
 
-from lsdr.flows.report import phase_summary
+from lsdr.flows.report import PhaseResult, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.infra.cluster import task_runner
@@ -43,7 +43,7 @@ def probe_flow(
     threads: int = 1,
     options: dict[str, Any] | None = None,
     settings: dict[str, Any] | None = None,
-) -> dict[str, Any]:
+) -> PhaseResult:
     """Run probe units, one per key, with input ``inputs/<key>.dat``."""
     s = settings_for(release_dir, settings)
     units = [
@@ -76,7 +76,7 @@ def _cluster(dask_address: str) -> None:
     ADDRESS[:] = [dask_address]
 
 
-def run(root: Path, function: str, keys: list[str], **kw: Any) -> dict[str, Any]:
+def run(root: Path, function: str, keys: list[str], **kw: Any) -> PhaseResult:
     """Run the probe flow on the session's LocalCluster (two single-threaded workers)."""
     from lsdr.infra.settings import load_settings
 
@@ -98,17 +98,17 @@ def test_rerun_recomputes_nothing_and_a_changed_input_only_its_unit(tmp_path):
     """A second run finds every unit done; touching one input reruns exactly that unit."""
     keys = make_release(tmp_path, 10)
     first = run(tmp_path, "checksum", keys)
-    assert first["counts"] == {"done": 10, "cached": 0, "failed": 0}
+    assert first.counts.model_dump() == {"done": 10, "cached": 0, "failed": 0}
     before = mtimes(tmp_path)
 
     second = run(tmp_path, "checksum", keys)
-    assert second["counts"] == {"done": 0, "cached": 10, "failed": 0}
+    assert second.counts.model_dump() == {"done": 0, "cached": 10, "failed": 0}
     assert mtimes(tmp_path) == before
 
     time.sleep(0.01)
     (tmp_path / "inputs" / "u00003.dat").write_bytes(b"changed")
     third = run(tmp_path, "checksum", keys)
-    assert third["counts"] == {"done": 1, "cached": 9, "failed": 0}
+    assert third.counts.model_dump() == {"done": 1, "cached": 9, "failed": 0}
     after = mtimes(tmp_path)
     assert [k for k in after if after[k] != before[k]] == ["u00003.txt"]
 
@@ -124,7 +124,7 @@ def test_deleted_output_is_remade(tmp_path):
     run(tmp_path, "checksum", keys)
     probe.output_of(ReleaseLayout(tmp_path), "u00001").unlink()
     again = run(tmp_path, "checksum", keys)
-    assert again["counts"] == {"done": 1, "cached": 2, "failed": 0}
+    assert again.counts.model_dump() == {"done": 1, "cached": 2, "failed": 0}
 
 
 def test_science_failure_is_recorded_others_complete_and_no_blind_retry(tmp_path):
@@ -133,8 +133,8 @@ def test_science_failure_is_recorded_others_complete_and_no_blind_retry(tmp_path
     bad = tmp_path / "inputs" / "u00002.dat"
     bad.write_bytes(b"CORRUPT" + bytes(100))
     result = run(tmp_path, "checksum", keys)
-    assert result["counts"] == {"done": 5, "cached": 0, "failed": 1}
-    [(key, cls, message)] = result["failed"]
+    assert result.counts.model_dump() == {"done": 5, "cached": 0, "failed": 1}
+    [(key, cls, message)] = result.failed
     assert key == "u00002" and cls == "science" and str(bad) in message
 
     ledger = ledger_for(settings_for(str(tmp_path), None))
@@ -143,13 +143,13 @@ def test_science_failure_is_recorded_others_complete_and_no_blind_retry(tmp_path
 
     # Same inputs: not retried blindly.
     again = run(tmp_path, "checksum", keys)
-    assert again["counts"] == {"done": 0, "cached": 5, "failed": 1}
+    assert again.counts.model_dump() == {"done": 0, "cached": 5, "failed": 1}
     assert ledger.get("probe", "u00002").attempts == 1
 
     # A fixed file (new content, new stamp) runs again by itself.
     bad.write_bytes(b"fixed")
     fixed = run(tmp_path, "checksum", keys)
-    assert fixed["counts"] == {"done": 1, "cached": 5, "failed": 0}
+    assert fixed.counts.model_dump() == {"done": 1, "cached": 5, "failed": 0}
 
 
 def test_killed_worker_reruns_its_unit_and_the_phase_completes(tmp_path):
@@ -175,8 +175,8 @@ def test_killed_worker_reruns_its_unit_and_the_phase_completes(tmp_path):
     )
     thread.join(5)
     assert killed, "the unit never started"
-    assert result["counts"]["failed"] == 0
-    assert result["counts"]["done"] == 4
+    assert result.counts.failed == 0
+    assert result.counts.done == 4
     row = ledger_for(settings_for(str(tmp_path), None)).get("probe", "u00001")
     assert row is not None and row.state == "done"
     assert row.attempts == 2  # the ledger counts the start Dask made on the new worker
@@ -194,7 +194,7 @@ def test_out_of_memory_retries_with_fewer_threads(tmp_path):
         options={"mb_per_thread": 500},
         settings={"unit_memory_limit_mb": 900, "batch_size": 1},
     )
-    assert result["counts"] == {"done": 1, "cached": 0, "failed": 0}
+    assert result.counts.model_dump() == {"done": 1, "cached": 0, "failed": 0}
     row = ledger_for(settings_for(str(tmp_path), None)).get("probe", "u00000")
     assert row is not None and row.threads == 1 and row.attempts == 3
     out = probe.output_of(ReleaseLayout(tmp_path), "u00000").read_text()
@@ -212,7 +212,7 @@ def test_out_of_memory_at_one_thread_is_a_recorded_failure(tmp_path):
         options={"mb_per_thread": 2000},
         settings={"unit_memory_limit_mb": 500, "batch_size": 1},
     )
-    [(_key, cls, message)] = result["failed"]
+    [(_key, cls, message)] = result.failed
     assert cls == "oom" and "out of memory" in message
 
 
@@ -251,7 +251,7 @@ def test_5000_units_every_unit_in_ledger_and_every_task_run_recorded(tmp_path):
 
     keys = make_release(tmp_path, 5000)
     result = run(tmp_path, "checksum", keys, settings={"batch_size": 25})
-    assert result["counts"] == {"done": 5000, "cached": 0, "failed": 0}
+    assert result.counts.model_dump() == {"done": 5000, "cached": 0, "failed": 0}
     ledger = ledger_for(settings_for(str(tmp_path), None))
     [pc] = ledger.counts("probe")
     assert pc.counts == {"done": 5000}

@@ -11,6 +11,7 @@ import fitsio
 import pytest
 
 from lsdr.flows.release import summary_markdown
+from lsdr.flows.report import PhaseResult
 from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.execute import execute_unit
@@ -51,7 +52,7 @@ def test_release_summary_lists_phases_failures_and_products(tmp_path: Path) -> N
         {"phase": "publish", "counts": {"done": 0, "cached": 0, "failed": 0}, "failed": [],
          "skipped": "failed units in tractor"},
     ]  # fmt: skip
-    text = summary_markdown(layout, results)
+    text = summary_markdown(layout, [PhaseResult.model_validate(r) for r in results])
     assert "| tractor | 14 | 0 | 1 |" in text
     assert "- tractor 1801p320 [science]: truncated image c4d.fits.fz" in text
     assert "- publish not run: failed units in tractor" in text

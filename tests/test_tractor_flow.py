@@ -25,7 +25,7 @@ from prefect import flow
 from runbrick_survey import BRICK, prepared_survey, private_copy
 
 from lsdr.flows.batching import memory_request
-from lsdr.flows.report import phase_summary
+from lsdr.flows.report import PhaseResult, TractorResult, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.flows.tractor import tractor
@@ -42,11 +42,11 @@ cloudpickle.register_pickle_by_value(probe)
 SIZE = 600
 
 
-def run_tractor_flow(root: Path, address: str, size: int = SIZE, **params: Any) -> dict[str, Any]:
+def run_tractor_flow(root: Path, address: str, size: int = SIZE, **params: Any) -> TractorResult:
     """The tractor flow on one brick (600² by default), on the given cluster."""
     settings: dict[str, Any] = {"n_workers": 2, **params.pop("settings", {})}
     s = load_settings(root, **settings)
-    result: dict[str, Any] = tractor.with_options(task_runner=task_runner(s, address))(
+    result: TractorResult = tractor.with_options(task_runner=task_runner(s, address))(
         str(root),
         options=TractorOptions(bricks=[BRICK], width=size, height=size, **params),
         settings=settings,
@@ -126,7 +126,7 @@ def test_killed_brick_resumes_from_its_checkpoint_with_the_same_catalogue(
     prepared = prepared_survey(tmp_path_factory)
     whole = private_copy(prepared, tmp_path_factory.mktemp("uninterrupted") / "release")
     summary = run_tractor_flow(whole.root, dask_address)
-    assert summary["counts"]["done"] == 1, summary
+    assert summary.counts.done == 1, summary
     reference = read_catalogue(whole.tractor(BRICK))
     n_blobs = unit_summary(whole)["blobs_fitted"]
     assert n_blobs >= 6, "the brick needs enough blobs to be killed half-way"
@@ -156,7 +156,7 @@ def test_killed_brick_resumes_from_its_checkpoint_with_the_same_catalogue(
     )
     watcher.join(timeout=5)
     assert victims, "the brick finished before the test could kill its worker"
-    assert summary["counts"]["done"] == 1, summary
+    assert summary.counts.done == 1, summary
     row = ledger.get("tractor", BRICK)
     assert row is not None and row.attempts == 2 and row.pid != victims[0]
     stats = unit_summary(killed)
@@ -167,7 +167,7 @@ def test_killed_brick_resumes_from_its_checkpoint_with_the_same_catalogue(
 
 
 @flow(name="probe-memory")
-def memory_flow(release_dir: str, keys: list[str], memory_mb: int) -> dict[str, Any]:
+def memory_flow(release_dir: str, keys: list[str], memory_mb: int) -> PhaseResult:
     """Interval probe units, each with a memory estimate, one unit per task."""
     s = settings_for(release_dir, {"n_workers": 1})
     units = [
@@ -223,7 +223,7 @@ def test_a_worker_runs_two_bricks_at_once_only_when_both_fit(
         summary = memory_flow.with_options(task_runner=runner)(str(tmp_path), keys, memory_mb)
     finally:
         cluster.close()
-    assert summary["counts"]["done"] == 2, summary
+    assert summary.counts.done == 2, summary
     assert overlapped(intervals(ReleaseLayout(tmp_path), keys)) is together
 
 
@@ -261,8 +261,8 @@ def test_brick_out_of_memory_is_rerun_with_half_the_threads_then_recorded(
     layout = private_copy(prepared_survey(tmp_path_factory), tmp_path_factory.mktemp("oom") / "r")
     settings = {"unit_threads": 2, "unit_memory_limit_mb": 64}
     summary = run_tractor_flow(layout.root, dask_address, size=3000, settings=settings)
-    assert summary["counts"]["failed"] == 1, summary
-    ((key, failure_class, message),) = summary["failed"]
+    assert summary.counts.failed == 1, summary
+    ((key, failure_class, message),) = summary.failed
     assert (key, failure_class) == (BRICK, "oom") and "out of memory" in message
     row = ledger_for(load_settings(layout.root)).get("tractor", BRICK)
     assert row is not None and (row.attempts, row.threads) == (2, 1)
@@ -283,7 +283,7 @@ def test_brick_with_a_truncated_image_is_a_recorded_science_failure_not_retried(
     data = image.read_bytes()
     image.write_bytes(data[: len(data) // 2])
     summary = run_tractor_flow(layout.root, dask_address)
-    ((key, failure_class, message),) = summary["failed"]
+    ((key, failure_class, message),) = summary.failed
     assert (key, failure_class) == (BRICK, "science")
     assert image.name in message, message
     assert not layout.tractor(BRICK).exists()
@@ -292,6 +292,6 @@ def test_brick_with_a_truncated_image_is_a_recorded_science_failure_not_retried(
     assert starts is not None and starts.attempts == 1
 
     again = run_tractor_flow(layout.root, dask_address)
-    assert again["counts"]["failed"] == 1 and again["counts"]["done"] == 0
+    assert again.counts.failed == 1 and again.counts.done == 0
     row = ledger.get("tractor", BRICK)
     assert row is not None and row.attempts == 1, "a science failure must not rerun blindly"
