@@ -16,10 +16,12 @@ from rich.console import Console
 from rich.table import Table
 
 from lsdr import __version__
+from lsdr.cli_options import Verbose
 from lsdr.helptext import tidy
 from lsdr.infra.errors import InfraError
-from lsdr.run_cli import Verbose, ledger_app, recover, retry, run_app, status
+from lsdr.run_cli import run_app
 from lsdr.server_cli import app as server_app
+from lsdr.state_cli import ledger_app, recover, retry, status
 from lsdr.survey.core import bricks as grid
 from lsdr.survey.core.errors import SurveyError
 from lsdr.survey.core.phase_options import NAMED_REGIONS
@@ -95,7 +97,7 @@ def main() -> None:
     printed as lsdr's are (:func:`lsdr.options_check.library_error_line`), not as a usage
     box; ``--help`` and a command given without arguments still show the help.
     """
-    from lsdr.run_cli import EXIT_ENVIRONMENT, EXIT_USAGE
+    from lsdr.run_report import EXIT_ENVIRONMENT, EXIT_USAGE
 
     try:
         code = app(standalone_mode=False)

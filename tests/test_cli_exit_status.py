@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from lsdr.flows.report import PhaseResult
-from lsdr.run_cli import LEFT_OUT_SHOWN, _report, exit_status
+from lsdr.run_report import LEFT_OUT_SHOWN, exit_status, report_results
 
 
 def lsdr(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
@@ -198,7 +198,7 @@ def test_exit_status_counts_units_not_done() -> None:
 def test_report_names_the_left_out_units_up_to_a_limit(capsys: pytest.CaptureFixture[str]) -> None:
     """Each left-out unit with its reason, at most LEFT_OUT_SHOWN, then how many more; exit 1."""
     with pytest.raises(SystemExit) as exited:
-        _report([left_out_result(LEFT_OUT_SHOWN + 5)])
+        report_results([left_out_result(LEFT_OUT_SHOWN + 5)])
     assert exited.value.code == 1
     lines = capsys.readouterr().out.splitlines()
     assert (

@@ -24,7 +24,7 @@ import pytest
 from test_package import BRICKS, make_release
 
 from lsdr.flows.settings import ledger_for, settings_for
-from lsdr.run_cli import exit_status
+from lsdr.run_report import exit_status
 from lsdr.survey.core.errors import MissingDependencyError
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.posttractor.checksums import checksum_other, listed_files, repackage_checksums

@@ -1,0 +1,173 @@
+"""``lsdr status``, ``retry``, ``recover`` and ``ledger rebuild``: the release's state.
+
+Read-only commands (``status``) create nothing; on a release where nothing has run they say so.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from lsdr.cli_options import ReleaseDir
+from lsdr.survey.core.layout import check_release_dir
+
+if TYPE_CHECKING:
+    from lsdr.infra.ledger import Ledger
+
+ledger_app = typer.Typer(help="The unit ledger (an index of the release's state).")
+console = Console(stderr=True)
+
+
+def release_ledger(release_dir: Path) -> Ledger:
+    """The release's ledger (its settings' ``ledger_url``), created if it does not exist."""
+    from lsdr.flows.settings import ledger_for
+    from lsdr.infra.settings import load_settings
+
+    check_release_dir(release_dir)
+    return ledger_for(load_settings(release_dir))
+
+
+def existing_ledger(release_dir: Path, *, read_only: bool) -> Ledger | None:
+    """The release's ledger if anything has run there, else None; creates nothing."""
+    from lsdr.infra.ledger import Ledger
+
+    return Ledger.existing(release_ledger(release_dir).url, read_only=read_only)
+
+
+NOTHING_RUN = "nothing has run yet in {}: it has no ledger"
+"""What ``status``, ``retry`` and ``recover`` say on a release without a ledger."""
+
+
+BRICK_TABLE_MAX = 30
+"""``lsdr status`` lists the bricks one by one up to this many (more with ``--bricks``)."""
+
+
+def status(
+    release_dir: ReleaseDir,
+    phase: Annotated[str | None, typer.Option(help="Only this phase.")] = None,
+    bricks: Annotated[
+        bool, typer.Option("--bricks", help="List every brick of the tractor phase.")
+    ] = False,
+) -> None:
+    """Units by phase and state (what qdo list showed), the bricks, failed units and why.
+
+    Reads the release's ledger only (state/ledger.sqlite), read-only; it starts and writes
+    nothing. Failed units are listed with their failure class (science, infra, oom, timeout,
+    usage, environment) and a one-line reason naming the file or the missing tool.
+    """
+    ledger = existing_ledger(release_dir, read_only=True)
+    if ledger is None:
+        print(NOTHING_RUN.format(release_dir))
+        return
+    table = Table(title=f"units of {release_dir}")
+    for column in ("phase", "pending", "running", "done", "failed", "total"):
+        table.add_column(column, justify="right" if column != "phase" else "left")
+    rows = ledger.counts(phase)
+    for pc in rows:
+        c = pc.counts
+        table.add_row(
+            pc.phase,
+            *(str(c.get(s, 0)) for s in ("pending", "running", "done", "failed")),
+            str(pc.total),
+        )
+    Console().print(table)
+    if phase in (None, "tractor"):
+        rows_t = ledger.rows("tractor")
+        if rows_t and (bricks or len(rows_t) <= BRICK_TABLE_MAX):
+            Console().print(brick_table(rows_t))
+        elif rows_t:
+            print(f"{len(rows_t)} bricks in the tractor phase: `lsdr status --bricks` lists them")
+    failed = ledger.failed(phase)
+    for f in failed:
+        print(f"FAILED {f.phase} {f.key} [{f.failure_class}, {f.attempts} start(s)]: {f.message}")
+    if failed:
+        print(f"failed units by class: {classes_line([f.failure_class for f in failed])}")
+
+
+def classes_line(failure_classes: list[str]) -> str:
+    """``environment 1, science 2``: failed units per class, in the classes' canonical order."""
+    from collections import Counter
+
+    from lsdr.tasks.failures import FAILURE_CLASSES
+
+    counts = Counter(failure_classes)
+    order = [c for c in FAILURE_CLASSES if c in counts] + sorted(set(counts) - {*FAILURE_CLASSES})
+    return ", ".join(f"{c} {counts[c]}" for c in order)
+
+
+def brick_table(rows: list[Any]) -> Table:
+    """One line per brick: state, threads and starts, wall time, peak memory, where it ran."""
+    table = Table(title="bricks (tractor phase)")
+    for column in ("brick", "state", "threads", "starts", "wall s", "peak MB", "worker", "note"):
+        left = column in ("brick", "state", "note")
+        table.add_column(column, justify="left" if left else "right")
+    for r in sorted(rows, key=lambda row: row.key):
+        note = (f"[{r.failure_class}] " if r.failure_class else "") + (r.message or "")
+        table.add_row(
+            r.key,
+            r.state,
+            "" if r.threads is None else str(r.threads),
+            str(r.attempts),
+            "" if r.wall_s is None else f"{r.wall_s:.0f}",
+            "" if r.peak_mem_mb is None else f"{r.peak_mem_mb:.0f}",
+            "" if r.host is None else f"{r.host}:{r.pid}",
+            note[:60],
+        )
+    return table
+
+
+def retry(
+    release_dir: ReleaseDir,
+    phase: Annotated[str, typer.Option(help="The phase whose failed units to re-queue.")],
+    failure_class: Annotated[
+        str | None, typer.Option("--class", help="Only failures of this class.")
+    ] = None,
+) -> None:
+    """Re-queue a phase's failed units (after a fix); the next run reprocesses them."""
+    from lsdr.survey.core.layout import ReleaseLayout
+    from lsdr.tasks.sidecars import sidecar_path
+
+    ledger = existing_ledger(release_dir, read_only=False)
+    if ledger is None:
+        print(f"{NOTHING_RUN.format(release_dir)}; no failed unit to re-queue")
+        return
+    layout = ReleaseLayout(release_dir)
+    keys = [f.key for f in ledger.failed(phase) if failure_class in (None, f.failure_class)]
+    for key in keys:
+        # A failed unit's sidecar records the failure; removing it makes the run redo it.
+        sidecar_path(layout, phase, key).unlink(missing_ok=True)
+    n = ledger.retry(phase, failure_class=failure_class)
+    print(f"{n} failed unit(s) of {phase} re-queued; run `lsdr run {phase}` again")
+
+
+def recover(
+    release_dir: ReleaseDir,
+    all_hosts: Annotated[
+        bool,
+        typer.Option(help="Also recover units running on other hosts (no flow may be running)."),
+    ] = False,
+) -> None:
+    """Mark units whose worker died as pending (safe at any time)."""
+    ledger = existing_ledger(release_dir, read_only=False)
+    if ledger is None:
+        print(f"{NOTHING_RUN.format(release_dir)}; no unit to recover")
+        return
+    keys = ledger.recover(all_hosts=all_hosts)
+    for key in keys:
+        print(f"recovered {key}")
+    print(f"{len(keys)} unit(s) recovered")
+
+
+@ledger_app.command("rebuild")
+def ledger_rebuild(release_dir: ReleaseDir) -> None:
+    """Rebuild the ledger from the release's provenance sidecars."""
+    from lsdr.tasks.sidecars import rebuild_ledger
+
+    layout = check_release_dir(release_dir)
+    counts = rebuild_ledger(layout, release_ledger(release_dir))
+    for phase, n in sorted(counts.items()):
+        print(f"{phase}: {n} units")
