@@ -38,9 +38,6 @@ log = logging.getLogger("lsdr.flows")
 POST_TRACTOR = ("brightneighbors", "depth", "summary", "sweeps", "external", "package")
 """The phases after runbrick, in chain order (publish comes last, when asked)."""
 
-SUMMARY_FILE = "release-summary.md"
-"""The release summary, written under ``state/`` (not part of the published release)."""
-
 
 @flow(name="release")
 def release(
@@ -110,7 +107,7 @@ def _not_published(failed: list[str]) -> PublishResult:
 def _finish(layout: ReleaseLayout, results: list[PhaseResult]) -> ReleaseResult:
     """Write the summary (file and artifact) and return it with the phases' results."""
     text = summary_markdown(layout, results)
-    path = layout.state_dir / SUMMARY_FILE
+    path = layout.release_summary
     from lsdr.survey.core.fileio import write_text_atomic
 
     write_text_atomic(path, text)
@@ -128,17 +125,17 @@ def _finish(layout: ReleaseLayout, results: list[PhaseResult]) -> ReleaseResult:
 def release_products(layout: ReleaseLayout) -> list[tuple[str, Path]]:
     """Where the release's products are (those that exist)."""
     items = [
-        ("tractor catalogues", layout.root / "tractor"),
-        ("coadds", layout.root / "coadd"),
+        ("tractor catalogues", layout.tractor_dir),
+        ("coadds", layout.coadds_dir),
         ("brick summary", layout.brick_summary),
         ("depth histogram", layout.depth_histogram),
-        ("sweeps", layout.root / "sweep"),
+        ("sweeps", layout.sweeps_dir),
         ("external matches", layout.external_dir),
         (
             "checksums (one file per directory; the top level's)",
             layout.directory_checksums(layout.root),
         ),
-        ("log tarballs", layout.root / "logs"),
+        ("log tarballs", layout.logs_dir),
         ("plots", layout.plots_dir),
     ]
     return [(what, p) for what, p in items if p.exists()]
@@ -146,7 +143,7 @@ def release_products(layout: ReleaseLayout) -> list[tuple[str, Path]]:
 
 def release_plots(layout: ReleaseLayout) -> list[Path]:
     """The summary plots (PNG) of the release."""
-    return sorted(layout.plots_dir.glob("*.png")) if layout.plots_dir.exists() else []
+    return layout.plots()
 
 
 def summary_markdown(layout: ReleaseLayout, results: list[PhaseResult]) -> str:

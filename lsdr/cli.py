@@ -30,9 +30,9 @@ from lsdr.survey.simulate.config import DEMO_BINNING
 if TYPE_CHECKING:
     from lsdr.survey.simulate.config import SimulationConfig
 
-DEMO_BRICK_PIXSCALE = 0.262 * DEMO_BINNING
+DEMO_BRICK_PIXSCALE = grid.BRICK_PIXSCALE * DEMO_BINNING
 """The demo's brick grid pixel (″): its finest CCD pixel (Mosaic binned), not finer."""
-DEMO_BRICK_WIDTH = 3600 // DEMO_BINNING
+DEMO_BRICK_WIDTH = grid.BRICK_SIZE_PIX // DEMO_BINNING
 """Brick grid side in the demo: the same 0.262° brick image as 3600² at 0.262″."""
 
 EPILOG = (

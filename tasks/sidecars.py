@@ -44,7 +44,7 @@ SIDECAR_VERSION = 2
 def sidecar_path(layout: ReleaseLayout, phase: str, key: str) -> Path:
     """Where a unit's provenance sidecar lives (the key itself is stored inside)."""
     digest = hashlib.sha1(f"{phase}\0{key}".encode()).hexdigest()[:24]
-    return layout.state_dir / "provenance" / phase / f"{digest}.json"
+    return layout.provenance(phase, digest)
 
 
 def read_sidecar(path: Path) -> dict[str, Any] | None:
@@ -257,10 +257,7 @@ def amend_outputs(layout: ReleaseLayout, phase: str, key: str, paths: Sequence[P
 
 def iter_sidecars(layout: ReleaseLayout) -> Iterator[dict[str, Any]]:
     """Every readable sidecar of the release (for ``lsdr ledger rebuild``)."""
-    root = layout.state_dir / "provenance"
-    if not root.exists():
-        return
-    for path in sorted(root.glob("*/*.json")):
+    for path in layout.provenance_records():
         data = read_sidecar(path)
         if data is not None and "phase" in data and "key" in data:
             yield data

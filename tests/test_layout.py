@@ -169,6 +169,24 @@ def test_listings(layout: ReleaseLayout):
     assert [rel(layout, p) for p in layout.log_tarballs()] == ["logs/a.tar.gz", "logs/b.tar.gz"]
 
 
+def test_provenance_simulation_and_plot_paths(layout: ReleaseLayout):
+    """Sidecars under state/provenance/<phase>/, the simulation record, the plots listed sorted."""
+    assert rel(layout, layout.provenance("tractor", "ab12")) == "state/provenance/tractor/ab12.json"
+    assert rel(layout, layout.simulation_record) == "truth/simulation.json"
+    assert layout.provenance_records() == [] and layout.plots() == []
+    for phase, name in (("tractor", "b.json"), ("merge", "a.json"), ("merge", "c.txt")):
+        (layout.root / "state" / "provenance" / phase).mkdir(parents=True, exist_ok=True)
+        (layout.root / "state" / "provenance" / phase / name).touch()
+    assert [rel(layout, p) for p in layout.provenance_records()] == [
+        "state/provenance/merge/a.json",
+        "state/provenance/tractor/b.json",
+    ]
+    (layout.root / "plots").mkdir()
+    for name in ("z.png", "a.png", "notes.txt"):
+        (layout.root / "plots" / name).touch()
+    assert [rel(layout, p) for p in layout.plots()] == ["plots/a.png", "plots/z.png"]
+
+
 @pytest.mark.parametrize("image", ["../x_ooi_r.fits.fz", "/abs/x_ooi_r.fits.fz", ""])
 def test_image_paths_stay_inside_images(layout: ReleaseLayout, image: str):
     """Image names that would escape images/ are refused."""

@@ -478,6 +478,28 @@ class ReleaseLayout:
         """Every ``gaia/chunk-*.fits*`` reference chunk, sorted (none without ``gaia/``)."""
         return sorted(self.gaia_dir.glob("chunk-*.fits*")) if self.gaia_dir.exists() else []
 
+    @property
+    def provenance_dir(self) -> Path:
+        """``state/provenance/``: every unit's provenance sidecar, by phase."""
+        return self.state_dir / "provenance"
+
+    def provenance(self, phase: str, digest: str) -> Path:
+        """``state/provenance/<phase>/<digest>.json``: one unit's provenance sidecar."""
+        return self.provenance_dir / phase / f"{digest}.json"
+
+    def provenance_records(self) -> list[Path]:
+        """Every provenance sidecar, sorted (none before anything has run)."""
+        return sorted(self.provenance_dir.glob("*/*.json"))
+
+    @property
+    def simulation_record(self) -> Path:
+        """``truth/simulation.json``: the configuration and files of the last simulation."""
+        return self.truth_dir / "simulation.json"
+
+    def plots(self) -> list[Path]:
+        """The release's summary plots (``plots/*.png``), sorted."""
+        return sorted(self.plots_dir.glob("*.png")) if self.plots_dir.exists() else []
+
 
 @dataclass(frozen=True)
 class StateLayout:

@@ -23,6 +23,7 @@ from lsdr.survey.core.bricks import BRICK_PIXSCALE, BRICK_SIZE_PIX, RaDecBox
 from lsdr.survey.core.cameras import DEFAULT_BANDS
 from lsdr.survey.core.errors import RegionError
 from lsdr.survey.posttractor.external import MATCH_RADIUS_ARCSEC
+from lsdr.survey.runbrick.options import RunbrickOptions
 
 NAMED_REGIONS: dict[str, tuple[float, float, float, float]] = {
     "cookbook": (180.0, 181.0, 32.0, 33.0),
@@ -187,7 +188,7 @@ class TractorOptions(BrickSelection):
         description="Seconds between checkpoint rewrites while fitting (default runbrick's).",
     )
     outliers: bool = Field(
-        default=True,
+        default=RunbrickOptions.outliers,
         description="Mask pixels one exposure has and the band's others contradict (cosmic "
         "rays, satellite trails).",
     )
@@ -195,8 +196,6 @@ class TractorOptions(BrickSelection):
     @model_validator(mode="after")
     def _runbrick_accepts(self) -> TractorOptions:
         """A grid and times runbrick accepts (its own checks, :class:`RunbrickOptions`)."""
-        from lsdr.survey.runbrick.options import RunbrickOptions
-
         given: dict[str, Any] = {"fit_budget_s": self.fit_budget_s}
         if self.checkpoint_period is not None:
             given["checkpoint_period"] = self.checkpoint_period

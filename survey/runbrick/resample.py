@@ -195,16 +195,29 @@ def resample_tim_reference(
         oiv[r0 - y0 : r0 - y0 + nr] = block.reshape(nr, x1 - x0)
     for out in outs:
         out[oiv == 0] = 0.0
+    return _resampled(tim_index, tim.band, (y0, y1, x0, x1), outs, oiv, float(area_ratio))
+
+
+def _resampled(
+    tim_index: int,
+    band: str,
+    box: tuple[int, int, int, int],
+    outs: list[npt.NDArray[np.float32]],
+    invvar: npt.NDArray[np.float32],
+    area_ratio: float,
+) -> Resampled:
+    """The :class:`Resampled` of a tim: its box (y0, y1, x0, x1) of the brick, its planes."""
+    y0, y1, x0, x1 = box
     return Resampled(
         tim_index=tim_index,
-        band=tim.band,
+        band=band,
         y0=y0,
         y1=y1,
         x0=x0,
         x1=x1,
         image=outs[0],
-        invvar=oiv,
-        area_ratio=float(area_ratio),
+        invvar=invvar,
+        area_ratio=area_ratio,
         extras=outs[1:],
     )
 
@@ -342,15 +355,4 @@ def resample_tim(
             acc[iv == 0] = 0.0
             out[r0 - y0 : r0 - y0 + nr].ravel()[sel] = acc
         oiv[r0 - y0 : r0 - y0 + nr].ravel()[sel] = iv / ivscale
-    return Resampled(
-        tim_index=tim_index,
-        band=tim.band,
-        y0=y0,
-        y1=y1,
-        x0=x0,
-        x1=x1,
-        image=outs[0],
-        invvar=oiv,
-        area_ratio=float(area_ratio),
-        extras=outs[1:],
-    )
+    return _resampled(tim_index, tim.band, (y0, y1, x0, x1), outs, oiv, float(area_ratio))

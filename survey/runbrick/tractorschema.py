@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import numpy.typing as npt
 
+from lsdr.survey.core.cameras import DEFAULT_BANDS
 from lsdr.survey.core.errors import UsageError
 
 FLAVOURS = ("dr9", "dr10", "dr11")
@@ -162,9 +163,7 @@ def _check_flavour(flavour: str) -> str:
     return flavour
 
 
-def maskbits(
-    bands: Sequence[str] = ("g", "r", "z"), release_flavour: str = "dr10"
-) -> dict[str, int]:
+def maskbits(bands: Sequence[str] = DEFAULT_BANDS, release_flavour: str = "dr10") -> dict[str, int]:
     """The ``maskbits`` bit values (name → value) for a run's bands and a release flavour.
 
     dr9/dr10 keep the released fixed bits when every band has its SATUR_/ALLMASK_ bits there
@@ -252,7 +251,7 @@ _GAIA_MAG_UNITS = {"phot_g_mean_mag", "phot_bp_mean_mag", "phot_rp_mean_mag"}
 
 
 def tractor_columns(
-    bands: Sequence[str] = ("g", "r", "z"),
+    bands: Sequence[str] = DEFAULT_BANDS,
     *,
     release_flavour: str = "dr10",
     wise: bool = True,
@@ -415,7 +414,7 @@ def column_dtype(col: Column) -> tuple[str, np.dtype[Any], tuple[int, ...]] | tu
 
 
 def tractor_dtype(
-    bands: Sequence[str] = ("g", "r", "z"),
+    bands: Sequence[str] = DEFAULT_BANDS,
     *,
     release_flavour: str = "dr10",
     wise: bool = True,
@@ -427,7 +426,7 @@ def tractor_dtype(
 
 
 def tractor_units(
-    bands: Sequence[str] = ("g", "r", "z"),
+    bands: Sequence[str] = DEFAULT_BANDS,
     *,
     release_flavour: str = "dr10",
     wise: bool = True,
@@ -440,7 +439,7 @@ def tractor_units(
 
 def empty_catalog(
     n: int,
-    bands: Sequence[str] = ("g", "r", "z"),
+    bands: Sequence[str] = DEFAULT_BANDS,
     *,
     release_flavour: str = "dr10",
     wise: bool = True,

@@ -11,14 +11,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from lsdr.survey.core.bricks import brick_by_name
+from lsdr.survey.core.bricks import BRICK_PIXSCALE, BRICK_SIZE_PIX, brick_by_name
 from lsdr.survey.core.tan import TanWcs
 from lsdr.survey.pretractor.psfex import PsfModel
-
-DEFAULT_SIZE = 3600
-"""Brick width and height in pixels (legacypipe's default)."""
-DEFAULT_PIXSCALE = 0.262
-"""Brick pixel scale, arcsec/pixel (legacypipe's default)."""
 
 
 @dataclass(frozen=True)
@@ -33,9 +28,9 @@ class BrickGeometry:
     ra2: float
     dec1: float
     dec2: float
-    width: int = DEFAULT_SIZE
-    height: int = DEFAULT_SIZE
-    pixscale: float = DEFAULT_PIXSCALE
+    width: int = BRICK_SIZE_PIX
+    height: int = BRICK_SIZE_PIX
+    pixscale: float = BRICK_PIXSCALE
     crpix: tuple[float, float] | None = None
     """Reference pixel of the grid; None = its centre.  ``--zoom`` grids keep the full brick's
     CRPIX shifted by the zoom's corner (legacypipe's ``get_subimage``)."""
@@ -65,9 +60,9 @@ class BrickGeometry:
         cls,
         brickname: str,
         *,
-        width: int = DEFAULT_SIZE,
-        height: int = DEFAULT_SIZE,
-        pixscale: float = DEFAULT_PIXSCALE,
+        width: int = BRICK_SIZE_PIX,
+        height: int = BRICK_SIZE_PIX,
+        pixscale: float = BRICK_PIXSCALE,
         zoom: tuple[int, int, int, int] | None = None,
     ) -> BrickGeometry:
         """The geometry of a brick of the grid (raises ``BrickNameError`` for unknown names).

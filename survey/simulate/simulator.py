@@ -80,10 +80,6 @@ class SimulationResult:
     """True when the survey was already on disk with this configuration (nothing written)."""
 
 
-SIMULATION_RECORD = "simulation.json"
-"""``truth/simulation.json``: the configuration and files of the last simulation."""
-
-
 def _config_key(config: SimulationConfig) -> str:
     """The configuration as stable text; ``workers`` changes how, not what, is written."""
     import dataclasses
@@ -102,7 +98,7 @@ def _stamp(path: Path) -> list[Any]:
 def _already_simulated(layout: ReleaseLayout, config: SimulationConfig) -> SimulationResult | None:
     """The recorded result when this exact survey is already on disk, untouched."""
     try:
-        record = json.loads((layout.truth_dir / SIMULATION_RECORD).read_text())
+        record = json.loads(layout.simulation_record.read_text())
         if record["config"] != _config_key(config) or record["version"] != GENERATOR_VERSION:
             return None
         for stamp in record["files"]:
@@ -187,7 +183,7 @@ def simulate_survey(root: Path, config: SimulationConfig | None = None) -> Simul
             "images": [str(p) for p in images],
         },
     }
-    write_text_atomic(layout.truth_dir / SIMULATION_RECORD, json.dumps(record, indent=1))
+    write_text_atomic(layout.simulation_record, json.dumps(record, indent=1))
     return result
 
 

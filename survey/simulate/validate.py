@@ -17,6 +17,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lsdr.survey.core.bricks import BRICK_PIXSCALE, BRICK_SIZE_PIX
+from lsdr.survey.core.cameras import DEFAULT_BANDS
 from lsdr.survey.core.errors import InputFileError
 from lsdr.survey.core.fileio import atomic_path
 from lsdr.survey.core.layout import ReleaseLayout
@@ -242,10 +244,10 @@ def match_brick(
     brick: str,
     truth: npt.NDArray[np.void],
     *,
-    bands: Sequence[str] = ("g", "r", "z"),
-    width: int = 3600,
+    bands: Sequence[str] = DEFAULT_BANDS,
+    width: int = BRICK_SIZE_PIX,
     height: int | None = None,
-    pixscale: float = 0.262,
+    pixscale: float = BRICK_PIXSCALE,
     radius_arcsec: float = MATCH_RADIUS_ARCSEC,
 ) -> BrickMatch:
     """Match a brick's tractor catalogue to the truth inside its unique, observed, unmasked area."""
@@ -497,8 +499,8 @@ def validate_bricks(
     layout: ReleaseLayout,
     bricks: Sequence[str],
     *,
-    bands: Sequence[str] = ("g", "r", "z"),
-    width: int = 3600,
+    bands: Sequence[str] = DEFAULT_BANDS,
+    width: int = BRICK_SIZE_PIX,
     thresholds: Thresholds | None = None,
 ) -> tuple[ValidationMetrics, BrickMatch]:
     """Match each brick's catalogue to the truth and score them together."""
