@@ -146,13 +146,12 @@ def resample_tim_reference(
     Cubic-spline coordinates, float64 sinc weights, a fresh array per tap; the tests pin the
     fast path to it and ``bench/bench_coadds.py`` times against it.
     """
-    bbox = brick_bbox(tim, geom)
-    if bbox is None:
+    placed = _placement(tim, geom)
+    if placed is None:
         return None
+    bbox, area_ratio, good = placed
     x0, x1, y0, y1 = bbox
     h, w = tim.shape
-    area_ratio = (geom.pixscale / tim.wcs.pixscale) ** 2
-    good = tim.invvar > 0
     sources = [np.where(good, tim.image, np.float32(0.0)).astype(np.float32).ravel()]
     sources += [np.where(good, e, np.float32(0.0)).astype(np.float32).ravel() for e in extra_images]
     ivflat = tim.invvar.ravel()
@@ -196,6 +195,19 @@ def resample_tim_reference(
     for out in outs:
         out[oiv == 0] = 0.0
     return _resampled(tim_index, tim.band, (y0, y1, x0, x1), outs, oiv, float(area_ratio))
+
+
+def _placement(
+    tim: Tim, geom: BrickGeometry
+) -> tuple[tuple[int, int, int, int], float, npt.NDArray[np.bool_]] | None:
+    """Where a tim lands on the brick (x0, x1, y0, y1), its pixel-area ratio, its good pixels.
+
+    None when it does not overlap the brick.
+    """
+    bbox = brick_bbox(tim, geom)
+    if bbox is None:
+        return None
+    return bbox, (geom.pixscale / tim.wcs.pixscale) ** 2, tim.invvar > 0
 
 
 def _resampled(
@@ -303,13 +315,12 @@ def resample_tim(
     bilinear between exact nodes, Lanczos weights from two sines per pixel, the 36 taps gathered
     into preallocated buffers.
     """
-    bbox = brick_bbox(tim, geom)
-    if bbox is None:
+    placed = _placement(tim, geom)
+    if placed is None:
         return None
+    bbox, area_ratio, good = placed
     x0, x1, y0, y1 = bbox
     h, w = tim.shape
-    area_ratio = (geom.pixscale / tim.wcs.pixscale) ** 2
-    good = tim.invvar > 0
     zero32 = np.float32(0.0)
     sources = [np.where(good, tim.image, zero32).astype(np.float32, copy=False).ravel()]
     sources += [

@@ -21,13 +21,21 @@ class BrickGeometry:
     """The brick being processed: its identity, unique area and the TAN pixel grid of its coadds."""
 
     brickname: str
+    """The brick's name on the grid (``1804p325``)."""
     brickid: int
+    """The grid's ``brickid`` (survey-bricks' column)."""
     ra: float
+    """Centre RA, degrees: the coadds' tangent point."""
     dec: float
+    """Centre Dec, degrees."""
     ra1: float
+    """Unique area (BRICK_PRIMARY): RA from ``ra1`` …"""
     ra2: float
+    """… to ``ra2`` (degrees)."""
     dec1: float
+    """Unique area: Dec from ``dec1`` …"""
     dec2: float
+    """… to ``dec2`` (degrees)."""
     width: int = BRICK_SIZE_PIX
     height: int = BRICK_SIZE_PIX
     pixscale: float = BRICK_PIXSCALE
