@@ -52,6 +52,6 @@ def external_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     catalogue = catalogue_from_dict(unit.option("catalogue"))
     options = MatchOptions(
         bricks=tuple(unit.option("bricks", [])),
-        radius_arcsec=float(unit.option("radius_arcsec", MatchOptions.radius_arcsec)),
+        radius_arcsec=float(unit.option("radius_arcsec")),
     )
     return unit_engine(unit).match_external(layout, catalogue, options)

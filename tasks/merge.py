@@ -55,7 +55,7 @@ def merge_calibs_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
 
 
 def plan_merge_tables(
-    layout: ReleaseLayout, images: Sequence[str], *, cut: bool = True, cut_expnum: bool = True
+    layout: ReleaseLayout, images: Sequence[str], *, cut: bool, cut_expnum: bool
 ) -> list[Unit]:
     """One unit: every image's ``-annotated.fits`` that exists (missing ones are reported).
 
@@ -81,8 +81,8 @@ def merge_tables_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
 
     synthetic = bool(unit.option("synthetic", False))
     options = MergeTablesOptions(
-        cut=bool(unit.option("cut", True)),
-        cut_expnum=bool(unit.option("cut_expnum", True)),
+        cut=bool(unit.option("cut")),
+        cut_expnum=bool(unit.option("cut_expnum")),
         cuts=CutOptions(present_ccds_only=synthetic, binned_pixels=synthetic),
     )
     merged = unit_engine(unit).merge_ccd_tables(layout, [Path(p) for p in unit.inputs], options)

@@ -15,7 +15,7 @@ from lsdr.tasks.unit import Unit, UnitOutput, path_strings, unit_engine
 
 
 def plan_zeropoints(
-    layout: ReleaseLayout, images: Sequence[str], *, run_calibs: bool = True, threads: int = 1
+    layout: ReleaseLayout, images: Sequence[str], *, run_calibs: bool, threads: int = 1
 ) -> list[Unit]:
     """One unit per image: inputs its ooi/ood/oow files and the reference catalogue."""
     refs = path_strings(layout.gaia_chunks())
@@ -35,7 +35,5 @@ def plan_zeropoints(
 
 def zeropoints_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Zeropoints, PSF and sky of every CCD of one image, by the unit's engine."""
-    options = ZeropointOptions(
-        run_calibs=bool(unit.option("run_calibs", True)), threads=unit.threads
-    )
+    options = ZeropointOptions(run_calibs=bool(unit.option("run_calibs")), threads=unit.threads)
     return unit_engine(unit).zeropoints(layout, unit.key, options)

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from lsdr.survey.core.errors import FailureClass, UsageError
-from lsdr.survey.posttractor.external import MATCH_RADIUS_ARCSEC, check_match_radius
+from lsdr.survey.posttractor.external import check_match_radius
 
 if TYPE_CHECKING:
     from lsdr.survey.core.layout import ReleaseLayout
@@ -124,7 +124,7 @@ def result_summary(result: Any) -> dict[str, Any]:
 class ZeropointOptions:
     """How to measure one image (``legacy_zeropoints.py`` flags)."""
 
-    run_calibs: bool = True
+    run_calibs: bool
     """Make the PSF and sky calibs a CCD lacks (else a missing calib is an input error)."""
     threads: int = 1
     """Threads the image may use."""
@@ -139,9 +139,9 @@ class ZeropointOptions:
 class MergeTablesOptions:
     """How to merge the CCD tables (``update_ccd_cuts.py``'s cuts)."""
 
-    cut: bool = True
+    cut: bool
     """Compute the ``ccd_cuts`` quality bits (``--cut``)."""
-    cut_expnum: bool = True
+    cut_expnum: bool
     """Drop exposures with no sources (``--cut-expnum``)."""
     cuts: CutOptions | None = None
     """The cuts' thresholds; None = legacypipe's."""
@@ -153,7 +153,7 @@ class MatchOptions:
 
     bricks: tuple[str, ...]
     """``-F``: the bricks whose catalogues' primary objects are matched."""
-    radius_arcsec: float = MATCH_RADIUS_ARCSEC
+    radius_arcsec: float
     """``--tolerance``: the match radius, arcsec."""
 
     def __post_init__(self) -> None:
