@@ -127,10 +127,8 @@ E_OPTIONS = [
 VOLUMES = [
     "-v", "/dvs_ro/cfs/cdirs/cosmo:/dvs_ro/cfs/cdirs/cosmo:ro",
     "-v", "/pscratch/sd/l/lsdr/dr11:/pscratch/sd/l/lsdr/dr11",
-    "-v", "/pscratch/sd/l/lsdr/dr11/tmp/tractor/1804p325:"
-          "/pscratch/sd/l/lsdr/dr11/tmp/tractor/1804p325",
 ]  # fmt: skip
-"""The inputs read-only, the release and the unit's directory writable, at the same paths."""
+"""The inputs read-only, the release (which holds the unit's directory) writable, same paths."""
 
 
 def test_none_golden():
@@ -192,8 +190,6 @@ def test_apptainer_golden():
     binds = [
         "--bind", "/dvs_ro/cfs/cdirs/cosmo:/dvs_ro/cfs/cdirs/cosmo:ro",
         "--bind", "/pscratch/sd/l/lsdr/dr11:/pscratch/sd/l/lsdr/dr11",
-        "--bind", "/pscratch/sd/l/lsdr/dr11/tmp/tractor/1804p325:"
-                  "/pscratch/sd/l/lsdr/dr11/tmp/tractor/1804p325",
     ]  # fmt: skip
     launch = ApptainerLauncher(IMAGE).launch(RUNBRICK, ENVIRONMENT)
     assert launch.argv == (
@@ -226,7 +222,7 @@ def test_apptainer_golden():
 
 
 def test_apptainer_sif_and_unwise_list():
-    """It runs a .sif image, and gives several unWISE coadd directories as one colon list."""
+    """It runs a .sif image, mounts the unit's own directory, and joins unWISE directories."""
     environment = LaunchEnvironment(
         survey_dir=COSMO / "work/legacysurvey/dr11",
         unit_dir=UNIT,
@@ -240,6 +236,11 @@ def test_apptainer_sif_and_unwise_list():
     )
     launcher = get_launcher("apptainer", "/global/common/software/lsdr/legacypipe.sif")
     launch = launcher.launch(["python", "-c", "pass"], environment)
+    assert launch.argv[3:7] == (
+        "--bind", "/dvs_ro/cfs/cdirs/cosmo:/dvs_ro/cfs/cdirs/cosmo:ro",
+        "--bind", "/pscratch/sd/l/lsdr/dr11/tmp/tractor/1804p325:"
+                  "/pscratch/sd/l/lsdr/dr11/tmp/tractor/1804p325",
+    )  # fmt: skip
     assert launch.argv[-4:] == (
         "/global/common/software/lsdr/legacypipe.sif",
         "python",

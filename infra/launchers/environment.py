@@ -134,7 +134,7 @@ class LaunchEnvironment:
 
     ``unit_dir`` holds the unit's own astropy and matplotlib caches (created by
     :meth:`prepare`); ``inputs`` are bound read-only into containers and ``outputs`` writable,
-    each at the same path, as is ``unit_dir``.
+    each at the same path, as is ``unit_dir`` when no output holds it.
     """
 
     survey_dir: Path
@@ -166,11 +166,14 @@ class LaunchEnvironment:
 
     @property
     def mounts(self) -> tuple[Mount, ...]:
-        """The bind mounts of a container: inputs read-only, then outputs and the unit writable."""
-        return (
-            *(Mount(path, read_only=True) for path in self.inputs),
-            *(Mount(path, read_only=False) for path in (*self.outputs, self.unit_dir)),
-        )
+        """The bind mounts of a container: inputs read-only, then outputs and the unit writable.
+
+        The unit's directory gets a mount of its own unless an output already holds it.
+        """
+        outputs = [Mount(path, read_only=False) for path in self.outputs]
+        if not any(mount.holds(self.unit_dir) for mount in outputs):
+            outputs.append(Mount(self.unit_dir, read_only=False))
+        return (*(Mount(path, read_only=True) for path in self.inputs), *outputs)
 
     def variables(self) -> dict[str, str]:
         """Every variable the command gets, in a fixed order."""
