@@ -11,7 +11,10 @@ scaled, so no job is submitted.
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +27,7 @@ from test_cli_exit_status import lsdr, one_error_line, tree
 from lsdr.infra.cluster import task_runner
 from lsdr.infra.profiles import SlurmProfile, get_profile, worker_resources
 from lsdr.infra.profiles.registry import PROFILE_DIR
-from lsdr.infra.profiles.slurm import SLURM_KNOBS, walltime_seconds
+from lsdr.infra.profiles.slurm import KEEP_GLIBC_MALLOC, SLURM_KNOBS, walltime_seconds
 from lsdr.infra.settings import Settings, load_settings
 from lsdr.survey.core.errors import UsageError
 
@@ -100,6 +103,12 @@ def job_script() -> Iterator[Any]:
         cluster.close()
 
 
+KEEP_MALLOC = (
+    "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON=\"{'MALLOC_TRIM_THRESHOLD_': None}\""
+)
+"""Every script's prologue: workers keep glibc's malloc defaults, as the local profile's do."""
+
+
 def worker_line(memory_limit: str, workers: int, memory_mb: int, tail: str) -> str:
     """The worker command of a golden script, one thread per worker process."""
     return (
@@ -123,7 +132,7 @@ GOLDEN = {
         "#SBATCH --qos=regular",
         "#SBATCH --account=desi",
         "#SBATCH --image=docker:legacysurvey/legacypipe:DR10.3.4",
-        "",
+        KEEP_MALLOC,
         worker_line(
             "119.21GiB", 4, 122070, "--lifetime 110m --lifetime-stagger 5m --interface hsn0"
         ),
@@ -140,7 +149,7 @@ GOLDEN = {
         "#SBATCH --qos=regular",
         "#SBATCH --account=desi",
         "#SBATCH --image=docker:legacysurvey/legacypipe:DR10.3.4",
-        "",
+        KEEP_MALLOC,
         worker_line(
             "59.60GiB", 2, 61035, "--lifetime 110m --lifetime-stagger 5m --interface ipogif0"
         ),
@@ -157,7 +166,7 @@ GOLDEN = {
         "#SBATCH --qos=regular",
         "#SBATCH --account=desi",
         "#SBATCH --image=docker:legacysurvey/legacypipe:DR10.3.4",
-        "",
+        KEEP_MALLOC,
         worker_line(
             "22.35GiB", 4, 22888, "--lifetime 110m --lifetime-stagger 5m --interface ipogif0"
         ),
@@ -197,7 +206,7 @@ def test_the_cookbook_worked_example_on_cori_haswell(tmp_path: Path, job_script:
         "#SBATCH -t 48:00:00",
         "#SBATCH -C haswell",
         "#SBATCH --qos=regular",
-        "",
+        KEEP_MALLOC,
         worker_line(
             "59.60GiB", 2, 61035, "--lifetime 2860m --lifetime-stagger 10m --interface ipogif0"
         ),
@@ -221,11 +230,43 @@ def test_podman_hpc_and_the_shared_qos_on_perlmutter(tmp_path: Path, job_script:
         "#SBATCH -C cpu",
         "#SBATCH --qos=shared",
         "#SBATCH --account=desi",
-        "",
+        KEEP_MALLOC,
         "PYTHON -m distributed.cli.dask_worker tcp://SCHEDULER --name dummy-name --nthreads 1 "
         "--memory-limit 119.21GiB --nanny --death-timeout 60 --resources MEMORY_MB=122070 "
         "--lifetime 110m --lifetime-stagger 5m --interface hsn0",
     ]
+
+
+def test_the_prologue_keeps_glibc_defaults_in_a_real_worker() -> None:
+    """Run by bash before a real nanny worker, the prologue leaves MALLOC_TRIM_THRESHOLD_ unset.
+
+    A worker started the same way without it gets Dask's 65536, so the line is what changes it.
+    """
+    from distributed import Client, LocalCluster
+
+    environment = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    with (
+        LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=":0") as cluster,
+        Client(cluster) as client,
+    ):
+        worker = (
+            f"exec {shlex.quote(sys.executable)} -m distributed.cli.dask_worker "
+            f"{cluster.scheduler_address} --nthreads 1 --nanny --death-timeout 30 --name"
+        )
+        started = [
+            subprocess.Popen(["bash", "-c", f"{prologue}\n{worker} {name}"], env=environment)
+            for name, prologue in (("plain", ""), ("kept", KEEP_GLIBC_MALLOC))
+        ]
+        try:
+            client.wait_for_workers(2, timeout=60)
+            names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
+            found = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
+            seen = {names[address]: value for address, value in found.items()}
+        finally:
+            for process in started:
+                process.terminate()
+                process.wait(timeout=30)
+    assert seen == {"plain": "65536", "kept": None}
 
 
 def test_the_task_runner_keeps_a_pool_of_nodes_jobs(tmp_path: Path) -> None:

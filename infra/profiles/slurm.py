@@ -35,6 +35,13 @@ EXCLUSIVE_MEMORY = "0"
 which is less than the nominal size and changes with the OS image; a whole-node job loses
 nothing by asking for all of it."""
 
+KEEP_GLIBC_MALLOC = (
+    "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON=\"{'MALLOC_TRIM_THRESHOLD_': None}\""
+)
+"""The job's line that keeps glibc's malloc defaults in its workers, as ``local`` does
+(``local.TRIM_THRESHOLD_KEY`` says why): Dask reads the variable as its config value, a dict
+that merges into ``distributed.nanny.pre-spawn-environ``, and a ``None`` there is not set."""
+
 SLURM_KNOBS: Mapping[str, str] = MappingProxyType(
     {
         "nodes": "worker jobs, one node each; the pool is kept at this size",
@@ -215,7 +222,7 @@ class SlurmProfile:
             "interface": self.site.interface,
             "death_timeout": 60,
             "job_extra_directives": self.directives(settings),
-            "job_script_prologue": [],
+            "job_script_prologue": [KEEP_GLIBC_MALLOC],
             "worker_extra_args": [
                 "--resources",
                 ",".join(worker_args),
