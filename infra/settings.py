@@ -17,9 +17,10 @@ receive a ``Settings``.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -37,6 +38,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from lsdr.infra.profiles.base import ProfileSettingError
 from lsdr.infra.profiles.registry import DEFAULT_PROFILE, get_profile, profile_file
 from lsdr.survey.core.errors import SurveyError, UsageError
 from lsdr.survey.core.layout import ReleaseLayout
@@ -106,10 +108,76 @@ def _existing_file(value: Path) -> Path:
     return path
 
 
+WALLTIME = re.compile(
+    r"(?:(?P<days>\d+)-)?(?P<hours>\d+):(?P<minutes>[0-5]\d):(?P<seconds>[0-5]\d)"
+)
+"""A SLURM time limit as lsdr takes it: ``HH:MM:SS`` or ``D-HH:MM:SS`` (hours below 24 then)."""
+
+IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
+"""A container image reference: registry, repository, tag or digest characters only, so the
+value is safe in a batch script's directive and in an argument list."""
+
+
+def _walltime(value: str) -> str:
+    """``HH:MM:SS`` or ``D-HH:MM:SS``, above zero: SLURM's time limit of a worker job."""
+    match = WALLTIME.fullmatch(value.strip())
+    if match is None or (match["days"] is not None and int(match["hours"]) > 23):
+        raise PydanticCustomError(
+            "walltime",
+            "'{value}' is not a walltime: give HH:MM:SS or D-HH:MM:SS, as in '02:00:00'",
+            {"value": value},
+        )
+    if not any(int(part) for part in match.groups(default="0")):
+        raise PydanticCustomError(
+            "walltime",
+            "'{value}' is zero: give a time above it, as in '02:00:00'",
+            {"value": value},
+        )
+    return value.strip()
+
+
+def _duration(value: Any) -> Any:
+    """A Dask duration with its unit (``110m``, ``5m``, ``1h``), at least zero."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = str(value)
+    if not isinstance(value, str):
+        return value  # the str type refuses it
+    from dask.utils import parse_timedelta
+
+    try:
+        seconds = parse_timedelta(value)
+    except (ValueError, KeyError):
+        seconds = None
+    if seconds is None or seconds < 0 or not any(c.isalpha() for c in value):
+        raise PydanticCustomError(
+            "duration",
+            "'{value}' is not a duration with its unit, as in '110m' or '1h'",
+            {"value": value},
+        )
+    return value.strip()
+
+
+def _image(value: str) -> str:
+    """``repository:tag`` with no space or shell metacharacter (``;``, ``$``, backtick...)."""
+    if IMAGE.fullmatch(value) is None:
+        bad = sorted({c for c in value if not (c.isalnum() or c in "._/:@-")})
+        shown = ", ".join("space" if c == " " else repr(c) for c in bad) or "its first character"
+        raise PydanticCustomError(
+            "image",
+            "'{value}' is not an image reference such as 'legacysurvey/legacypipe:DR10.3.4' "
+            "(refused: {shown})",
+            {"value": value, "shown": shown},
+        )
+    return value
+
+
 WorkerCount = Annotated[int, BeforeValidator(_workers)]
 MemorySize = Annotated[str, BeforeValidator(_memory_size)]
 ProfileName = Annotated[str, AfterValidator(_known_profile)]
 ProfileFile = Annotated[Path, AfterValidator(_existing_file)]
+Walltime = Annotated[str, AfterValidator(_walltime)]
+Duration = Annotated[str, BeforeValidator(_duration)]
+ImageReference = Annotated[str, AfterValidator(_image)]
 
 
 class Settings(BaseSettings):
@@ -146,6 +214,31 @@ class Settings(BaseSettings):
         ge=64,
         description="Address-space limit per unit above the worker's own size (MB); "
         "exceeding it raises a real MemoryError (failure class oom).",
+    )
+    nodes: int = Field(1, ge=1, description="SLURM worker jobs, one node each (a fixed pool).")
+    bricks_per_node: int = Field(
+        1, ge=1, description="Worker processes per SLURM job: bricks a node runs at once."
+    )
+    account: str | None = Field(
+        None, description="SLURM account charged (--account); none: the user's default."
+    )
+    qos: str = Field(
+        "regular", description="SLURM quality of service (--qos); the site's profile checks it."
+    )
+    walltime: Walltime = Field(
+        "02:00:00", description="Time limit of each SLURM job: HH:MM:SS or D-HH:MM:SS."
+    )
+    worker_lifetime: Duration = Field(
+        "110m", description="A SLURM worker leaves gracefully after this (dask --lifetime)."
+    )
+    lifetime_stagger: Duration = Field(
+        "5m", description="Random spread of worker_lifetime (dask --lifetime-stagger)."
+    )
+    container: Literal["shifter", "podman-hpc"] = Field(
+        "shifter", description="Container runtime of legacypipe's image on a SLURM site."
+    )
+    image: ImageReference | None = Field(
+        None, description="legacypipe's container image, repository:tag (none: no image)."
     )
     batch_size: int = Field(
         250, ge=1, description="Most units per Prefect task (Prefect costs ~0.1-0.2 s a task)."
@@ -236,8 +329,14 @@ def profile_settings(cluster: str, own: Path | None = None) -> dict[str, Any]:
     Every key must be a knob of the profile and every value valid for its setting; an error
     names the file and the key, before anything starts.
     """
+    return _profile_values(cluster, own)[0]
+
+
+def _profile_values(cluster: str, own: Path | None) -> tuple[dict[str, Any], dict[str, Path]]:
+    """:func:`profile_settings`, with the file that gave each key (for errors that name it)."""
     profile = get_profile(cluster)
     values: dict[str, Any] = {}
+    origins: dict[str, Path] = {}
     for path in (profile_file(cluster), own):
         if path is None:
             continue
@@ -254,7 +353,8 @@ def profile_settings(cluster: str, own: Path | None = None) -> dict[str, Any]:
             except UsageError as err:
                 raise UsageError(f"{path}: {key}: {err}") from None
         values.update(data)
-    return values
+        origins.update(dict.fromkeys(data, path))
+    return values, origins
 
 
 def _environment() -> dict[str, str]:
@@ -272,6 +372,8 @@ class _Sources:
     environment: dict[str, str]
     config: Path
     from_file: dict[str, Any]
+    from_profile: dict[str, Path]
+    """The profile file that gave each key (the files below the config file)."""
 
     def _source(self, name: str) -> tuple[str, Any] | None:
         """Setting ``name`` from the highest source that gives it, with that source's label.
@@ -292,7 +394,11 @@ class _Sources:
     def where(self, name: str) -> str:
         """Where setting ``name`` was given, for an error: variable, file and key, or override."""
         source = self._source(name)
-        return source[0] if source else f"setting {name}"
+        if source is not None:
+            return source[0]
+        if name in self.from_profile:
+            return f"{self.from_profile[name]}: {name}"
+        return f"setting {name}"
 
     def chosen(self, name: str) -> Any:
         """Setting ``name`` from these sources, checked (its default if none gives it).
@@ -327,9 +433,10 @@ def load_settings(release_dir: Path, **overrides: Any) -> Settings:
             f"{config}: unknown setting(s) {', '.join(sorted(unknown))}; "
             f"known: {', '.join(Settings.model_fields)}"
         )
-    sources = _Sources(given, _environment(), config, from_file)
+    sources = _Sources(given, _environment(), config, from_file, {})
     profile = {name: sources.chosen(name) for name in ("cluster", "cluster_file")}
-    from_profile = profile_settings(profile["cluster"], profile["cluster_file"])
+    from_profile, origins = _profile_values(profile["cluster"], profile["cluster_file"])
+    sources.from_profile.update(origins)
     # Each file sits below the environment: drop the files' keys that the environment sets.
     merged = {
         k: v for k, v in {**from_profile, **from_file}.items() if k not in sources.environment
@@ -338,8 +445,13 @@ def load_settings(release_dir: Path, **overrides: Any) -> Settings:
     merged.update(profile)
     merged["release_dir"] = release_dir
     try:
-        return Settings(**merged)
+        settings = Settings(**merged)
     except ValidationError as err:
         first = err.errors()[0]
         name = ".".join(str(p) for p in first["loc"])
         raise UsageError(f"{sources.where(name)}: {first['msg']}") from err
+    try:
+        get_profile(settings.cluster).check(settings)
+    except ProfileSettingError as err:
+        raise UsageError(f"{sources.where(err.key)}: {err.reason}") from None
+    return settings

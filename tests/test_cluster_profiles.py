@@ -48,7 +48,7 @@ def write(path: Path, text: str) -> Path:
 
 
 # -- the protocol and the registry ----------------------------------------------------------------
-PROTOCOL_METHODS = ("worker_memory_mb", "start", "task_runner")
+PROTOCOL_METHODS = ("worker_memory_mb", "check", "start", "task_runner")
 
 
 def test_the_local_profile_has_every_protocol_member_with_its_parameters() -> None:
@@ -89,13 +89,19 @@ def test_an_object_without_the_methods_is_not_a_profile() -> None:
     assert not isinstance(NameOnly(), ClusterProfile)
 
 
+KNOWN = "local, perlmutter-cpu, cori-haswell, cori-knl"
+"""The known profiles as an unknown name's error lists them."""
+
+
 def test_the_registry_knows_local_and_refuses_other_names_in_one_line() -> None:
     """``get_profile('local')`` is a LocalProfile; an unknown name lists the known profiles."""
-    assert known_profiles() == ["local"]
+    assert known_profiles() == ["local", "perlmutter-cpu", "cori-haswell", "cori-knl"]
     assert isinstance(get_profile("local"), LocalProfile)
     with pytest.raises(UsageError) as refused:
         get_profile("local-slurm")
-    assert str(refused.value) == "unknown cluster profile 'local-slurm': known profiles are local"
+    assert str(refused.value) == (
+        f"unknown cluster profile 'local-slurm': known profiles are {KNOWN}"
+    )
 
 
 def test_each_profile_ships_one_file_setting_every_knob() -> None:
@@ -243,7 +249,7 @@ def test_an_unknown_profile_names_where_it_was_set(
     with pytest.raises(UsageError) as refused:
         load_settings(tmp_path, **overrides)
     assert str(refused.value) == (
-        f"{source}: unknown cluster profile 'slurm': known profiles are local"
+        f"{source}: unknown cluster profile 'slurm': known profiles are {KNOWN}"
     )
 
 
@@ -305,7 +311,7 @@ def test_an_unknown_profile_exits_2_with_one_line(
     before = tree(fresh_release)
     line = one_error_line(lsdr("run", "discover", "--release-dir", str(fresh_release)))
     assert line == (
-        f"lsdr: error: {source}: unknown cluster profile 'slurm': known profiles are local"
+        f"lsdr: error: {source}: unknown cluster profile 'slurm': known profiles are {KNOWN}"
     )
     assert not (fresh_release / "state").exists()
     assert tree(fresh_release) == before

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from lsdr.survey.core.errors import UsageError
+
 if TYPE_CHECKING:
     from prefect_dask.task_runners import DaskTaskRunner
 
@@ -21,6 +23,20 @@ if TYPE_CHECKING:
 MEMORY_RESOURCE = "MEMORY_MB"
 """Dask worker resource holding the worker's memory in MB: units with a memory estimate (bricks)
 ask for their share, so a worker runs several at once only while they fit."""
+
+
+class ProfileSettingError(UsageError):
+    """A setting the profile cannot run with: its ``key`` and the reason, with the fix.
+
+    ``load_settings`` prefixes where the key was given (a file and key, a variable), so the
+    error is the same one line as a bad value's.
+    """
+
+    def __init__(self, key: str, reason: str) -> None:
+        """The setting ``key`` and why it is refused."""
+        super().__init__(f"{key}: {reason}")
+        self.key = key
+        self.reason = reason
 
 
 @runtime_checkable
@@ -39,6 +55,14 @@ class ClusterProfile(Protocol):
 
     def worker_memory_mb(self, settings: Settings) -> int:
         """The memory (MB) the profile gives each worker: its limit and its ``MEMORY_MB``."""
+        ...
+
+    def check(self, settings: Settings) -> None:
+        """Refuse settings the profile cannot run, before anything starts.
+
+        Checks across settings and against the machine (a node's cores, the site's QOS names)
+        that no single field can make; raises :class:`ProfileSettingError`.
+        """
         ...
 
     def start(

@@ -68,6 +68,9 @@ class LocalProfile:
             return max(1, total // settings.n_workers // 2**20)
         return max(1, int(parse_bytes(settings.worker_memory)) // 2**20)
 
+    def check(self, settings: Settings) -> None:
+        """Nothing to refuse: every value the settings accept runs on this machine."""
+
     def cluster_kwargs(self, settings: Settings, resources: Mapping[str, float]) -> dict[str, Any]:
         """``LocalCluster`` arguments: worker processes, threads, memory, free dashboard port."""
         return {

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lsdr.infra.profiles.base import ClusterProfile
 from lsdr.infra.profiles.local import LocalProfile
+from lsdr.infra.profiles.slurm import cori_haswell, cori_knl, perlmutter_cpu
 from lsdr.survey.core.errors import UsageError
 
 DEFAULT_PROFILE = "local"
@@ -21,8 +22,13 @@ DEFAULT_PROFILE = "local"
 PROFILE_DIR = Path(__file__).resolve().parent
 """Where the profiles' files are: ``<name>.yaml`` next to this module."""
 
-PROFILES: dict[str, Callable[[], ClusterProfile]] = {"local": LocalProfile}
-"""The known profiles, each by its name with what makes it (its class)."""
+PROFILES: dict[str, Callable[[], ClusterProfile]] = {
+    "local": LocalProfile,
+    "perlmutter-cpu": perlmutter_cpu,
+    "cori-haswell": cori_haswell,
+    "cori-knl": cori_knl,
+}
+"""The known profiles, each by its name with what makes it (its class, or a SLURM site's)."""
 
 
 def known_profiles() -> list[str]:
