@@ -20,7 +20,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
@@ -113,10 +113,6 @@ WALLTIME = re.compile(
 )
 """A SLURM time limit as lsdr takes it: ``HH:MM:SS`` or ``D-HH:MM:SS`` (hours below 24 then)."""
 
-IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]*")
-"""A container image reference: registry, repository, tag or digest characters only, so the
-value is safe in a batch script's directive and in an argument list."""
-
 
 def _walltime(value: str) -> str:
     """``HH:MM:SS`` or ``D-HH:MM:SS``, above zero: SLURM's time limit of a worker job."""
@@ -158,15 +154,25 @@ def _duration(value: Any) -> Any:
 
 
 def _image(value: str) -> str:
-    """``repository:tag`` with no space or shell metacharacter (``;``, ``$``, backtick...)."""
-    if IMAGE.fullmatch(value) is None:
-        bad = sorted({c for c in value if not (c.isalnum() or c in "._/:@-")})
-        shown = ", ".join("space" if c == " " else repr(c) for c in bad) or "its first character"
+    """``repository:tag`` as the launchers take it (no space or shell metacharacter, a tag)."""
+    from lsdr.infra.launchers.image import parse_image
+
+    try:
+        parse_image(value)
+    except UsageError as err:
+        raise PydanticCustomError("image", "{reason}", {"reason": str(err)}) from None
+    return value
+
+
+def _known_launcher(value: str) -> str:
+    """A container launcher of the registry (``none``, ``shifter``, ``podman-hpc``, …)."""
+    from lsdr.infra.launchers.registry import known_launchers
+
+    if value not in known_launchers():
         raise PydanticCustomError(
-            "image",
-            "'{value}' is not an image reference such as 'legacysurvey/legacypipe:DR10.3.4' "
-            "(refused: {shown})",
-            {"value": value, "shown": shown},
+            "launcher",
+            "unknown container launcher '{value}': known launchers are {known}",
+            {"value": value, "known": ", ".join(known_launchers())},
         )
     return value
 
@@ -178,6 +184,7 @@ ProfileFile = Annotated[Path, AfterValidator(_existing_file)]
 Walltime = Annotated[str, AfterValidator(_walltime)]
 Duration = Annotated[str, BeforeValidator(_duration)]
 ImageReference = Annotated[str, AfterValidator(_image)]
+LauncherName = Annotated[str, AfterValidator(_known_launcher)]
 
 
 class Settings(BaseSettings):
@@ -234,8 +241,10 @@ class Settings(BaseSettings):
     lifetime_stagger: Duration = Field(
         "5m", description="Random spread of worker_lifetime (dask --lifetime-stagger)."
     )
-    container: Literal["shifter", "podman-hpc"] = Field(
-        "shifter", description="Container runtime of legacypipe's image on a SLURM site."
+    launcher: LauncherName = Field(
+        "none",
+        description="How the science commands run: none (here), shifter, podman-hpc, apptainer "
+        "or docker (infra/launchers/).",
     )
     image: ImageReference | None = Field(
         None, description="legacypipe's container image, repository:tag (none: no image)."

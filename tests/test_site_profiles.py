@@ -40,7 +40,7 @@ FIXED = {
     "walltime": "02:00:00",
     "worker_lifetime": "110m",
     "lifetime_stagger": "5m",
-    "container": "shifter",
+    "launcher": "shifter",
     "image": "legacysurvey/legacypipe:DR10.3.4",
 }
 """The settings every golden script is made with, beside each site's bricks and threads."""
@@ -217,7 +217,7 @@ def test_the_cookbook_worked_example_on_cori_haswell(tmp_path: Path, job_script:
 def test_podman_hpc_and_the_shared_qos_on_perlmutter(tmp_path: Path, job_script: Any) -> None:
     """podman-hpc adds no ``--image``; ``shared`` books the CPUs' share of memory, not ``0``."""
     settings = site_settings(
-        tmp_path, "perlmutter-cpu", container="podman-hpc", qos="shared", bricks_per_node=1
+        tmp_path, "perlmutter-cpu", launcher="podman-hpc", qos="shared", bricks_per_node=1
     )
     assert job_script(settings) == [
         "#!/usr/bin/env bash",
@@ -313,15 +313,16 @@ BAD_SETTINGS: list[tuple[dict[str, Any], str]] = [
         {"qos": "premium"},
         f"qos: 'premium' is not a QOS of perlmutter-cpu: give one of {PERLMUTTER_QOS}",
     ),
-    ({"container": "docker"}, "container: Input should be 'shifter' or 'podman-hpc'"),
+    ({"launcher": "singularity"}, "launcher: unknown container launcher 'singularity'"),
     *(
         (
             {"image": f"legacysurvey/legacypipe:DR10{bad}"},
-            f"image: 'legacysurvey/legacypipe:DR10{bad}' is not an image reference such as "
-            f"'legacysurvey/legacypipe:DR10.3.4' (refused: {shown})",
+            f"image: container image 'legacysurvey/legacypipe:DR10{bad}' contains {shown}, "
+            "which an image name cannot: give <repo>:<tag>, as in "
+            "'legacysurvey/legacypipe:DR11.1.0'",
         )
         for bad, shown in [
-            (" 3", "space"),
+            (" 3", "' '"),
             (";rm", "';'"),
             ("$HOME", "'$'"),
             ("`id`", "'`'"),
@@ -412,7 +413,7 @@ def test_each_site_file_gives_every_knob_a_valid_value(tmp_path: Path) -> None:
         profile = slurm_profile(settings)
         assert profile.knobs == SLURM_KNOBS
         assert profile.job_cpus(settings) == profile.site.cores
-        assert (settings.account, settings.image, settings.container) == (None, None, "shifter")
+        assert (settings.account, settings.image, settings.launcher) == (None, None, "shifter")
 
 
 def test_profile_file_then_config_then_environment_then_override(

@@ -57,7 +57,7 @@ SLURM_KNOBS: Mapping[str, str] = MappingProxyType(
         "e.g. '110m'); with lifetime_stagger below the walltime",
         "lifetime_stagger": "random spread of worker_lifetime (dask --lifetime-stagger), so the "
         "workers of a pool do not all leave at once",
-        "container": "how legacypipe's image runs: shifter (the job's --image directive) or "
+        "launcher": "how legacypipe's image runs: shifter (the job's --image directive) or "
         "podman-hpc (pulled beforehand, no directive)",
         "image": "legacypipe's container image, repository:tag (none: no image)",
     }
@@ -194,7 +194,7 @@ class SlurmProfile:
         lines = [f"-C {self.site.constraint}", f"--qos={settings.qos}"]
         if settings.account is not None:
             lines.append(f"--account={settings.account}")
-        if settings.container == "shifter" and settings.image is not None:
+        if settings.launcher == "shifter" and settings.image is not None:
             lines.append(f"--image=docker:{settings.image}")
         return lines
 
