@@ -664,6 +664,7 @@ def test_current_commands_parse_with_the_real_parsers(vendored_py: Path, tmp_pat
         c.runbrick(PRODUCTION),
         c.runbrick(DEBUG),
         c.runbrick(CUSTOM),
+        c.runbrick(RunbrickCommand(radec=(10.0, -5.25), zoom=(0, 100, 0, 100))),
         c.brick_summary(summary_cmd(root)),
         c.brick_summary(summary_merge_cmd(root)),
         c.generate_sweep_files(sweeps_cmd(root)),

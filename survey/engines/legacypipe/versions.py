@@ -4,6 +4,15 @@ legacypipe's command lines changed between data releases (``legacy_zeropoints.py
 --splinesky --psf --run-calibs`` of the DR6/DR7 cookbook became ``--run-calibs-only`` /
 ``--no-splinesky``), so every command is built for one :class:`FlagSet`, chosen from the
 configured version's ``git describe`` (``DR11.1.0-28-g93e2d828``).
+
+Where the two sets differ: legacy_zeropoints' calib flags and image path (the cookbook's full
+path and ``--splinesky --psf --run-calibs``; today's path relative to ``images/`` with
+``--survey-dir``, calibs always made), runbrick's production flags (today's add
+``--write-stage srcs``), the depth cut (``legacyanalysis/depth-cut.py`` vs
+``legacypipe/depthcut.py``) and two script names (``queue-calibs.py``, ``merge-calibs.py`` vs
+``queue_calibs.py``, ``legacyzpts/merge_calibs.py``).  Today's set is checked against the
+vendored parsers (``tests/test_legacypipe_commands.py``); the cookbook's comes from the cookbook
+and is unverified where the cookbook is silent (runbrick's production flags, merge-calibs).
 """
 
 from __future__ import annotations
