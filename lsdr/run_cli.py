@@ -64,16 +64,19 @@ def _overrides(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
-def _run(phase: str, flags: dict[str, Any], *, check_destination: bool = False) -> None:
+def _run(phase: str, flags: dict[str, Any]) -> None:
     """Run ``phase`` with the options its command's ``flags`` give (each checked first).
 
     ``flags`` are the command's parameters by name (``locals()`` at its start): the phase's
-    options (:func:`lsdr.phase_flags.phase_options`), the settings flags, ``--verbose``.
+    options (:func:`lsdr.phase_flags.phase_options`), the settings flags, ``--verbose``.  A
+    publish destination (``publish``, ``release``) is checked too, and ``publish`` refuses a
+    release with failed units, before anything starts.
     """
     options = phase_options(phase, flags)
     release_dir: Path = flags["release_dir"]
-    if check_destination:
-        check.destination(release_dir, getattr(options, "destination", None))
+    check.destination(release_dir, getattr(options, "destination", None))
+    if isinstance(options, PublishOptions):
+        _publish_gate(release_dir, options.dry_run)
     overrides = _overrides(
         n_workers=flags.get("workers"),
         batch_size=flags.get("batch_size"),
@@ -313,12 +316,7 @@ def run_publish(
     A release with failed units (lsdr status lists them) is not published: fix them, lsdr
     retry, rerun. A dry run still lists what would be copied.
     """
-    flags = locals()
-    options = phase_options("publish", flags)
-    check.destination(release_dir, destination)
-    assert isinstance(options, PublishOptions)
-    _publish_gate(release_dir, options.dry_run)
-    _run("publish", flags)
+    _run("publish", locals())
 
 
 def _publish_gate(release_dir: Path, dry_run: bool) -> None:
@@ -355,7 +353,7 @@ def run_release(
     verbose: Verbose = False,
 ) -> None:
     """Every phase in order: pre-tractor, tractor, post-processing, package (and publish)."""
-    _run("release", locals(), check_destination=True)
+    _run("release", locals())
 
 
 @run_app.command("pretractor")
