@@ -13,7 +13,7 @@ from typing import Any
 from prefect import flow
 
 from lsdr.flows.planning import leave_out, read_planned_list, upstream_failures
-from lsdr.flows.report import MergeResult, PhaseReport, phase_summary
+from lsdr.flows.report import MergeResult, PhaseReport, PhaseResult, phase_summary
 from lsdr.flows.runner import run_units
 from lsdr.flows.settings import settings_for
 from lsdr.flows.zeropoints import read_images
@@ -67,5 +67,5 @@ def merge(
     return result
 
 
-TABLE_NUMBERS = ("rows", "kept", "cuts", "dropped_expnums", "missing_tables")
-"""The numbers of the CCD tables' unit that the merge result carries."""
+TABLE_NUMBERS = frozenset(MergeResult.model_fields) - {"merge_calibs", *PhaseResult.model_fields}
+"""The numbers of the CCD tables' unit that the merge result carries: its own fields."""
