@@ -25,13 +25,34 @@ TimeoutPolicy = Callable[[Unit], Unit | None]
 
 
 def resubmission(
-    phase: str, r: UnitResult, batch: list[Unit], on_timeout: TimeoutPolicy | None
+    phase: str,
+    r: UnitResult,
+    batch: list[Unit],
+    on_timeout: TimeoutPolicy | None,
+    attempts: Callable[[], int] = lambda: 0,
+    max_attempts: int = 1,
 ) -> Unit | None:
     """The unit to resubmit after a unit of ``batch`` ended as ``r``, or None to keep ``r``.
 
     A timeout goes to the phase's ``on_timeout`` policy (without one it is a recorded failure);
-    out of memory with more than one thread is resubmitted with half the threads.
+    out of memory with more than one thread is resubmitted with half the threads; an ``infra``
+    failure the unit reported itself (its command killed by a signal from outside) is
+    resubmitted while its starts so far (``attempts()``, the ledger's) are below
+    ``max_attempts``, and a brick resumes from its checkpoint.
     """
+    if r.state == "failed" and r.failure_class == "infra":
+        started = attempts()
+        if started < max_attempts:
+            log.warning(
+                "%s %s: %s; attempt %d of %d, resubmitting",
+                phase,
+                r.key,
+                r.message,
+                started,
+                max_attempts,
+            )
+            return next(u for u in batch if u.key == r.key)
+        return None
     retry = None
     if r.state == "failed" and r.failure_class == "timeout" and on_timeout:
         retry = on_timeout(next(u for u in batch if u.key == r.key))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
+from functools import partial
 from typing import Any
 
 from lsdr.flows.artifacts import PhaseArtifacts, show_cached
@@ -20,8 +21,10 @@ from lsdr.flows.progress import phase_progress, report_progress
 from lsdr.flows.report import PhaseReport
 from lsdr.flows.retry_policy import TimeoutPolicy, after_lost_batch, resubmission
 from lsdr.flows.settings import ledger_for
+from lsdr.infra.ledger import Ledger
 from lsdr.infra.settings import Settings
 from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.engines.registry import engine_config
 from lsdr.tasks.sidecars import settle
 from lsdr.tasks.unit import Unit, UnitOutput, UnitResult, engine_version, on_engine
 
@@ -53,8 +56,9 @@ def run_units(
 
     layout = ReleaseLayout(settings.release_dir)
     ledger = ledger_for(settings)
-    version = engine_version(settings.engine)
-    units = on_engine(units, settings.engine)
+    config = engine_config(settings.engine, settings)
+    version = engine_version(settings.engine, config)
+    units = on_engine(units, settings.engine, config)
     ledger.plan(phase, [u.key for u in units])
 
     results: dict[str, UnitResult] = {}
@@ -111,7 +115,14 @@ def run_units(
                 todo.extend(after_lost_batch(phase, batch, err, ledger, settings, results, lost))
             else:
                 for r in batch_results:
-                    retry = resubmission(phase, r, batch, on_timeout)
+                    retry = resubmission(
+                        phase,
+                        r,
+                        batch,
+                        on_timeout,
+                        partial(_starts, ledger, phase, r.key),
+                        settings.max_attempts,
+                    )
                     if retry is not None:
                         todo.append(retry)
                     else:
@@ -126,6 +137,12 @@ def run_units(
     log.info(report.summary_line())
     artifacts.table(report)
     return report
+
+
+def _starts(ledger: Ledger, phase: str, key: str) -> int:
+    """How often the ledger saw a unit start."""
+    row = ledger.get(phase, key)
+    return row.attempts if row is not None else 0
 
 
 def run_then_merge(

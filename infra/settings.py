@@ -30,6 +30,7 @@ from pydantic import (
     TypeAdapter,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
@@ -249,6 +250,20 @@ class Settings(BaseSettings):
     image: ImageReference | None = Field(
         None, description="legacypipe's container image, repository:tag (none: no image)."
     )
+    legacypipe_prefix: Path | None = Field(
+        None,
+        description="The legacypipe build the none launcher runs (infra/scripts/build-legacypipe.sh"
+        "'s prefix); default $LSDR_LEGACYPIPE_PREFIX, else /var/cache/lsdr/legacypipe-<hash>.",
+    )
+    legacypipe_py: Path = Field(
+        Path("/src/legacypipe/py"),
+        description="legacypipe's py/ directory inside the container image (container launchers).",
+    )
+    legacypipe_version: str | None = Field(
+        None,
+        description="legacypipe's git describe (DR11.1.0-28-g93e2d828): picks its flag set; "
+        "default the build's own (required with a container launcher).",
+    )
     batch_size: int = Field(
         250, ge=1, description="Most units per Prefect task (Prefect costs ~0.1-0.2 s a task)."
     )
@@ -282,6 +297,15 @@ class Settings(BaseSettings):
         except SurveyError as err:
             raise PydanticCustomError("engine", "{reason}", {"reason": str(err)}) from None
         return value
+
+    @model_validator(mode="after")
+    def _engine_accepts(self) -> Settings:
+        """The engine made with its settings (the launcher, legacypipe's version…) accepts them."""
+        from lsdr.survey.engines.registry import engine_config, get_engine
+
+        if engine_config(self.engine, self):
+            get_engine(self.engine, engine_config(self.engine, self))
+        return self
 
     @classmethod
     def settings_customise_sources(

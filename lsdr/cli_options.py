@@ -68,6 +68,23 @@ CutExpnum = Annotated[
     typer.Option("--cut-expnum/--no-cut-expnum", help=flag_help(MergeOptions, "cut_expnum")),
 ]
 # The settings' flags (infra/settings.py's model has their defaults) and the console's.
+Zoom = Annotated[
+    tuple[int, int, int, int] | None,
+    typer.Option("--zoom", metavar="X0 X1 Y0 Y1", help=flag_help(TractorOptions, "zoom")),
+]
+Engine = Annotated[
+    str | None,
+    typer.Option(
+        "--engine", help="Science engine: lite (lsdr's own) or legacypipe (the real pipeline)."
+    ),
+]
+Launcher = Annotated[
+    str | None,
+    typer.Option(
+        "--launcher",
+        help="How legacypipe's commands run: none (here), shifter, podman-hpc, apptainer, docker.",
+    ),
+]
 Workers = Annotated[int | None, typer.Option("--workers", help="Dask worker processes.")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Units per Prefect task.")]
 Threads = Annotated[int | None, typer.Option("--threads", help="Threads per unit.")]

@@ -31,7 +31,9 @@ FLAG_NAMES: dict[str, str] = {
 SHORT_FLAGS: dict[str, str] = {"width": "-W", "height": "-H"}
 """runbrick's one-letter flags."""
 
-NOT_OPTIONS = frozenset({"release_dir", "verbose", "workers", "batch_size", "threads"})
+NOT_OPTIONS = frozenset(
+    {"release_dir", "verbose", "workers", "batch_size", "threads", "engine", "launcher"}
+)
 """A run command's parameters that are not phase options: the release, settings, the console."""
 
 

@@ -24,7 +24,9 @@ from lsdr.cli_options import (
     CutExpnum,
     DateMax,
     DateMin,
+    Engine,
     Height,
+    Launcher,
     Pixscale,
     Region,
     ReleaseDir,
@@ -33,6 +35,7 @@ from lsdr.cli_options import (
     Verbose,
     Width,
     Workers,
+    Zoom,
 )
 from lsdr.phase_flags import flag_help, phase_options
 from lsdr.run_report import EXIT_UNIT_FAILURES, report_results
@@ -81,6 +84,8 @@ def _run(phase: str, flags: dict[str, Any]) -> None:
         n_workers=flags.get("workers"),
         batch_size=flags.get("batch_size"),
         unit_threads=flags.get("threads"),
+        engine=flags.get("engine"),
+        launcher=flags.get("launcher"),
     )
     _execute(release_dir, overrides, [(phase, options)], verbose=bool(flags.get("verbose")))
 
@@ -221,6 +226,7 @@ def run_tractor(
     width: Width = None,
     height: Height = None,
     pixscale: Pixscale = None,
+    zoom: Zoom = None,
     keep_checkpoints: Annotated[
         bool | None,
         typer.Option(
@@ -239,6 +245,12 @@ def run_tractor(
         bool | None,
         typer.Option("--outliers/--no-outliers", help=flag_help(TractorOptions, "outliers")),
     ] = None,
+    bail_out: Annotated[
+        bool | None,
+        typer.Option("--bail-out/--no-bail-out", help=flag_help(TractorOptions, "bail_out")),
+    ] = None,
+    engine: Engine = None,
+    launcher: Launcher = None,
     workers: Workers = None,
     threads: Threads = None,
     verbose: Verbose = False,

@@ -27,7 +27,16 @@ from lsdr.survey.core.phase_options import TractorOptions
 from lsdr.survey.engines.base import Outcome
 from lsdr.tasks.unit import Unit, UnitOutput, unit_engine
 
-RUNBRICK_OPTIONS = ("bands", "width", "height", "pixscale", "release", "outliers")
+RUNBRICK_OPTIONS = (
+    "bands",
+    "width",
+    "height",
+    "pixscale",
+    "zoom",
+    "release",
+    "outliers",
+    "bail_out",
+)
 """The tractor unit options that are runbrick's (part of the brick's identity)."""
 RUNBRICK_FLAGS = ("checkpoint_period", "bail_out", "fit_budget_s")
 """The execution flags that are runbrick's (how it runs, not what it makes)."""
@@ -224,6 +233,8 @@ def plan_tractor(
         ("width", o.width),
         ("height", o.height),
         ("pixscale", o.pixscale),
+        *((("zoom", list(o.zoom)),) if o.zoom is not None else ()),
+        *((("bail_out", True),) if o.bail_out else ()),
         ("bands", list(runbrick.bands)),
         ("release", runbrick.release),
         ("keep_checkpoints", o.keep_checkpoints),
@@ -251,7 +262,7 @@ def plan_tractor(
 
 def bail_out_after_timeout(unit: Unit) -> Unit | None:
     """The tractor phase's timeout policy: rerun from the checkpoint with ``--bail-out``, once."""
-    if unit.flag("bail_out", False):
+    if unit.flag("bail_out", False) or unit.option("bail_out", False):
         return None
     return unit.with_flag("bail_out", True)
 
@@ -276,8 +287,9 @@ def tractor_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
         name: unit.option(name) for name in RUNBRICK_OPTIONS if unit.option(name) is not None
     }
     given |= {name: unit.flag(name) for name in RUNBRICK_FLAGS if unit.flag(name) is not None}
-    if "bands" in given:
-        given["bands"] = tuple(given["bands"])
+    for name in ("bands", "zoom"):
+        if name in given:
+            given[name] = tuple(given[name])
     options = RunbrickOptions(checkpoint=str(checkpoint), threads=unit.threads, **given)
     output = unit_engine(unit).runbrick(layout, brick, options)
     if output.outcome is Outcome.FAILED:

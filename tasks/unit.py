@@ -51,6 +51,9 @@ class Unit:
     """The engine that runs the unit's science, as a reference any process resolves
     (:func:`on_engine`; ``survey/engines/registry.py``).  Not part of the identity as such:
     the engine's version, given with the unit, is."""
+    engine_config: tuple[tuple[str, Any], ...] = ()
+    """The settings the engine is made from (``engine_config``: the launcher, legacypipe's
+    version…), so a worker makes the engine the flow was given; not part of the identity."""
 
     def option(self, name: str, default: Any = None) -> Any:
         """The value of one option."""
@@ -128,23 +131,26 @@ class UnitResult:
         )
 
 
-def engine_version(engine: str) -> str:
+def engine_version(engine: str, config: Mapping[str, Any] | None = None) -> str:
     """The version of the engine named ``engine`` that goes into every fingerprint."""
-    return get_engine(engine).version
+    return get_engine(engine, config).version
 
 
-def on_engine(units: Sequence[Unit], engine: str) -> list[Unit]:
-    """The units, each to run with the engine named in the settings.
+def on_engine(
+    units: Sequence[Unit], engine: str, config: Mapping[str, Any] | None = None
+) -> list[Unit]:
+    """The units, each to run with the engine named in the settings, made with ``config``.
 
     Each carries the engine as a reference that any worker resolves (``engine_reference``).
     """
     reference = engine_reference(engine)
-    return [replace(u, engine=reference) for u in units]
+    carried = tuple(sorted((config or {}).items()))
+    return [replace(u, engine=reference, engine_config=carried) for u in units]
 
 
 def unit_engine(unit: Unit) -> Engine:
     """The engine that runs a unit's science (resolved in this process: a worker's)."""
-    return get_engine(unit.engine)
+    return get_engine(unit.engine, dict(unit.engine_config))
 
 
 def path_strings(paths: Sequence[Path]) -> tuple[str, ...]:

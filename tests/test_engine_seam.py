@@ -109,7 +109,7 @@ def test_engines_resolve_by_name_spec_and_registration(copy_registered: str) -> 
     assert isinstance(get_engine("lsdr.survey.engines.lite:LiteEngine"), LiteEngine)
     assert isinstance(get_engine(COPY_SPEC), CopyEngine)
     assert isinstance(get_engine(copy_registered), CopyEngine)
-    assert known_engines() == ["lite", "copy"]
+    assert known_engines() == ["lite", "legacypipe", "copy"]
 
 
 def test_a_registered_engine_travels_to_workers_as_an_importable_reference(

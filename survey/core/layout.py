@@ -512,6 +512,10 @@ class StateLayout:
 
     root: Path
 
+    def unit_scratch(self, phase: str, key: str) -> Path:
+        """``units/<phase>/<key>/``: a launched command's private caches while its unit runs."""
+        return Path(self.root) / "units" / _word(phase) / _word(key)
+
     @property
     def ledger_db(self) -> Path:
         """``ledger.sqlite``: the default unit ledger."""

@@ -175,6 +175,11 @@ class TractorOptions(BrickSelection):
     width: int = Field(default=BRICK_SIZE_PIX, description="Brick grid width, pixels.")
     height: int = Field(default=BRICK_SIZE_PIX, description="Brick grid height, pixels.")
     pixscale: float = Field(default=BRICK_PIXSCALE, description="Brick grid pixel scale, arcsec.")
+    zoom: tuple[int, int, int, int] | None = Field(
+        default=None,
+        description="Run only brick pixels [x0:x1, y0:y1] of each brick (runbrick's --zoom x0 x1 "
+        "y0 y1; default the whole brick).",
+    )
     keep_checkpoints: bool = Field(
         default=False, description="Keep each brick's checkpoint after it is done."
     )
@@ -186,6 +191,11 @@ class TractorOptions(BrickSelection):
     checkpoint_period: float | None = Field(
         default=None,
         description="Seconds between checkpoint rewrites while fitting (default runbrick's).",
+    )
+    bail_out: bool = Field(
+        default=False,
+        description="Keep the blobs each brick's checkpoint holds and skip the rest, flagged "
+        "BAILOUT (runbrick's --bail-out: the cookbook's last resort for bricks that never finish).",
     )
     outliers: bool = Field(
         default=RunbrickOptions.outliers,
@@ -199,7 +209,9 @@ class TractorOptions(BrickSelection):
         given: dict[str, Any] = {"fit_budget_s": self.fit_budget_s}
         if self.checkpoint_period is not None:
             given["checkpoint_period"] = self.checkpoint_period
-        RunbrickOptions(width=self.width, height=self.height, pixscale=self.pixscale, **given)
+        RunbrickOptions(
+            width=self.width, height=self.height, pixscale=self.pixscale, zoom=self.zoom, **given
+        )
         return self
 
 

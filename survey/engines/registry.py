@@ -14,9 +14,10 @@ need it installed, or on ``PYTHONPATH``.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import cache
-from typing import cast
+from pathlib import PurePath
+from typing import Any, cast
 
 from lsdr.survey.core.errors import MissingDependencyError, SurveyError, UsageError
 from lsdr.survey.engines.base import Engine
@@ -24,11 +25,15 @@ from lsdr.survey.engines.base import Engine
 DEFAULT_ENGINE = "lite"
 """The engine a release runs with unless its settings name another."""
 
-BUILTIN_ENGINES: dict[str, str] = {"lite": "lsdr.survey.engines.lite:LiteEngine"}
+BUILTIN_ENGINES: dict[str, str] = {
+    "lite": "lsdr.survey.engines.lite:LiteEngine",
+    "legacypipe": "lsdr.survey.engines.legacypipe.engine:LegacypipeEngine",
+}
 """Engines known in every process, each by the ``module:attribute`` of its factory."""
 
-EngineFactory = Callable[[], Engine]
-"""What makes an engine: its class, or any callable without arguments returning one."""
+EngineFactory = Callable[..., Engine]
+"""What makes an engine: its class, or any callable returning one; called without arguments,
+or with the settings it names in its ``SETTINGS`` attribute as keywords (:func:`engine_config`)."""
 
 _registered: dict[str, EngineFactory] = {}
 
@@ -57,15 +62,34 @@ def known_engines() -> list[str]:
     return [*BUILTIN_ENGINES, *sorted(_registered)]
 
 
-def get_engine(name: str) -> Engine:
+def engine_settings(name: str) -> tuple[str, ...]:
+    """The settings engine ``name`` is made from (its factory's ``SETTINGS``; none for lite)."""
+    return tuple(getattr(_factory(name), "SETTINGS", ()))
+
+
+def engine_config(name: str, settings: object) -> dict[str, Any]:
+    """The keywords engine ``name`` is made with: its settings' values, as plain JSON values.
+
+    They travel with every unit to the worker that makes the engine again
+    (``tasks/unit.py``), so a flag given to one run reaches its workers.
+    """
+    config: dict[str, Any] = {}
+    for field in engine_settings(name):
+        value = getattr(settings, field)
+        config[field] = str(value) if isinstance(value, PurePath) else value
+    return config
+
+
+def get_engine(name: str, config: Mapping[str, Any] | None = None) -> Engine:
     """The engine ``name`` refers to (a name or ``module:attribute``), ready to run units.
 
-    An unknown name, a spec that does not import, or an object that lacks a method of
-    :class:`Engine` is a :class:`UsageError` naming it.
+    ``config``: the keywords of :func:`engine_config`.  An unknown name, a spec that does not
+    import, a refused setting, or an object that lacks a method of :class:`Engine` is a
+    :class:`UsageError` naming it.
     """
     factory = _factory(name)
     try:
-        engine: object = factory()
+        engine: object = factory(**config) if config else factory()
     except TypeError as err:  # a factory that needs arguments: not an engine class
         raise UsageError(f"engine {name!r}: cannot be made without arguments ({err})") from None
     if not isinstance(engine, Engine):
