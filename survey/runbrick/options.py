@@ -1,14 +1,21 @@
 """The lite runbrick's options: legacypipe's runbrick flags that the lite engine honours.
 
 One frozen dataclass so that a brick's options travel to a worker (and into logs) as a value;
-``__post_init__`` rejects combinations runbrick itself would reject.
+``__post_init__`` rejects combinations runbrick itself would reject.  A custom target
+(``--radec RA DEC`` with ``-W``/``-H``) is ``radec`` here; its brick name is
+``options.brickname`` (``custom-RRRRRR[p|m]DDDDD``), the name ``run_brick`` must be given.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lsdr.survey.core.bricks import BRICK_PIXSCALE, BRICK_SIZE_PIX
+from lsdr.survey.core.bricks import (
+    BRICK_PIXSCALE,
+    BRICK_SIZE_PIX,
+    checked_target,
+    custom_brickname,
+)
 from lsdr.survey.core.cameras import DEFAULT_BANDS
 from lsdr.survey.core.errors import UsageError
 
@@ -55,6 +62,9 @@ class RunbrickOptions:
     fit_budget_s: float | None = None
     """Seconds the fitblobs stage may spend before it saves its checkpoint and raises
     ``TimeoutError`` (failure class ``timeout``: the flow reruns the brick with ``bail_out``)."""
+    radec: tuple[float, float] | None = None
+    """``--radec RA DEC`` (degrees): a custom target centred there instead of a grid brick,
+    named ``brickname`` (brickid −1, the whole W × H grid unique); None = a grid brick."""
 
     def __post_init__(self) -> None:
         """Reject values runbrick would reject."""
@@ -84,3 +94,12 @@ class RunbrickOptions:
             raise UsageError(f"threads {self.threads} must be at least 1")
         if self.pickle_pattern is not None and "%(stage)s" not in self.pickle_pattern:
             raise UsageError(f"pickle pattern {self.pickle_pattern!r} lacks '%(stage)s'")
+        if self.radec is not None:
+            if len(self.radec) != 2:
+                raise UsageError(f"radec {self.radec!r} must be (RA, Dec)")
+            checked_target(*self.radec)
+
+    @property
+    def brickname(self) -> str | None:
+        """The custom target's brick name (legacypipe's ``custom-%06i%s%05i``); None without."""
+        return None if self.radec is None else custom_brickname(*self.radec)
