@@ -18,6 +18,7 @@ from lsdr.survey.core.bricks import (
 )
 from lsdr.survey.core.cameras import DEFAULT_BANDS
 from lsdr.survey.core.errors import UsageError
+from lsdr.survey.runbrick.tractorschema import FLAVOURS
 
 STAGES = ("tims", "refs", "outliers", "srcs", "fitblobs", "coadds", "writecat")
 """legacypipe's stage chain as far as the lite engine implements it, in order (``--no-wise``)."""
@@ -65,6 +66,10 @@ class RunbrickOptions:
     radec: tuple[float, float] | None = None
     """``--radec RA DEC`` (degrees): a custom target centred there instead of a grid brick,
     named ``brickname`` (brickid −1, the whole W × H grid unique); None = a grid brick."""
+    release_flavour: str = "dr10"
+    """The tractor schema written (``tractorschema.FLAVOURS``): its columns, header cards and
+    maskbit values; dr9/dr10 keep the (null) WISE columns of those releases, dr11 is
+    legacypipe HEAD's ``--no-wise`` catalogue without them."""
 
     def __post_init__(self) -> None:
         """Reject values runbrick would reject."""
@@ -98,8 +103,17 @@ class RunbrickOptions:
             if len(self.radec) != 2:
                 raise UsageError(f"radec {self.radec!r} must be (RA, Dec)")
             checked_target(*self.radec)
+        if self.release_flavour not in FLAVOURS:
+            raise UsageError(
+                f"release flavour {self.release_flavour!r} is not one of {', '.join(FLAVOURS)}"
+            )
 
     @property
     def brickname(self) -> str | None:
         """The custom target's brick name (legacypipe's ``custom-%06i%s%05i``); None without."""
         return None if self.radec is None else custom_brickname(*self.radec)
+
+    @property
+    def wise_columns(self) -> bool:
+        """Whether the catalogue written has the (null) WISE columns: all flavours but dr11."""
+        return self.release_flavour != "dr11"
