@@ -461,6 +461,25 @@ def test_from_engine_options() -> None:
     ]  # fmt: skip
 
 
+def test_from_lite_options_with_a_target() -> None:
+    """RunbrickOptions.radec becomes --radec with -W/-H; the brick must be the target's name."""
+    options = RunbrickOptions(radec=(186.743965, 25.461788), width=250, height=250, bands=("z",))
+    cmd = RunbrickCommand.of("custom-186743p25461", options)
+    assert (cmd.brick, cmd.radec, cmd.brickname) == (
+        None,
+        (186.743965, 25.461788),
+        "custom-186743p25461",
+    )
+    argv = commands(CURRENT).runbrick(cmd)
+    assert "--brick" not in argv
+    i = argv.index("--radec")
+    assert argv[i : i + 7] == [
+        "--radec", "186.743965", "25.461788", "--width", "250", "--height", "250"
+    ]  # fmt: skip
+    with pytest.raises(UsageError, match="custom-186743p25461"):
+        RunbrickCommand.of("1867p255", options)
+
+
 # -- bad inputs --------------------------------------------------------------------------------
 @pytest.mark.parametrize("brick", ["../1804p325", "180/1804p325", "/tmp/x", "1803p325", ""])
 def test_bad_brick(brick: str) -> None:

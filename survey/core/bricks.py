@@ -209,6 +209,25 @@ def is_custom_brickname(name: str) -> bool:
     return bool(_CUSTOM_RE.match(name))
 
 
+def checked_target(ra: float, dec: float) -> tuple[float, float]:
+    """A ``--radec`` target as floats; RegionError (a UsageError) if RA ∉ [0, 360) or |Dec| > 90."""
+    try:
+        r, d = float(ra), float(dec)
+    except (TypeError, ValueError) as err:
+        raise RegionError(f"target RA, Dec ({ra!r}, {dec!r}) are not numbers") from err
+    if not 0.0 <= r < 360.0:
+        raise RegionError(f"target RA {ra!r} is outside [0, 360) degrees")
+    if not -90.0 <= d <= 90.0:
+        raise RegionError(f"target Dec {dec!r} is outside [-90, 90] degrees")
+    return r, d
+
+
+def custom_brickname(ra: float, dec: float) -> str:
+    """runbrick's ``custom-%06i%s%05i`` name of a ``--radec`` target (1000·RA, m/p, 1000·|Dec|)."""
+    r, d = checked_target(ra, dec)
+    return f"custom-{int(1000 * r):06d}{'m' if d < 0 else 'p'}{int(1000 * abs(d)):05d}"
+
+
 # ----------------------------------------------------------------------------------------------
 # Regions
 

@@ -7,7 +7,8 @@ coadd maps; ``nobs``, ``anymask`` and ``allmask`` come from the per-band DQ maps
 maskbits image written here: NPRIMARY outside the brick's unique area (``primary.py``),
 BRIGHT/MEDIUM from the reference stars, SATUR_<b> and ALLMASK_<b> from the DQ maps, BAILOUT
 where ``--bail-out`` skipped blobs.  The stage also writes the brick's metrics files
-(``metrics.py``) before the checksum file, which covers them.
+(``metrics.py``) before the checksum file, which covers them.  The schema (columns, header
+cards, maskbit values) is ``RunbrickOptions.release_flavour``'s: dr10 unless asked.
 """
 
 from __future__ import annotations
@@ -26,13 +27,11 @@ from lsdr.survey.runbrick.dqmaps import BandMasks, band_masks
 from lsdr.survey.runbrick.metrics import brick_header, write_metrics
 from lsdr.survey.runbrick.options import RunbrickOptions
 from lsdr.survey.runbrick.primary import unique_pixels
+from lsdr.survey.runbrick.refs import MASKBIT_BRIGHT, MASKBIT_MEDIUM
 from lsdr.survey.runbrick.types import BrickGeometry, Source, Tim
 from lsdr.survey.runbrick.writecat import finalize_catalog, write_catalog
 
 log = logging.getLogger("lsdr.survey.runbrick")
-
-FLAVOUR = "dr10"
-"""The catalogue schema lite writes (DR10 columns for the run's bands)."""
 
 
 def maskbits_image(
@@ -45,15 +44,19 @@ def maskbits_image(
 ) -> npt.NDArray[np.int32]:
     """The brick's maskbits map: NPRIMARY, BRIGHT, MEDIUM, SATUR_<b>, ALLMASK_<b>, BAILOUT.
 
-    ``unique`` is the brick's unique-pixel map (computed when not given); ``masks`` the per-band
-    DQ maps (SATUR_<b> where ``satur``, ALLMASK_<b> where ``andmask`` ≠ 0).
+    ``bits`` is the flavour's ``ts.maskbits``; ``refmap`` the ``refs`` stage's circles (its
+    ``MASKBIT_BRIGHT``/``MASKBIT_MEDIUM``, set as ``bits``' BRIGHT/MEDIUM); ``unique`` is the
+    brick's unique-pixel map (computed when not given); ``masks`` the per-band DQ maps
+    (SATUR_<b> where ``satur``, ALLMASK_<b> where ``andmask`` ≠ 0).
     """
     out = np.zeros((geom.height, geom.width), np.int32)
     if unique is None:
         unique = unique_pixels(geom)
     out[~unique] |= bits["NPRIMARY"]
     if refmap is not None:
-        out |= np.asarray(refmap, np.int32) & (bits["BRIGHT"] | bits["MEDIUM"])
+        ref = np.asarray(refmap, np.int32)
+        out[(ref & MASKBIT_BRIGHT) != 0] |= bits["BRIGHT"]
+        out[(ref & MASKBIT_MEDIUM) != 0] |= bits["MEDIUM"]
     for m in masks:
         band = m.band.upper()
         satur, allmask = bits.get(f"SATUR_{band}"), bits.get(f"ALLMASK_{band}")
@@ -128,14 +131,20 @@ def sources_to_catalog(
     layout: ReleaseLayout,
     geom: BrickGeometry,
     masks: Sequence[BandMasks] = (),
+    *,
+    release_flavour: str = "dr10",
+    wise: bool = True,
 ) -> npt.NDArray[np.void]:
     """The catalogue rows of the fitted sources (derived columns are filled by finalize).
+
+    The columns are the ``release_flavour`` schema's for ``bands`` (with the WISE ones when
+    ``wise``), as ``RunbrickOptions.release_flavour`` / ``wise_columns`` choose.
 
     Map values are taken at the source's rounded pixel (clipped to the grid): ``nobs``,
     ``anymask``, ``allmask`` from ``masks`` (``nobs`` from the ``nexp`` coadd for a band
     without DQ maps), the depths and PSF size from the coadd files.
     """
-    cat = ts.empty_catalog(len(sources), bands, release_flavour=FLAVOUR)
+    cat = ts.empty_catalog(len(sources), bands, release_flavour=release_flavour, wise=wise)
     for i, s in enumerate(sources):
         row = cat[i]
         row["ra"], row["dec"], row["type"] = s.ra, s.dec, s.type
@@ -195,12 +204,15 @@ def stage_writecat(
     coadd_products: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """Stage ``writecat``: maskbits image, metrics, tractor and tractor-i catalogues, checksums."""
-    bits = ts.maskbits(bands, FLAVOUR)
+    flavour, wise = options.release_flavour, options.wise_columns
+    bits = ts.maskbits(bands, flavour)
     masks = [band_masks(tims, geom, b) for b in bands] if tims else []
     mask = maskbits_image(geom, bits, refmap, bailout_mask, masks)
     mask_path = write_maskbits(layout.coadd_maskbits(geom.brickname), mask, bits, geom)
     metrics = write_metrics(layout, geom, refs, blobmap)
-    cat = sources_to_catalog(sources, bands, layout, geom, masks)
+    cat = sources_to_catalog(
+        sources, bands, layout, geom, masks, release_flavour=flavour, wise=wise
+    )
     del masks
     regular = np.array([bool(s.extra.get("regular", True)) for s in sources], bool)
     cat = finalize_catalog(
@@ -211,7 +223,15 @@ def stage_writecat(
         maskbits_map=mask,
         regular=regular if len(sources) else None,
     )
-    paths = write_catalog(layout, geom, cat, bands=bands, release=options.release)
+    paths = write_catalog(
+        layout,
+        geom,
+        cat,
+        bands=bands,
+        release=options.release,
+        release_flavour=flavour,
+        wise=wise,
+    )
     log.info("%s: wrote %d sources to %s", geom.brickname, len(cat), paths.tractor)
     return {
         "catalog_products": [mask_path, *metrics, paths.tractor, paths.tractor_i, paths.checksums],

@@ -1,16 +1,24 @@
 """The lite runbrick's options: legacypipe's runbrick flags that the lite engine honours.
 
 One frozen dataclass so that a brick's options travel to a worker (and into logs) as a value;
-``__post_init__`` rejects combinations runbrick itself would reject.
+``__post_init__`` rejects combinations runbrick itself would reject.  A custom target
+(``--radec RA DEC`` with ``-W``/``-H``) is ``radec`` here; its brick name is
+``options.brickname`` (``custom-RRRRRR[p|m]DDDDD``), the name ``run_brick`` must be given.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from lsdr.survey.core.bricks import BRICK_PIXSCALE, BRICK_SIZE_PIX
+from lsdr.survey.core.bricks import (
+    BRICK_PIXSCALE,
+    BRICK_SIZE_PIX,
+    checked_target,
+    custom_brickname,
+)
 from lsdr.survey.core.cameras import DEFAULT_BANDS
 from lsdr.survey.core.errors import UsageError
+from lsdr.survey.runbrick.tractorschema import FLAVOURS
 
 STAGES = ("tims", "refs", "outliers", "srcs", "fitblobs", "coadds", "writecat")
 """legacypipe's stage chain as far as the lite engine implements it, in order (``--no-wise``)."""
@@ -55,6 +63,13 @@ class RunbrickOptions:
     fit_budget_s: float | None = None
     """Seconds the fitblobs stage may spend before it saves its checkpoint and raises
     ``TimeoutError`` (failure class ``timeout``: the flow reruns the brick with ``bail_out``)."""
+    radec: tuple[float, float] | None = None
+    """``--radec RA DEC`` (degrees): a custom target centred there instead of a grid brick,
+    named ``brickname`` (brickid −1, the whole W × H grid unique); None = a grid brick."""
+    release_flavour: str = "dr10"
+    """The tractor schema written (``tractorschema.FLAVOURS``): its columns, header cards and
+    maskbit values; dr9/dr10 keep the (null) WISE columns of those releases, dr11 is
+    legacypipe HEAD's ``--no-wise`` catalogue without them."""
 
     def __post_init__(self) -> None:
         """Reject values runbrick would reject."""
@@ -84,3 +99,21 @@ class RunbrickOptions:
             raise UsageError(f"threads {self.threads} must be at least 1")
         if self.pickle_pattern is not None and "%(stage)s" not in self.pickle_pattern:
             raise UsageError(f"pickle pattern {self.pickle_pattern!r} lacks '%(stage)s'")
+        if self.radec is not None:
+            if len(self.radec) != 2:
+                raise UsageError(f"radec {self.radec!r} must be (RA, Dec)")
+            checked_target(*self.radec)
+        if self.release_flavour not in FLAVOURS:
+            raise UsageError(
+                f"release flavour {self.release_flavour!r} is not one of {', '.join(FLAVOURS)}"
+            )
+
+    @property
+    def brickname(self) -> str | None:
+        """The custom target's brick name (legacypipe's ``custom-%06i%s%05i``); None without."""
+        return None if self.radec is None else custom_brickname(*self.radec)
+
+    @property
+    def wise_columns(self) -> bool:
+        """Whether the catalogue written has the (null) WISE columns: all flavours but dr11."""
+        return self.release_flavour != "dr11"

@@ -11,6 +11,8 @@ each column, both containing the column and row nearest the brick centre; their 
 by bisection on whole pixels with the exact per-pixel test (about 4·12·N evaluations instead of
 N²), which gives the same pixels as testing them all.  Grids near a pole, or where that central
 row or column leaves the brick (large or ``--zoom`` grids), fall back to testing every pixel.
+A custom (``--radec``) target has no NPRIMARY pixels in legacypipe (``stage_coadds`` makes no
+U map for a ``custom_brick``): its whole grid is unique.
 """
 
 from __future__ import annotations
@@ -97,6 +99,8 @@ def _near_pole(geom: BrickGeometry) -> bool:
 
 def unique_pixels(geom: BrickGeometry) -> npt.NDArray[np.bool_]:
     """(H, W) bool: pixels whose centre is in the brick's unique area (legacypipe's U map)."""
+    if geom.custom:
+        return np.ones((geom.height, geom.width), bool)
     if _near_pole(geom):
         return unique_pixels_direct(geom)
     w, h = geom.width, geom.height

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from lsdr.survey.core.bricks import is_custom_brickname
 from lsdr.survey.core.errors import InputFileError, UsageError
 from lsdr.survey.core.fileio import atomic_path
 from lsdr.survey.core.layout import ReleaseLayout
@@ -281,24 +282,43 @@ def tractor_reads(path: Path) -> bool:
     return True
 
 
+def brick_geometry(brickname: str, options: RunbrickOptions) -> BrickGeometry:
+    """The grid of a brick, or of ``options.radec`` when ``brickname`` is its ``custom-`` name.
+
+    Raises ``UsageError`` when a custom name comes without ``radec`` or names another target,
+    or when a grid brick is given with ``radec`` (runbrick takes only one of ``--brick`` and
+    ``--radec``); ``BrickNameError`` for a name that is neither.
+    """
+    o = options
+    if o.radec is None:
+        if is_custom_brickname(brickname):
+            raise UsageError(f"custom brick {brickname!r} needs its target: options.radec")
+        return BrickGeometry.for_brick(
+            brickname, width=o.width, height=o.height, pixscale=o.pixscale, zoom=o.zoom
+        )
+    if brickname != o.brickname:
+        raise UsageError(
+            f"brick {brickname!r} is not the target radec={o.radec!r}, which is "
+            f"{o.brickname!r} (runbrick takes only one of --brick and --radec)"
+        )
+    ra, dec = o.radec
+    return BrickGeometry.for_target(
+        ra, dec, width=o.width, height=o.height, pixscale=o.pixscale, zoom=o.zoom
+    )
+
+
 def run_brick(
     layout: ReleaseLayout,
     brickname: str,
     options: RunbrickOptions,
     chain: Mapping[str, StageFn] | None = None,
 ) -> BrickResult:
-    """Run the lite runbrick on one brick; ``NothingToDoError`` becomes status "nothing-to-do"."""
+    """Run the lite runbrick on a brick or target (``brick_geometry``); no CCD: "nothing-to-do"."""
     t0 = time.monotonic()
     if options.skip and tractor_reads(layout.tractor(brickname)):
         log.info("%s: tractor catalogue exists; skipping", brickname)
         return BrickResult(brickname, "skipped", (layout.tractor(brickname),))
-    geom = BrickGeometry.for_brick(
-        brickname,
-        width=options.width,
-        height=options.height,
-        pixscale=options.pixscale,
-        zoom=options.zoom,
-    )
+    geom = brick_geometry(brickname, options)
     if chain is None:
         chain = default_chain()
     pattern = options.pickle_pattern or layout.pickle_pattern(brickname)

@@ -6,12 +6,18 @@ Every runbrick module imports these; keeping them in one small module keeps the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
 
-from lsdr.survey.core.bricks import BRICK_PIXSCALE, BRICK_SIZE_PIX, brick_by_name
+from lsdr.survey.core.bricks import (
+    BRICK_PIXSCALE,
+    BRICK_SIZE_PIX,
+    brick_by_name,
+    checked_target,
+    custom_brickname,
+)
 from lsdr.survey.core.tan import TanWcs
 from lsdr.survey.pretractor.psfex import PsfModel
 
@@ -21,9 +27,9 @@ class BrickGeometry:
     """The brick being processed: its identity, unique area and the TAN pixel grid of its coadds."""
 
     brickname: str
-    """The brick's name on the grid (``1804p325``)."""
+    """The brick's name on the grid (``1804p325``), or a target's ``custom-186743p25461``."""
     brickid: int
-    """The grid's ``brickid`` (survey-bricks' column)."""
+    """The grid's ``brickid`` (survey-bricks' column); −1 for a custom target."""
     ra: float
     """Centre RA, degrees: the coadds' tangent point."""
     dec: float
@@ -42,6 +48,9 @@ class BrickGeometry:
     crpix: tuple[float, float] | None = None
     """Reference pixel of the grid; None = its centre.  ``--zoom`` grids keep the full brick's
     CRPIX shifted by the zoom's corner (legacypipe's ``get_subimage``)."""
+    custom: bool = False
+    """A ``--radec`` target (legacypipe's ``custom_brick``): no NPRIMARY pixels, its whole grid
+    is unique; ``ra1``…``dec2`` still bound BRICK_PRIMARY for sources, as in legacypipe."""
 
     def wcs(self) -> TanWcs:
         """legacypipe's ``wcs_for_brick``: TAN at the centre, CRPIX W/2+0.5, CD diag(−p, p)."""
@@ -79,11 +88,7 @@ class BrickGeometry:
         ``width`` × ``height`` grid, as runbrick's ``--zoom``.
         """
         b = brick_by_name(brickname)
-        crpix = None
-        if zoom is not None:
-            x0, x1, y0, y1 = (int(v) for v in zoom)
-            crpix = (width / 2.0 + 0.5 - x0, height / 2.0 + 0.5 - y0)
-            width, height = x1 - x0, y1 - y0
+        width, height, crpix = _zoomed(width, height, zoom)
         return cls(
             brickname=b.brickname,
             brickid=b.brickid,
@@ -98,6 +103,62 @@ class BrickGeometry:
             pixscale=float(pixscale),
             crpix=crpix,
         )
+
+    @classmethod
+    def for_target(
+        cls,
+        ra: float,
+        dec: float,
+        *,
+        width: int = BRICK_SIZE_PIX,
+        height: int = BRICK_SIZE_PIX,
+        pixscale: float = BRICK_PIXSCALE,
+        zoom: tuple[int, int, int, int] | None = None,
+    ) -> BrickGeometry:
+        """The geometry of a ``--radec`` target (legacypipe's ``BrickDuck`` and ``get_brick``).
+
+        Named ``custom_brickname(ra, dec)``, brickid −1, the grid centred on (ra, dec) as a
+        brick's; the unique area runs from the RA of pixel (W, H/2) to that of (1, H/2) and
+        from the Dec of (W/2, 1) to that of (W/2, H), on the (zoomed) grid, 1-based as
+        legacypipe's ``pixelxy2radec``.  Raises ``RegionError`` (a ``UsageError``) off the sky.
+        """
+        r, d = checked_target(ra, dec)
+        width, height, crpix = _zoomed(width, height, zoom)
+        grid = cls(
+            brickname=custom_brickname(r, d),
+            brickid=-1,
+            ra=r,
+            dec=d,
+            ra1=r,
+            ra2=r,
+            dec1=d,
+            dec2=d,
+            width=int(width),
+            height=int(height),
+            pixscale=float(pixscale),
+            crpix=crpix,
+            custom=True,
+        )
+        wcs = grid.wcs()
+        ras, _ = wcs.pixel_to_radec([width, 1.0], [height / 2.0, height / 2.0])
+        _, decs = wcs.pixel_to_radec([width / 2.0, width / 2.0], [1.0, height])
+        return replace(
+            grid,
+            ra1=float(ras[0]),
+            ra2=float(ras[1]),
+            dec1=float(decs[0]),
+            dec2=float(decs[1]),
+        )
+
+
+def _zoomed(
+    width: int, height: int, zoom: tuple[int, int, int, int] | None
+) -> tuple[int, int, tuple[float, float] | None]:
+    """Width, height and CRPIX of a W × H grid cut to ``--zoom`` (None: the whole grid)."""
+    if zoom is None:
+        return width, height, None
+    x0, x1, y0, y1 = (int(v) for v in zoom)
+    return x1 - x0, y1 - y0, (width / 2.0 + 0.5 - x0, height / 2.0 + 0.5 - y0)
 
 
 @dataclass

@@ -85,7 +85,8 @@ def finalize_catalog(
 ) -> npt.NDArray[np.void]:
     """Fill the derived columns of a catalogue and return it sorted by the new ``objid``.
 
-    - ``release``, ``brickid``, ``brickname`` (and ``ls_id_dr11`` if the schema has it);
+    - ``release``, ``brickid``, ``brickname`` (widened for a ``custom-`` name; and
+      ``ls_id_dr11`` if the schema has it);
     - ``bx``, ``by``: 0-based pixel of (ra, dec) on the brick grid ``geometry.wcs()``;
     - ``objid``: 0..N−1 in RA order, regular in-bounds sources first, then other in-bounds
       sources, then regular and other out-of-bounds ones (``regular`` false marks reference
@@ -108,7 +109,7 @@ def finalize_catalog(
     missing = [c for c in ("ra", "dec", "type", "objid", "bx", "by") if c not in names]
     if missing:
         raise UsageError(f"catalogue lacks columns {missing}")
-    cat = np.array(catalog, copy=True)
+    cat = _with_brickname_room(np.array(catalog, copy=True), geometry.brickname)
     n = len(cat)
     cat["ra"] = np.mod(cat["ra"], 360.0)
     ra = np.asarray(cat["ra"], np.float64)
@@ -190,6 +191,23 @@ def finalize_catalog(
     if "nearest_neighbor" in names:
         cat["nearest_neighbor"] = nearest_neighbor_arcsec(ra, dec)
     return cat[np.argsort(cat["objid"], kind="stable")]
+
+
+def _with_brickname_room(cat: npt.NDArray[np.void], brick: str) -> npt.NDArray[np.void]:
+    """``cat`` with a ``brickname`` column wide enough for ``brick`` (S8 holds no custom name)."""
+    names = cat.dtype.names or ()
+    if "brickname" not in names:
+        return cat
+    have = cat.dtype["brickname"]
+    if have.kind not in "SU" or have.itemsize // (4 if have.kind == "U" else 1) >= len(brick):
+        return cat
+    wide = np.dtype(f"{have.kind}{len(brick)}")
+    out = np.zeros(
+        len(cat), np.dtype([(n, wide if n == "brickname" else cat.dtype[n]) for n in names])
+    )
+    for n in names:
+        out[n] = cat[n]
+    return out
 
 
 def brick_primary(

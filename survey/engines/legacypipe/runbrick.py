@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsdr.survey.core.bricks import BRICK_SIZE_PIX
+from lsdr.survey.core.bricks import BRICK_SIZE_PIX, custom_brickname
 from lsdr.survey.core.errors import UsageError
 from lsdr.survey.core.layout import ReleaseLayout, checked_brick
 from lsdr.survey.engines.legacypipe.install import LegacypipeInstall, number_arg
@@ -127,15 +127,19 @@ class RunbrickCommand:
         if self.brick is not None:
             return self.brick
         assert self.radec is not None
-        ra, dec = self.radec
-        sign = "p" if dec >= 0 else "m"
-        return checked_brick(f"custom-{int(1000 * ra):06d}{sign}{int(1000 * abs(dec)):05d}")
+        return checked_brick(custom_brickname(*self.radec))
 
     @classmethod
     def of(cls, brick: str, options: RunbrickOptions, *, wise: bool = True) -> RunbrickCommand:
-        """The command of the engine's ``runbrick(layout, brick, options)``."""
+        """The command of ``runbrick(layout, brick, options)``; ``options.radec`` → ``--radec``."""
+        if options.radec is not None and brick != options.brickname:
+            raise UsageError(
+                f"brick {brick!r} is not the target radec={options.radec!r}, which is "
+                f"{options.brickname!r}"
+            )
         return cls(
-            brick=brick,
+            brick=brick if options.radec is None else None,
+            radec=options.radec,
             width=options.width if options.width != BRICK_SIZE_PIX else None,
             height=options.height if options.height != BRICK_SIZE_PIX else None,
             zoom=options.zoom,
