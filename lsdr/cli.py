@@ -20,6 +20,7 @@ from lsdr.cli_options import Verbose
 from lsdr.helptext import tidy
 from lsdr.infra.errors import InfraError
 from lsdr.run_cli import run_app
+from lsdr.runbrick_cli import runbrick
 from lsdr.server_cli import app as server_app
 from lsdr.state_cli import ledger_app, recover, retry, status
 from lsdr.survey.core import bricks as grid
@@ -69,6 +70,11 @@ app.command(
 )(status)
 app.command()(retry)
 app.command()(recover)
+app.command(
+    "runbrick",
+    epilog="Example: lsdr runbrick --survey-dir testcase --brick 1773p595 --zoom 1300 1500 700 "
+    "900 --engine legacypipe (the real runbrick; --engine lite for lsdr's own).",
+)(runbrick)
 
 out = Console()
 

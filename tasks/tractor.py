@@ -15,6 +15,7 @@ import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -272,6 +273,32 @@ BRICK_STATUS = {Outcome.DONE: "done", Outcome.NO_DATA: "nothing-to-do"}
 flow lists the bricks ``nothing-to-do``: no CCDs, no catalogue)."""
 
 
+FITS_SUFFIXES = (".fits", ".fits.fz", ".fits.gz")
+"""Inputs checked for truncation when a brick fails on its data."""
+
+
+def with_bad_inputs(unit: Unit, output: UnitOutput) -> UnitOutput:
+    """A science failure's message with the brick's unreadable FITS inputs named, if any.
+
+    runbrick's traceback says what failed (``extension not found: 1``), not which of the
+    brick's dozens of files it was reading; the brick's inputs are known, so they are checked.
+    """
+    from lsdr.survey.core.fitsread import fits_problem
+
+    if output.failure_class != "science":
+        return output
+    bad = []
+    for name in unit.inputs:
+        path = Path(name)
+        if path.name.endswith(FITS_SUFFIXES) and path.is_file():
+            problem = fits_problem(path)
+            if problem is not None:
+                bad.append(f"{path} is {problem}")
+    if not bad:
+        return output
+    return replace(output, message=f"{output.message}; {'; '.join(bad)}: re-transfer the file")
+
+
 def tractor_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     """Run the unit's engine's runbrick on one brick, resuming from its checkpoint.
 
@@ -293,7 +320,7 @@ def tractor_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     options = RunbrickOptions(checkpoint=str(checkpoint), threads=unit.threads, **given)
     output = unit_engine(unit).runbrick(layout, brick, options)
     if output.outcome is Outcome.FAILED:
-        return output
+        return with_bad_inputs(unit, output)
     if not unit.option("keep_checkpoints", False):
         checkpoint.unlink(missing_ok=True)
     return replace(output, summary={"status": BRICK_STATUS[output.outcome], **output.summary})

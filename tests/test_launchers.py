@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import sys
 from pathlib import Path, PurePosixPath
 
@@ -18,6 +19,7 @@ import pytest
 from lsdr.infra.launchers import (
     ApptainerLauncher,
     ContainerImage,
+    Deadline,
     DockerLauncher,
     LaunchEnvironment,
     Launcher,
@@ -457,3 +459,52 @@ def test_command_string_is_refused():
 def test_image_references_accepted(reference: str, repo: str, tag: str):
     """It splits a reference, with or without a registry host and port, into repo and tag."""
     assert get_launcher("podman-hpc", reference) == PodmanHpcLauncher(ContainerImage(repo, tag))
+
+
+def test_deadline_signals_the_command_and_says_it_timed_out(tmp_path: Path):
+    """A command past its deadline gets the signal (here SIGUSR1, caught), then ends itself."""
+    environment = LaunchEnvironment(survey_dir=tmp_path, unit_dir=tmp_path / "unit")
+    code = (
+        "import signal, sys, time\n"
+        "signal.signal(signal.SIGUSR1, lambda *a: (print('got SIGUSR1', flush=True), "
+        "sys.exit(0)))\n"
+        "print('Running stage fitblobs', flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    log = tmp_path / "unit.log"
+    deadline = Deadline(0.5, signal.SIGUSR1, grace=30, after="Running stage fitblobs")
+    result = run_launched(
+        NoneLauncher(), [sys.executable, "-c", code], environment, log, deadline=deadline
+    )
+    assert result.timed_out and result.exit_code == 0
+    assert "got SIGUSR1" in log.read_text()
+
+
+def test_deadline_waits_for_its_marker(tmp_path: Path):
+    """Before the marker appears the clock does not run: a quick command is never signalled."""
+    environment = LaunchEnvironment(survey_dir=tmp_path, unit_dir=tmp_path / "unit")
+    code = "import time; time.sleep(1.0); print('done', flush=True)"
+    deadline = Deadline(0.1, signal.SIGKILL, grace=5, after="never printed")
+    result = run_launched(
+        NoneLauncher(),
+        [sys.executable, "-c", code],
+        environment,
+        tmp_path / "u.log",
+        deadline=deadline,
+    )
+    assert not result.timed_out and result.exit_code == 0
+
+
+def test_memory_limit_is_the_commands_own(tmp_path: Path):
+    """``memory_limit_mb``: allocating past it raises MemoryError in the command itself."""
+    environment = LaunchEnvironment(survey_dir=tmp_path, unit_dir=tmp_path / "unit")
+    code = (
+        "import sys\ntry:\n    b = bytearray(2 * 1024**3)\nexcept MemoryError:\n    sys.exit(7)\n"
+    )
+    log = tmp_path / "m.log"
+    limited = run_launched(
+        NoneLauncher(), [sys.executable, "-c", code], environment, log, memory_limit_mb=500
+    )
+    assert limited.exit_code == 7
+    free = run_launched(NoneLauncher(), [sys.executable, "-c", "print(1)"], environment, log)
+    assert free.exit_code == 0

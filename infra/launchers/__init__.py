@@ -15,7 +15,7 @@ from lsdr.infra.launchers.image import ContainerImage, parse_image, parse_sif
 from lsdr.infra.launchers.none import NoneLauncher
 from lsdr.infra.launchers.podman_hpc import PodmanHpcLauncher
 from lsdr.infra.launchers.registry import DEFAULT_LAUNCHER, get_launcher, known_launchers
-from lsdr.infra.launchers.runner import LaunchResult, run_launched
+from lsdr.infra.launchers.runner import Deadline, LaunchResult, run_launched
 from lsdr.infra.launchers.shifter import ShifterLauncher, sbatch_image_directive
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "REFERENCE_VARIABLES",
     "ApptainerLauncher",
     "ContainerImage",
+    "Deadline",
     "DockerLauncher",
     "Launch",
     "LaunchEnvironment",

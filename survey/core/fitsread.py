@@ -16,6 +16,35 @@ def fits_failure(path: Path, err: Exception) -> InputFileError:
     return InputFileError(f"{path}: unreadable or truncated FITS file: {first}")
 
 
+FITS_BLOCK = 2880
+"""Bytes in a FITS block: every FITS file's size is a multiple."""
+
+
+def fits_problem(path: Path) -> str | None:
+    """Why a FITS file cannot be read in full (truncated, corrupt), or None when it can.
+
+    Cheap: the headers, and each HDU's data end against the file's size; no pixel is read.
+    """
+    import fitsio
+
+    try:
+        size = path.stat().st_size
+        with fitsio.FITS(str(path)) as fits:
+            for hdu in fits:
+                hdu.read_header()
+                data_end = int(hdu.get_offsets()["data_end"])
+                if data_end > size:
+                    return (
+                        f"truncated: HDU {hdu.get_extnum()} ends at byte {data_end}, "
+                        f"the file has {size}"
+                    )
+    except (OSError, ValueError, RuntimeError) as err:
+        return f"unreadable: {(str(err).strip().splitlines() or [type(err).__name__])[0]}"
+    if size % FITS_BLOCK:
+        return f"truncated: {size} bytes is not a whole number of {FITS_BLOCK}-byte FITS blocks"
+    return None
+
+
 def image_hdu_index(fits: Any, path: Path) -> int:
     """Index of the first image HDU with data (the tile-compressed one of a ``.fits.fz``)."""
     for i, hdu in enumerate(fits):

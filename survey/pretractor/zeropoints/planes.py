@@ -10,10 +10,8 @@ import numpy as np
 import numpy.typing as npt
 
 from lsdr.survey.core.errors import InputFileError
+from lsdr.survey.core.fitsread import FITS_BLOCK
 from lsdr.survey.core.layout import ReleaseLayout
-
-FITS_BLOCK = 2880
-"""Every FITS file is a whole number of 2880-byte blocks."""
 
 
 @dataclass(frozen=True)
