@@ -303,8 +303,12 @@ class Settings(BaseSettings):
         """The engine made with its settings (the launcher, legacypipe's version…) accepts them."""
         from lsdr.survey.engines.registry import engine_config, get_engine
 
-        if engine_config(self.engine, self):
-            get_engine(self.engine, engine_config(self.engine, self))
+        config = engine_config(self.engine, self)
+        if config:
+            try:
+                get_engine(self.engine, config)
+            except SurveyError as err:
+                raise PydanticCustomError("engine", "{reason}", {"reason": str(err)}) from None
         return self
 
     @classmethod
@@ -481,7 +485,7 @@ def load_settings(release_dir: Path, **overrides: Any) -> Settings:
         settings = Settings(**merged)
     except ValidationError as err:
         first = err.errors()[0]
-        name = ".".join(str(p) for p in first["loc"])
+        name = ".".join(str(p) for p in first["loc"]) or "engine"  # the engine's own checks
         raise UsageError(f"{sources.where(name)}: {first['msg']}") from err
     try:
         get_profile(settings.cluster).check(settings)

@@ -81,10 +81,10 @@ def runbrick(
     force_all: Annotated[
         bool, typer.Option("--force-all", "-F", help="Ignore the stage pickles.")
     ] = False,
-    no_wise: Annotated[
+    no_wise: Annotated[  # accepted as runbrick's command lines carry it; it is the only mode
         bool,
         typer.Option(
-            "--no-wise", help="No unWISE forced photometry (always so: lsdr has no unWISE)."
+            "--no-wise", help="No unWISE forced photometry (always so: no unWISE coadds here)."
         ),
     ] = True,
     release_flavour: Annotated[
@@ -110,8 +110,6 @@ def runbrick(
         checked_brick(brick)
     if not survey_dir.is_dir():
         raise UsageError(f"--survey-dir {survey_dir}: not a directory")
-    if not no_wise:
-        raise UsageError("--no-wise is the only mode: lsdr's releases have no unWISE coadds")
     out = (outdir or survey_dir).resolve()
     overrides = {k: v for k, v in {"engine": engine, "launcher": launcher}.items() if v}
     settings = load_settings(out if out.is_dir() else survey_dir, **overrides)

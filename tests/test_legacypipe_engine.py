@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -278,3 +280,25 @@ def test_brick_region_without_ccds_is_recorded_as_no_data(
     assert data["summary"]["reason"].startswith("No CCDs touching brick")
     assert not layout.tractor(case.brick).exists()
     assert case.brick in result.nothing_to_do
+
+
+def test_lsdr_run_tractor_takes_engine_launcher_and_zoom(tmp_path: Path) -> None:
+    """``lsdr run tractor --engine legacypipe --launcher none --zoom …``: the real runbrick ran."""
+    case = CASES["testcase6"]
+    layout = release_copy(case, tmp_path)
+    command = [sys.executable, "-m", "lsdr", "run", "tractor", "--release-dir", str(layout.root)]
+    flags = ["--engine", "legacypipe", "--launcher", "none", "--zoom", *map(str, case.zoom)]
+    try:
+        done = subprocess.run(
+            [*command, *flags, "--workers", "1"], capture_output=True, text=True, timeout=600
+        )
+    finally:
+        subprocess.run(
+            [sys.executable, "-m", "lsdr", "server", "down", "--release-dir", str(layout.root)],
+            capture_output=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr
+    data = sidecar(layout, case.brick)
+    assert data["engine"] == "legacypipe" and data["state"] == "done"
+    assert data["summary"]["command"]["argv"][3:] == expected_argv(case, layout.root)

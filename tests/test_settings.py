@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from lsdr.infra.settings import load_settings
-from lsdr.survey.core.errors import UsageError
+from lsdr.survey.core.errors import SurveyError, UsageError
 
 
 def test_defaults(tmp_path, monkeypatch):
@@ -38,3 +40,39 @@ def test_unknown_or_invalid_settings_are_usage_errors(tmp_path):
     (tmp_path / "lsdr.yaml").write_text("- a list\n")
     with pytest.raises(UsageError, match="mapping"):
         load_settings(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("given", "says"),
+    [
+        ({"launcher": "shifter"}, "needs a container image"),
+        (
+            {"launcher": "shifter", "image": "legacysurvey/legacypipe:DR11.1"},
+            "legacypipe_version is not set",
+        ),
+        ({"legacypipe_version": "DR8.0.0"}, "no known flag set for DR8"),
+        ({"legacypipe_version": "latest"}, "is not a 'git describe'"),
+    ],
+)
+def test_legacypipe_engine_settings_are_checked_when_read(
+    tmp_path: Path, given: dict[str, str], says: str
+) -> None:
+    """The engine is made from its settings when they are read: a bad one fails before a run."""
+    with pytest.raises(SurveyError) as err:
+        load_settings(tmp_path, engine="legacypipe", **given)
+    assert says in str(err.value)
+
+
+def test_legacypipe_in_a_container_with_its_version_is_accepted(tmp_path: Path) -> None:
+    """Launcher, image and version given: the settings read, and the engine's version is it."""
+    from lsdr.survey.engines.registry import engine_config, get_engine
+
+    settings = load_settings(
+        tmp_path,
+        engine="legacypipe",
+        launcher="podman-hpc",
+        image="legacysurvey/legacypipe:DR11.1",
+        legacypipe_version="DR11.1.0-28-g93e2d828",
+    )
+    engine = get_engine("legacypipe", engine_config("legacypipe", settings))
+    assert engine.version == "legacypipe-DR11.1.0-28-g93e2d828"

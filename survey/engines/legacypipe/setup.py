@@ -55,6 +55,11 @@ class LegacypipeSetup:
         get_launcher(self.launcher, self.image or "")
         if self.version is not None:
             LegacypipeVersion.parse(self.version)
+        elif self.contained:
+            raise UsageError(
+                f"legacypipe_version is not set: with the {self.launcher} launcher lsdr cannot "
+                "ask the image; set it to the image's git describe (DR11.1.0-28-g93e2d828)"
+            )
 
     @property
     def contained(self) -> bool:
@@ -92,11 +97,6 @@ class LegacypipeSetup:
         """The configured version, or the build's ``git describe`` (as runbrick reports it)."""
         if self.version is not None:
             return LegacypipeVersion.parse(self.version)
-        if self.contained:
-            raise UsageError(
-                f"legacypipe_version is not set: with the {self.launcher} launcher lsdr cannot "
-                "ask the image; set it to the image's git describe (DR11.1.0-28-g93e2d828)"
-            )
         package = self.build.package_dir / "legacypipe"
         try:
             done = subprocess.run(
@@ -124,12 +124,26 @@ class LegacypipeSetup:
         return env
 
     def environment(self, layout: ReleaseLayout, unit_dir: Path) -> LaunchEnvironment:
-        """One unit's environment: the release as survey dir, its reference catalogues."""
+        """One unit's environment: the release as survey dir, its reference catalogues.
+
+        In a container the release is mounted writable and what its links point to outside it
+        (``images/`` on CFS, shared calibs or catalogues) read-only, each at its own path.
+        """
+        root = layout.root.resolve()
+        linked = {
+            target
+            for target in (
+                p.resolve()
+                for p in (*layout.depthcut_linked, *layout.survey_ccds_tables())
+                if p.exists()
+            )
+            if target != root and root not in target.parents
+        }
         return LaunchEnvironment(
             survey_dir=layout.root,
             unit_dir=unit_dir,
             references=self.references(layout),
-            inputs=() if not self.contained else (layout.root,),
+            inputs=tuple(sorted(linked)) if self.contained else (),
             outputs=(layout.root,) if self.contained else (),
         )
 
