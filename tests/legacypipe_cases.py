@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,10 +42,11 @@ def release_copy(case: Case, where: Path) -> ReleaseLayout:
     return ReleaseLayout(root)
 
 
-def hand_runbrick(build: LegacypipeBuild, survey: Path, argv: list[str]) -> None:
-    """runbrick as a person runs it: the build's Python, the survey dir, the reference catalogues.
+def reference_env(build: LegacypipeBuild, survey: Path) -> dict[str, str]:
+    """The build's environment with the reference catalogues as legacypipe's tests set them.
 
-    The catalogues' variables are those legacypipe's own tests set (``set_ref_env``).
+    ``set_ref_env`` in ``py/test/runbrick_test.py``: Tycho-2 and Gaia DR2 chunks of the test
+    case; the catalogues a test case lacks unset.
     """
     env = build.env()
     env.update(
@@ -49,10 +55,20 @@ def hand_runbrick(build: LegacypipeBuild, survey: Path, argv: list[str]) -> None
         GAIA_CAT_VER="2",
         GAIA_CAT_PREFIX="chunk",
         GAIA_CAT_SCHEME="ring",
-        OMP_NUM_THREADS="1",
     )
-    for var in ("LARGEGALAXIES_CAT", "SKY_TEMPLATE_DIR", "UNWISE_COADDS_TIMERESOLVED_DIR"):
+    for var in (
+        "LARGEGALAXIES_CAT",
+        "SKY_TEMPLATE_DIR",
+        "UNWISE_COADDS_TIMERESOLVED_DIR",
+        "UNWISE_MODEL_SKY_DIR",
+    ):
         env.pop(var, None)
+    return env
+
+
+def hand_runbrick(build: LegacypipeBuild, survey: Path, argv: list[str]) -> None:
+    """runbrick as a person runs it: the build's Python, the survey dir, the catalogues."""
+    env = {**reference_env(build, survey), "OMP_NUM_THREADS": "1"}
     script = build.package_dir / "legacypipe" / "runbrick.py"
     subprocess.run(
         [str(build.python), "-O", str(script), *argv],
@@ -77,3 +93,34 @@ def runbrick_pids(root: Path) -> list[int]:
         if any(a.endswith(b"runbrick.py") for a in argv) and str(root).encode() in argv:
             pids.append(int(proc.name))
     return pids
+
+
+class RunbrickKiller:
+    """A thread that SIGKILLs the runbrick processes of ``root`` once ``ready()`` holds.
+
+    Used as a context manager around the run; ``killed`` lists the processes it killed.
+    """
+
+    def __init__(self, root: Path, ready: Callable[[], bool], within_s: float = 300) -> None:
+        """Watch for ``ready`` for up to ``within_s`` seconds once started."""
+        self.root, self.ready, self.within_s = root, ready, within_s
+        self.killed: list[int] = []
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _watch(self) -> None:
+        deadline = time.monotonic() + self.within_s
+        while time.monotonic() < deadline and not self.killed:
+            if self.ready():
+                for pid in runbrick_pids(self.root):
+                    os.kill(pid, signal.SIGKILL)
+                    self.killed.append(pid)
+            time.sleep(0.02)
+
+    def __enter__(self) -> RunbrickKiller:
+        """Start watching."""
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """Wait briefly for the watcher to end."""
+        self._thread.join(timeout=5)

@@ -13,19 +13,15 @@ recorded as "no data".
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import fitsio
 import numpy as np
 import pytest
-from legacypipe_cases import CASES, Case, hand_runbrick, release_copy, runbrick_pids
+from legacypipe_cases import CASES, Case, RunbrickKiller, hand_runbrick, release_copy
 
 from lsdr.flows.report import TractorResult
 from lsdr.flows.tractor import tractor
@@ -179,24 +175,15 @@ def test_brick_sigkilled_mid_fitblobs_resumes_from_its_checkpoint(
     case = CASES["mzlsbass2"]
     layout = release_copy(case, tmp_path)
     checkpoint = layout.checkpoint(case.brick)
-    killed: list[int] = []
 
-    def kill_after_first_checkpoint() -> None:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and not killed:
-            if checkpoint.exists() and checkpoint.stat().st_size > 0:
-                for pid in runbrick_pids(layout.root):
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-            time.sleep(0.02)
+    def written() -> bool:
+        return checkpoint.exists() and checkpoint.stat().st_size > 0
 
-    watcher = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
-    watcher.start()
-    result = run_flow(
-        layout, dask_address, zoom=case.zoom, checkpoint_period=1, keep_checkpoints=True
-    )
-    watcher.join(timeout=5)
-    assert killed, "the brick finished before its runbrick could be killed"
+    with RunbrickKiller(layout.root, written) as killer:
+        result = run_flow(
+            layout, dask_address, zoom=case.zoom, checkpoint_period=1, keep_checkpoints=True
+        )
+    assert killer.killed, "the brick finished before its runbrick could be killed"
     assert result.counts.done == 1, result
     log = layout.brick_log(case.brick).read_text()
     assert log.count("--- none on ") == 2, "one start, killed, and one resumed"

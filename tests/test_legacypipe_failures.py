@@ -10,15 +10,11 @@ and the log (``survey/engines/legacypipe/judge.py``) into the class whose policy
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
-import signal
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from legacypipe_cases import runbrick_pids
+from legacypipe_cases import RunbrickKiller
 from required_in_ci import legacypipe_test_case
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
@@ -63,22 +59,13 @@ def test_out_of_memory_under_the_unit_limit_is_oom(north: ReleaseLayout) -> None
 def test_killed_by_a_signal_from_outside_is_infra(north: ReleaseLayout) -> None:
     """SIGKILL while it fits (the OOM killer, scancel): infra, rerun elsewhere; names it."""
     log = north.brick_log(BRICK)
-    killed: list[int] = []
 
-    def kill_when_fitting() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not killed:
-            if log.exists() and "Running stage fitblobs" in log.read_text(errors="replace"):
-                for pid in runbrick_pids(north.root):
-                    os.kill(pid, signal.SIGKILL)
-                    killed.append(pid)
-            time.sleep(0.02)
+    def fitting() -> bool:
+        return log.exists() and "Running stage fitblobs" in log.read_text(errors="replace")
 
-    watcher = threading.Thread(target=kill_when_fitting, daemon=True)
-    watcher.start()
-    failure, message = failed(LegacypipeEngine().runbrick(north, BRICK, OPTIONS))
-    watcher.join(timeout=5)
-    assert killed
+    with RunbrickKiller(north.root, fitting, within_s=120) as killer:
+        failure, message = failed(LegacypipeEngine().runbrick(north, BRICK, OPTIONS))
+    assert killer.killed
     assert failure == "infra" and "SIGKILL" in message
 
 

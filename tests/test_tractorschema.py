@@ -15,6 +15,7 @@ from pathlib import Path
 import fitsio
 import numpy as np
 import pytest
+from legacypipe_cases import reference_env
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
 from lsdr.survey.core.errors import UsageError
@@ -424,17 +425,7 @@ def run_real_runbrick(build: LegacypipeBuild, case: str, tmp: Path, args: list[s
     sd = tmp / case
     shutil.copytree(TESTDATA / case, sd)
     out = tmp / "out"
-    env = build.env()
-    env.update(
-        TYCHO2_KD_DIR=str(sd),
-        GAIA_CAT_DIR=str(sd / "gaia"),
-        GAIA_CAT_VER="2",
-        GAIA_CAT_PREFIX="chunk",
-        GAIA_CAT_SCHEME="ring",
-    )
-    for var in ("LARGEGALAXIES_CAT", "SKY_TEMPLATE_DIR", "UNWISE_COADDS_TIMERESOLVED_DIR"):
-        env.pop(var, None)
-    env.pop("UNWISE_MODEL_SKY_DIR", None)
+    env = reference_env(build, sd)
     driver = tmp / "drive.py"
     driver.write_text(
         "import sys\n"
