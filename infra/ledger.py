@@ -88,6 +88,37 @@ class UnitRow(_Base):
     updated: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
+class RetryRow(_Base):
+    """One infrastructure retry of a unit: a start after a start that never finished.
+
+    Dask reruns a task whose worker died without telling Prefect (the same task run, no
+    retry state), and lsdr resubmits a unit whose command was killed: either way the unit
+    starts again, and that restart is recorded here, append-only, with what was lost.
+    """
+
+    __tablename__ = "retries"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    phase: Mapped[str] = mapped_column(String(32), index=True)
+    key: Mapped[str] = mapped_column(String(400))
+    attempt: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    host: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    at: Mapped[str] = mapped_column(String(32))
+
+
+@dataclass(frozen=True)
+class InfraRetry:
+    """A unit started again after an infrastructure failure (``lsdr status``)."""
+
+    phase: str
+    key: str
+    attempt: int
+    reason: str
+    at: str
+
+
 @dataclass(frozen=True)
 class UnitFinish:
     """How a worker finished a unit: the ledger's view of a unit result."""
@@ -274,10 +305,36 @@ class Ledger:
         return len(new)
 
     def start(self, phase: str, keys: Sequence[str], *, threads: int | None = None) -> None:
-        """A worker starts these units: state running, one more attempt, this host and pid."""
+        """A worker starts these units: state running, one more attempt, this host and pid.
+
+        A unit still ``running`` (its previous start never finished: its worker was lost) or
+        ``failed`` as ``infra`` is starting again after an infrastructure failure: that retry
+        is recorded (:meth:`infra_retries`).
+        """
         host, pid, now = socket.gethostname(), os.getpid(), _now()
         with Session(self.engine) as session, session.begin():
             for chunk in _chunks(keys):
+                query = select(UnitRow).where(UnitRow.phase == phase, UnitRow.key.in_(chunk))
+                for row in session.scalars(query):
+                    lost = row.state == UnitState.RUNNING
+                    if lost or (row.state == UnitState.FAILED and row.failure_class == "infra"):
+                        reason = (
+                            f"its start {row.attempts} on {row.host}:{row.pid} never finished "
+                            "(worker lost)"
+                            if lost
+                            else f"start {row.attempts} failed: {row.message or 'infra'}"
+                        )
+                        session.add(
+                            RetryRow(
+                                phase=phase,
+                                key=row.key,
+                                attempt=row.attempts + 1,
+                                reason=reason[:2000],
+                                host=host,
+                                pid=pid,
+                                at=now,
+                            )
+                        )
                 session.execute(
                     update(UnitRow)
                     .where(UnitRow.phase == phase, UnitRow.key.in_(chunk))
@@ -346,6 +403,19 @@ class Ledger:
                     r.attempts,
                 )
                 for r in session.scalars(query.order_by(UnitRow.phase, UnitRow.key))
+            ]
+
+    def infra_retries(self, phase: str | None = None) -> list[InfraRetry]:
+        """Every infrastructure retry recorded, oldest first."""
+        if not inspect(self.engine).has_table(RetryRow.__tablename__):
+            return []  # a ledger from before retries were recorded, opened read-only
+        query = select(RetryRow).order_by(RetryRow.id)
+        if phase is not None:
+            query = query.where(RetryRow.phase == phase)
+        with Session(self.engine) as session:
+            return [
+                InfraRetry(r.phase, r.key, r.attempt, r.reason, r.at)
+                for r in session.scalars(query)
             ]
 
     def get(self, phase: str, key: str) -> UnitRow | None:

@@ -22,6 +22,7 @@ from lsdr.infra.errors import InfraError
 from lsdr.run_cli import run_app
 from lsdr.runbrick_cli import runbrick
 from lsdr.server_cli import app as server_app
+from lsdr.slurm_cli import slurm_app
 from lsdr.state_cli import ledger_app, recover, retry, status
 from lsdr.survey.core import bricks as grid
 from lsdr.survey.core.errors import SurveyError
@@ -59,6 +60,7 @@ bricks_app = typer.Typer(
 app.add_typer(bricks_app, name="bricks")
 app.add_typer(run_app, name="run")
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(slurm_app, name="slurm")
 app.add_typer(
     server_app,
     name="server",

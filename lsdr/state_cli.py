@@ -81,11 +81,37 @@ def status(
             Console().print(brick_table(rows_t))
         elif rows_t:
             print(f"{len(rows_t)} bricks in the tractor phase: `lsdr status --bricks` lists them")
+    retries = ledger.infra_retries(phase)
+    for r in retries[-RETRIES_SHOWN:]:
+        print(f"INFRA RETRY {r.phase} {r.key} start {r.attempt} at {r.at}: {r.reason}")
+    if len(retries) > RETRIES_SHOWN:
+        print(f"({len(retries)} infrastructure retries in all; the last {RETRIES_SHOWN} shown)")
+    show_slurm_jobs(release_dir)
     failed = ledger.failed(phase)
     for f in failed:
         print(f"FAILED {f.phase} {f.key} [{f.failure_class}, {f.attempts} start(s)]: {f.message}")
     if failed:
         print(f"failed units by class: {classes_line([f.failure_class for f in failed])}")
+
+
+RETRIES_SHOWN = 10
+"""Infrastructure retries ``lsdr status`` lists (the most recent)."""
+
+
+def show_slurm_jobs(release_dir: Path) -> None:
+    """The SLURM worker jobs serving the release (job id, state, elapsed), as ``sqs`` shows."""
+    from lsdr.infra.slurm.local import release_jobs
+    from lsdr.survey.core.layout import ReleaseLayout
+
+    found = release_jobs(ReleaseLayout(release_dir).state_dir)
+    if not found:
+        return
+    table = Table(title="SLURM worker jobs")
+    for column in ("job", "state", "elapsed", "node"):
+        table.add_column(column)
+    for job in found:
+        table.add_row(job.job_id, job.state, job.elapsed, job.node)
+    Console().print(table)
 
 
 def classes_line(failure_classes: list[str]) -> str:

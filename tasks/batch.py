@@ -8,6 +8,8 @@ not an exception, so one bad image never takes its batch down.
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -51,5 +53,27 @@ def run_batch(
     memory_limit_mb: int | None = None,
     batch_number: int = 0,
 ) -> list[UnitResult]:
-    """A Prefect task running one batch of a phase's units (see :func:`run_batch_now`)."""
-    return run_batch_now(fn, units, release_dir, ledger_url, engine_version, memory_limit_mb)
+    """A Prefect task running one batch of a phase's units (see :func:`run_batch_now`).
+
+    Each unit's start and end go to the task's log (the Prefect UI, and the worker's own output:
+    a SLURM job's output file names the units its worker ran).
+    """
+    from prefect.logging import get_run_logger
+
+    logger = get_run_logger()
+    where = f"{socket.gethostname()} pid {os.getpid()}"
+    if os.environ.get("SLURM_JOB_ID"):
+        where += f" (SLURM job {os.environ['SLURM_JOB_ID']})"
+    for unit in units:
+        logger.info("unit %s %s: start on %s", unit.phase, unit.key, where)
+    results = run_batch_now(fn, units, release_dir, ledger_url, engine_version, memory_limit_mb)
+    for r in results:
+        logger.info("unit %s %s: %s%s", r.phase, r.key, r.state, _why(r))
+    return results
+
+
+def _why(result: UnitResult) -> str:
+    """`` (class: message)`` of a failed unit, else nothing."""
+    if result.state != "failed":
+        return ""
+    return f" ({result.failure_class}: {result.message})"

@@ -62,3 +62,21 @@ def interval_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     time.sleep(float(unit.option("seconds", 1.0)))
     out = write_text_atomic(output_of(layout, unit.key), f"{start} {time.time()}")
     return UnitOutput((out,), {})
+
+
+def resumable_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
+    """Work ``seconds`` in half-second steps, saving progress as it goes, resuming from it.
+
+    Like a brick's fitblobs checkpoint: a start after a lost worker goes on from the steps
+    saved; the output records how many starts it took and the steps each resumed from.
+    """
+    steps = int(2 * float(unit.option("seconds", 10.0)))
+    progress = layout.root / "probe-progress" / f"{unit.key}.txt"
+    lines = progress.read_text().split() if progress.exists() else []
+    done = int(lines[0]) if lines else 0
+    starts = [*lines[1:], str(done)]
+    for step in range(done, steps):
+        time.sleep(0.5)
+        write_text_atomic(progress, " ".join([str(step + 1), *starts]))
+    out = write_text_atomic(output_of(layout, unit.key), f"{steps} steps; resumed at {starts}")
+    return UnitOutput((out,), {"starts": len(starts), "resumed_at": [int(s) for s in starts]})

@@ -89,18 +89,24 @@ def test_an_object_without_the_methods_is_not_a_profile() -> None:
     assert not isinstance(NameOnly(), ClusterProfile)
 
 
-KNOWN = "local, perlmutter-cpu, cori-haswell, cori-knl"
+KNOWN = "local, local-slurm, perlmutter-cpu, cori-haswell, cori-knl"
 """The known profiles as an unknown name's error lists them."""
 
 
 def test_the_registry_knows_local_and_refuses_other_names_in_one_line() -> None:
     """``get_profile('local')`` is a LocalProfile; an unknown name lists the known profiles."""
-    assert known_profiles() == ["local", "perlmutter-cpu", "cori-haswell", "cori-knl"]
+    assert known_profiles() == [
+        "local",
+        "local-slurm",
+        "perlmutter-cpu",
+        "cori-haswell",
+        "cori-knl",
+    ]
     assert isinstance(get_profile("local"), LocalProfile)
     with pytest.raises(UsageError) as refused:
-        get_profile("local-slurm")
+        get_profile("slurm-local")
     assert str(refused.value) == (
-        f"unknown cluster profile 'local-slurm': known profiles are {KNOWN}"
+        f"unknown cluster profile 'slurm-local': known profiles are {KNOWN}"
     )
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from lsdr.infra.profiles.base import ClusterProfile
 from lsdr.infra.profiles.local import LocalProfile
+from lsdr.infra.profiles.local_slurm import local_slurm
 from lsdr.infra.profiles.slurm import cori_haswell, cori_knl, perlmutter_cpu
 from lsdr.survey.core.errors import UsageError
 
@@ -24,6 +25,7 @@ PROFILE_DIR = Path(__file__).resolve().parent
 
 PROFILES: dict[str, Callable[[], ClusterProfile]] = {
     "local": LocalProfile,
+    "local-slurm": local_slurm,
     "perlmutter-cpu": perlmutter_cpu,
     "cori-haswell": cori_haswell,
     "cori-knl": cori_knl,

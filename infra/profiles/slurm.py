@@ -158,8 +158,6 @@ class SlurmProfile:
         The QOS must be one of the site's; a node must hold the bricks' threads; workers must
         leave before the walltime, stagger included.
         """
-        from dask.utils import parse_timedelta
-
         site = self.site
         if settings.qos not in site.qos:
             raise ProfileSettingError(
@@ -173,6 +171,12 @@ class SlurmProfile:
                 f"(unit_threads) = {self.job_cpus(settings)} is more than the {site.cores} cores "
                 f"of a {site.name} node: lower bricks_per_node or unit_threads",
             )
+        self.check_lifetime(settings)
+
+    def check_lifetime(self, settings: Settings) -> None:
+        """Workers leave before the walltime, stagger included, and never at once."""
+        from dask.utils import parse_timedelta
+
         lifetime = parse_timedelta(settings.worker_lifetime)
         stagger = parse_timedelta(settings.lifetime_stagger)
         if lifetime + stagger >= walltime_seconds(settings.walltime):
