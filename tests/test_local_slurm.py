@@ -208,6 +208,10 @@ def test_scancelled_worker_job_brick_resumes_on_another_job(
     assert result.counts.done == 1 and not result.failed, result
     summary = read_sidecar(sidecar_path(killed, "tractor", BRICK))["summary"]
     assert summary["blobs_resumed"] > 0, summary
+    kept = re.findall(
+        r"(\d+) of (\d+) checkpointed blobs kept", killed.brick_log(BRICK).read_text()
+    )
+    assert kept and int(kept[-1][0]) == summary["blobs_resumed"], kept
     retries = ledger.infra_retries("tractor")
     assert [r.key for r in retries] == [BRICK] and "never finished" in retries[0].reason
     assert worker_jobs(slurm).get(cancelled[0]) == "CANCELLED"
@@ -300,3 +304,41 @@ def test_status_lists_the_slurm_jobs_serving_the_release(slurm: LocalSlurm, tmp_
         assert "SLURM worker jobs" in shown.stdout
     finally:
         subprocess.run(["scancel", job], check=False, timeout=30)
+
+
+def test_every_worker_job_cancelled_gets_replacements_and_the_run_completes(
+    slurm: LocalSlurm, tmp_path: Path
+) -> None:
+    """``scancel`` every worker job mid-unit: the pool submits new jobs; it never hangs."""
+    root = tmp_path / "release"
+    root.mkdir()
+    settings = {"cluster": "local-slurm", "nodes": 2}
+    s = load_settings(root, **settings)
+    progress = root / "probe-progress" / "long.txt"
+    cancelled: list[list[str]] = []
+
+    def cancel_all_once_started() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if progress.exists():
+                running = [j.job_id for j in slurm.status().jobs if j.name == WORKER_JOB_NAME]
+                subprocess.run(["scancel", "--name", WORKER_JOB_NAME], check=True, timeout=30)
+                cancelled.append(running)
+                return
+            time.sleep(0.1)
+
+    watcher = threading.Thread(target=cancel_all_once_started, daemon=True)
+    watcher.start()
+    result = walltime_flow.with_options(task_runner=task_runner(s, None), timeout_seconds=600)(
+        str(root), 10.0, settings
+    )
+    watcher.join(timeout=5)
+    assert cancelled and cancelled[0], "no worker job was running to cancel"
+    assert result.counts.done + result.counts.cached == 1 and not result.failed, result
+    jobs = worker_jobs(slurm)
+    assert all(jobs.get(j) == "CANCELLED" for j in cancelled[0]), jobs
+    seen = set(jobs) | {j.job_id for j in slurm.status().jobs}
+    last_cancelled = max(int(j) for j in cancelled[0])
+    assert any(int(j) > last_cancelled for j in seen), "no replacement job was submitted"
+    summary = read_sidecar(sidecar_path(ReleaseLayout(root), "probe", "long"))["summary"]
+    assert summary["starts"] >= 2, summary
