@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from lsdr.infra.processes import pid_alive
 from lsdr.survey.core.errors import MissingDependencyError, UsageError
 
 DEFAULT_DIR = Path("/var/lib/lsdr/slurm")
@@ -263,14 +264,14 @@ class LocalSlurm:
             pid = int(path.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if _running(pid) else None
+        return pid if pid_alive(pid) else None
 
     def _started(self) -> dict[str, int]:
         try:
             data = json.loads(self.started_record.read_text())
         except (OSError, ValueError):
             return {}
-        return {k: int(v) for k, v in data.items() if _running(int(v))}
+        return {k: int(v) for k, v in data.items() if pid_alive(int(v))}
 
     def _write_started(self, started: Mapping[str, int]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -354,16 +355,6 @@ def jobs(env: Mapping[str, str], name: str | None = None) -> list[SlurmJob]:
     return out
 
 
-def _running(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _stop(pid: int, timeout: float = 15.0) -> bool:
     """SIGTERM, then SIGKILL after ``timeout``; True when the process is gone."""
     try:
@@ -372,7 +363,7 @@ def _stop(pid: int, timeout: float = 15.0) -> bool:
         return False
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if not _running(pid):
+        if not pid_alive(pid):
             return True
         time.sleep(0.2)
     with contextlib.suppress(ProcessLookupError):
