@@ -5,8 +5,8 @@ stops it at the end, also when a test fails.  On it: the demo release, whose pro
 equal the ``local`` profile's; a brick whose worker job is ``scancel``led while it fits, which
 resumes from its checkpoint on another job; a unit longer than its jobs' walltime, which
 completes over replacement jobs; and a real legacypipe test case with the real runbrick.
-Every worker is a SLURM job: the jobs' record (``jobcomp/filetxt``; the local cluster has no
-accounting database for ``sacct``) and the run log, which names the job each unit ran in.
+Every worker is a SLURM job: ``sacct`` (the cluster's own accounting: MariaDB and slurmdbd)
+lists it, and the run log names the job each unit ran in.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from lsdr.flows.tractor import tractor
 from lsdr.infra.cluster import task_runner
 from lsdr.infra.legacypipe_build import LegacypipeBuild
 from lsdr.infra.settings import load_settings
+from lsdr.infra.slurm.accounting import accounted_jobs
 from lsdr.infra.slurm.local import WORKER_JOB_NAME, LocalSlurm
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.core.phase_options import TractorOptions
@@ -78,18 +79,15 @@ def slurm(tmp_path_factory: pytest.TempPathFactory, prefect_api: str) -> Iterato
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-        assert cluster.status().daemons == {"slurmctld": None, "slurmd": None}, stopped
+        left = {d: pid for d, pid in cluster.status().daemons.items() if pid is not None}
+        assert not left, (left, stopped)
 
 
 def worker_jobs(cluster: LocalSlurm) -> dict[str, str]:
-    """Finished jobs named ``lsdr-worker``: job id → final state, from the jobs' record."""
-    record = cluster.job_record.read_text() if cluster.job_record.exists() else ""
-    jobs = {}
-    for line in record.splitlines():
-        fields = dict(part.split("=", 1) for part in line.split() if "=" in part)
-        if fields.get("Name") == WORKER_JOB_NAME:
-            jobs[fields["JobId"]] = fields.get("JobState", "")
-    return jobs
+    """Jobs named ``lsdr-worker``: job id → sacct's state (``CANCELLED by 0`` → ``CANCELLED``)."""
+    accounted = accounted_jobs({**os.environ, **cluster.environment()}, name=WORKER_JOB_NAME)
+    assert accounted is not None, "sacct cannot answer: the local SLURM has no accounting"
+    return {job.job_id: job.state.split()[0] for job in accounted}
 
 
 def units_by_job(log_dir: Path) -> dict[tuple[str, str], set[str]]:

@@ -2,8 +2,9 @@
 
 Debian's ``slurm-wlm`` (slurmctld + slurmd) with ``munge`` authentication, as
 ``../shared/research/local-slurm.md`` measured it: no systemd (the daemons are started
-directly and fork themselves), no cgroups, no accounting.  Everything lsdr writes lives under
-one directory (``LSDR_SLURM_DIR``, default ``/var/lib/lsdr/slurm``): ``slurm.conf``, the
+directly and fork themselves), no cgroups; accounting through a private MariaDB and
+``slurmdbd`` (:mod:`.accounting`), so ``sacct`` reports every job.  Everything lsdr writes lives
+under one directory (``LSDR_SLURM_DIR``, default ``/var/lib/lsdr/slurm``): ``slurm.conf``, the
 daemons' spool, logs and PID files, and ``started.json``, the PIDs lsdr started, which ``down``
 stops and nothing else.  Commands find the configuration through ``SLURM_CONF``
 (:meth:`LocalSlurm.environment`), so a SLURM already configured on the machine is never touched.
@@ -24,16 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lsdr.infra.processes import pid_alive
+from lsdr.infra.slurm.accounting import Accounting
 from lsdr.survey.core.errors import MissingDependencyError, UsageError
 
 DEFAULT_DIR = Path("/var/lib/lsdr/slurm")
 """Where the local SLURM's files go unless ``LSDR_SLURM_DIR`` says otherwise."""
 PARTITION = "lsdr"
 """The one partition of the local cluster (the default one)."""
-PACKAGES = ("slurm-wlm", "munge")
+PACKAGES = ("slurm-wlm", "munge", "slurmdbd", "mariadb-server")
 """Debian packages installed when a daemon is missing (``--no-install-recommends``)."""
 DAEMONS = ("slurmctld", "slurmd")
-"""The SLURM daemons ``up`` starts, in order."""
+"""The SLURM daemons ``up`` starts, in order (after the accounting's ``mariadbd``, ``slurmdbd``)."""
+ACCOUNTING_DAEMONS = ("mariadbd", "slurmdbd")
+"""The accounting's daemons, in the order ``up`` starts them."""
 MEMORY_SHARE = 0.8
 """Of the machine's memory, what the node offers jobs (the rest: the flow, Prefect, the OS)."""
 READY_TIMEOUT_S = 60.0
@@ -62,7 +66,7 @@ class SlurmStatus:
     @property
     def up(self) -> bool:
         """Both daemons alive and the node usable."""
-        alive = all(pid is not None for pid in self.daemons.values())
+        alive = all(pid is not None for pid in self.daemons.values())  # accounting's too
         return alive and (self.node_state or "").rstrip("*") in ("idle", "mixed", "allocated")
 
 
@@ -108,8 +112,13 @@ class LocalSlurm:
 
     @property
     def job_record(self) -> Path:
-        """Every finished job, one line each (``jobcomp/filetxt``: no accounting database)."""
+        """Every finished job, one line each (``jobcomp/filetxt``), readable without ``sacct``."""
         return self.log_dir / "jobs.txt"
+
+    @property
+    def accounting(self) -> Accounting:
+        """The cluster's MariaDB and ``slurmdbd``, under the same root."""
+        return Accounting(self.root)
 
     @property
     def started_record(self) -> Path:
@@ -136,18 +145,23 @@ class LocalSlurm:
         munged = start_munge()
         if munged is not None:
             started["munged"] = munged
-        self.write_conf()
+        changed = self.write_conf()
         env = {**os.environ, **self.environment()}
+        started.update(self.accounting.start(env))
         for daemon in DAEMONS:
-            if self._alive(daemon) is None:
+            pid = self._alive(daemon)
+            if pid is not None and changed and started.get(daemon) == pid:
+                _stop(pid)  # started by lsdr with an older slurm.conf: restart it on this one
+                pid = None
+            if pid is None:
                 self._start(daemon, env)
                 started[daemon] = self._wait_pid(daemon)
         self._write_started(started)
         self._wait_idle(env)
         return self.status()
 
-    def write_conf(self) -> Path:
-        """``slurm.conf`` for one node of this machine's CPUs and most of its memory."""
+    def write_conf(self) -> bool:
+        """Write ``slurm.conf`` (one node: these CPUs, most of the memory); True if it changed."""
         for sub in ("spool/ctld", "spool/d", "log", "run"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         node = socket.gethostname().split(".")[0]
@@ -160,6 +174,7 @@ class LocalSlurm:
             "AuthType=auth/munge",
             "CredType=cred/munge",
             "MpiDefault=none",
+            "MailProg=/bin/true",
             "ProctrackType=proctrack/linuxproc",
             "TaskPlugin=task/none",
             "SchedulerType=sched/backfill",
@@ -167,8 +182,7 @@ class LocalSlurm:
             "SelectTypeParameters=CR_Core_Memory",
             "DefMemPerCPU=1000",
             "ReturnToService=2",
-            "JobAcctGatherType=jobacct_gather/none",
-            "AccountingStorageType=accounting_storage/none",
+            *self.accounting.slurm_conf_lines(),
             "JobCompType=jobcomp/filetxt",
             f"JobCompLoc={self.job_record}",
             f"StateSaveLocation={self.root / 'spool/ctld'}",
@@ -187,11 +201,12 @@ class LocalSlurm:
             f"PartitionName={PARTITION} Nodes=ALL Default=YES MaxTime=INFINITE State=UP",
         ]
         text = "\n".join(lines) + "\n"
-        if not self.conf.exists() or self.conf.read_text() != text:
-            tmp = self.conf.with_name(f"tmp-{os.getpid()}-slurm.conf")
-            tmp.write_text(text)
-            tmp.replace(self.conf)
-        return self.conf
+        if self.conf.exists() and self.conf.read_text() == text:
+            return False
+        tmp = self.conf.with_name(f"tmp-{os.getpid()}-slurm.conf")
+        tmp.write_text(text)
+        tmp.replace(self.conf)
+        return True
 
     def _start(self, daemon: str, env: Mapping[str, str]) -> None:
         program = shutil.which(daemon, path=env.get("PATH")) or f"/usr/sbin/{daemon}"
@@ -238,7 +253,7 @@ class LocalSlurm:
                 ["scancel", "--partition", PARTITION], env=env, capture_output=True, timeout=30
             )
         started = self._started()
-        for name in ("slurmd", "slurmctld", "munged"):
+        for name in ("slurmd", "slurmctld", "slurmdbd", "mariadbd", "munged"):
             pid = started.pop(name, None)
             if pid is not None and _stop(pid):
                 stopped.append(name)
@@ -249,7 +264,7 @@ class LocalSlurm:
     def status(self) -> SlurmStatus:
         """The daemons' PIDs (None: not running), the node's state and the jobs."""
         env = {**os.environ, **self.environment()}
-        daemons = {d: self._alive(d) for d in DAEMONS}
+        daemons = {d: self._alive(d) for d in (*ACCOUNTING_DAEMONS, *DAEMONS)}
         up = daemons["slurmctld"] is not None
         return SlurmStatus(
             daemons,
@@ -282,7 +297,7 @@ class LocalSlurm:
 
 def install_if_missing(packages: Sequence[str] = PACKAGES) -> None:
     """``apt-get install --no-install-recommends`` the packages when a daemon is missing."""
-    needed = ("slurmctld", "slurmd", "munged", "sbatch")
+    needed = ("slurmctld", "slurmd", "munged", "sbatch", "sacct", "slurmdbd", "mariadbd")
     if all(shutil.which(p) or Path(f"/usr/sbin/{p}").exists() for p in needed):
         return
     if shutil.which("apt-get") is None:
