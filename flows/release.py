@@ -117,9 +117,34 @@ def _finish(layout: ReleaseLayout, results: list[PhaseResult]) -> ReleaseResult:
 
         if FlowRunContext.get() is not None:
             create_markdown_artifact(text, key="release-summary", description="release summary")
+            plot_artifacts(release_plots(layout))
     except Exception as err:  # artifacts are a view; never fail the release for one
         log.warning("could not create the release summary artifact: %s", err)
     return ReleaseResult(phases=results, summary=str(path))
+
+
+PLOT_ARTIFACT_MAX_BYTES = 2_000_000
+"""A plot larger than this is named in the summary but not inlined as an image artifact."""
+
+
+def plot_artifacts(plots: list[Path]) -> None:
+    """Each plot as an image artifact (``plot-<name>``), the PNG inlined as a ``data:`` URL.
+
+    The Prefect server serves no files of the release, so an image artifact pointing at the
+    file would show nothing in a browser elsewhere; the bytes travel in the artifact instead.
+    """
+    import base64
+
+    from prefect.artifacts import create_image_artifact
+
+    for plot in plots:
+        data = plot.read_bytes()
+        if len(data) > PLOT_ARTIFACT_MAX_BYTES:
+            log.warning("plot %s is %d bytes: not shown as an artifact", plot, len(data))
+            continue
+        url = "data:image/png;base64," + base64.b64encode(data).decode()
+        key = "plot-" + "".join(c if c.isalnum() else "-" for c in plot.stem.lower())
+        create_image_artifact(url, key=key, description=f"{plot.name} ({plot.parent})")
 
 
 def release_products(layout: ReleaseLayout) -> list[tuple[str, Path]]:

@@ -13,10 +13,10 @@ drops task-run records at a few thousand fast task runs (research/prefect-measur
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -31,13 +31,19 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from lsdr.infra.errors import ServerError
-from lsdr.infra.processes import pid_alive
+from lsdr.infra.processes import alive_reaping, terminate_group
 from lsdr.survey.core.errors import UsageError
 from lsdr.survey.core.fileio import write_text_atomic
 from lsdr.survey.core.layout import StateLayout
 
 HOST = "127.0.0.1"
-"""The server binds to the loopback interface only."""
+"""The server binds to the loopback interface unless told otherwise (and then needs auth)."""
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+"""Addresses reachable from this host only: the server needs no authentication there."""
+AUTH_ENV = "PREFECT_SERVER_API_AUTH_STRING"
+"""Where an exposed server's ``user:password`` comes from (the environment, never a file)."""
+CLIENT_AUTH_ENV = "PREFECT_API_AUTH_STRING"
+"""What Prefect's clients send to a server with basic authentication."""
 
 RECORDER_BATCH_SIZE = 200
 """Task-run recorder batch and read-batch size; Prefect's default (1) drops records (P1)."""
@@ -93,19 +99,27 @@ def _check_database_url(database_url: str) -> str:
 
 
 def server_environment(
-    state_dir: Path, *, port: int, database_url: str | None = None
+    state_dir: Path, *, port: int, database_url: str | None = None, host: str = HOST
 ) -> dict[str, str]:
     """Every ``PREFECT_*`` setting the server process gets; the one place they live.
 
     The caller's own ``PREFECT_*`` variables are not inherited (see :func:`_base_environment`),
-    so a stray ``PREFECT_API_URL`` or profile cannot change what the server is.
+    so a stray ``PREFECT_API_URL`` or profile cannot change what the server is; only the basic
+    authentication string (:data:`AUTH_ENV`), which a server bound beyond loopback requires.
     """
     state_dir = Path(state_dir).absolute()
     state = StateLayout(state_dir)
+    auth = {AUTH_ENV: os.environ[AUTH_ENV]} if os.environ.get(AUTH_ENV) else {}
+    if host not in LOOPBACK and not auth:
+        raise UsageError(
+            f"refusing to expose the Prefect server on {host} without authentication: export "
+            f"{AUTH_ENV}=user:password (from your secret store), or leave out --host"
+        )
     return {
+        **auth,
         "PREFECT_HOME": str(state.prefect_home),
         "PREFECT_PROFILES_PATH": str(state.prefect_profiles),
-        "PREFECT_SERVER_API_HOST": HOST,
+        "PREFECT_SERVER_API_HOST": host,
         "PREFECT_SERVER_API_PORT": str(port),
         "PREFECT_SERVER_DATABASE_CONNECTION_URL": _check_database_url(
             database_url or sqlite_database_url(state_dir)
@@ -134,7 +148,9 @@ def client_environment(info: ServerInfo) -> dict[str, str]:
     storage (``$PREFECT_HOME/storage``) is in the release, shared by all nodes.
     """
     state = StateLayout(info.log.parent)
+    auth = os.environ.get(CLIENT_AUTH_ENV) or os.environ.get(AUTH_ENV)
     return {
+        **({CLIENT_AUTH_ENV: auth} if auth else {}),
         "PREFECT_API_URL": info.url,
         "PREFECT_HOME": str(state.prefect_home),
         "PREFECT_PROFILES_PATH": str(state.prefect_profiles),
@@ -156,10 +172,21 @@ def free_port() -> int:
 
 
 def is_healthy(url: str, timeout: float = 2.0) -> bool:
-    """True when ``<url>/health`` answers 200 (the API is up and its database reachable)."""
+    """True when ``<url>/health`` answers 200 (the API is up and its database reachable).
+
+    With the credentials of the environment, if any; a 401 (a server with authentication, asked
+    without them) is an answer too: the server is up.
+    """
+    request = urllib.request.Request(f"{url}/health")
+    auth = os.environ.get(CLIENT_AUTH_ENV) or os.environ.get(AUTH_ENV)
+    if auth:
+        token = base64.b64encode(auth.encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(f"{url}/health", timeout=timeout) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return int(response.status) == 200
+    except urllib.error.HTTPError as err:
+        return err.code == 401
     except (urllib.error.URLError, OSError, ValueError):
         return False
 
@@ -185,17 +212,20 @@ def start_server(
     port: int | None = None,
     database_url: str | None = None,
     timeout: float = 60.0,
+    host: str = HOST,
 ) -> ServerInfo:
     """Start the release's Prefect server detached, wait for it to be healthy, record it.
 
     Idempotent: when the server recorded in ``state_dir`` is running it is returned (an
     explicit ``port`` or ``database_url`` that differs from it is a usage error).  Without a
     ``port`` a free one is chosen.  A server that does not answer ``/api/health`` within
-    ``timeout`` seconds is stopped and the error quotes the tail of its log.
+    ``timeout`` seconds is stopped and the error quotes the tail of its log.  A ``host`` beyond
+    loopback (``0.0.0.0``: every interface) needs :data:`AUTH_ENV` in the environment.
     """
     state_dir = Path(state_dir).absolute()
     if database_url is not None:
         _check_database_url(database_url)
+    server_environment(state_dir, port=0, database_url=database_url, host=host)  # refusals first
     state_dir.mkdir(parents=True, exist_ok=True)
     with _locked(state_dir):
         info = _read_record(state_dir)
@@ -208,7 +238,7 @@ def start_server(
         for attempt in range(attempts):
             chosen = port if port is not None else free_port()
             try:
-                return _launch(state_dir, chosen, database_url, timeout)
+                return _launch(state_dir, chosen, database_url, timeout, host)
             except _PortTakenError:
                 if attempt == attempts - 1:
                     raise ServerError(
@@ -230,7 +260,7 @@ def stop_server(state_dir: Path) -> bool:
         info = _read_record(state_dir)
         stopped = False
         if info is not None and _is_our_server(info):
-            _terminate_group(info.pid, STOP_GRACE_SECONDS)
+            terminate_group(info.pid, STOP_GRACE_SECONDS)
             stopped = True
         StateLayout(state_dir).server_record.unlink(missing_ok=True)
         return stopped
@@ -258,7 +288,7 @@ def _base_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
 
 
-def _server_command(port: int) -> list[str]:
+def _server_command(port: int, host: str = HOST) -> list[str]:
     return [
         sys.executable,
         "-m",
@@ -266,15 +296,17 @@ def _server_command(port: int) -> list[str]:
         "server",
         "start",
         "--host",
-        HOST,
+        host,
         "--port",
         str(port),
     ]
 
 
-def _launch(state_dir: Path, port: int, database_url: str | None, timeout: float) -> ServerInfo:
+def _launch(
+    state_dir: Path, port: int, database_url: str | None, timeout: float, host: str = HOST
+) -> ServerInfo:
     env = _base_environment()
-    env.update(server_environment(state_dir, port=port, database_url=database_url))
+    env.update(server_environment(state_dir, port=port, database_url=database_url, host=host))
     StateLayout(state_dir).prefect_home.mkdir(exist_ok=True)
     log = StateLayout(state_dir).server_log
     with log.open("ab") as stream:
@@ -284,7 +316,7 @@ def _launch(state_dir: Path, port: int, database_url: str | None, timeout: float
         # cwd is the state directory, so a .env or prefect.toml in the caller's working
         # directory cannot change the server's settings.
         process = subprocess.Popen(
-            _server_command(port),
+            _server_command(port, host),
             cwd=state_dir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -302,7 +334,7 @@ def _launch(state_dir: Path, port: int, database_url: str | None, timeout: float
     try:
         _wait_healthy(info, process, timeout, log_offset=offset)
     except BaseException:
-        _terminate_group(process.pid, 5.0)
+        terminate_group(process.pid, 5.0)
         raise
     _write_record(state_dir, info)
     return info
@@ -318,7 +350,7 @@ def _wait_healthy(
     while True:
         if is_healthy(info.url, timeout=2.0):
             return
-        exited = process.poll() is not None if process is not None else not _alive(info.pid)
+        exited = process.poll() is not None if process is not None else not alive_reaping(info.pid)
         if exited:
             tail = _log_tail(info.log, log_offset)
             if "already in use" in tail and process is not None:
@@ -392,41 +424,9 @@ def _read_record(state_dir: Path) -> ServerInfo | None:
         ) from err
 
 
-def _alive(pid: int) -> bool:
-    """True if ``pid`` is a live process; a zombie counts as dead (and is reaped if ours)."""
-    if _reap(pid):
-        return False
-    if pid_alive(pid):
-        return True
-    # Gone, or a zombie whose main thread has exited: a child of ours is reaped once its other
-    # threads are gone too, so that nothing is left of it when this returns.
-    deadline = time.monotonic() + 5.0
-    while not _reap(pid) and _is_child(pid) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    return False
-
-
-def _is_child(pid: int) -> bool:
-    """True if ``pid`` is (still) an unreaped child of this process."""
-    try:
-        os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return False
-    return True
-
-
-def _reap(pid: int) -> bool:
-    """Reap ``pid`` if it is an exited child of this process; True if it was."""
-    try:
-        done, _ = os.waitpid(pid, os.WNOHANG)
-    except ChildProcessError:
-        return False
-    return done == pid
-
-
 def _is_our_server(info: ServerInfo) -> bool:
     """The recorded pid is alive and (where /proc exists) still our ``prefect server start``."""
-    if not _alive(info.pid):
+    if not alive_reaping(info.pid):
         return False
     cmdline = Path(f"/proc/{info.pid}/cmdline")
     if not cmdline.exists():
@@ -436,36 +436,6 @@ def _is_our_server(info: ServerInfo) -> bool:
     except OSError:
         return False
     return b"server" in args and b"start" in args and str(info.port).encode() in args
-
-
-def _terminate_group(pid: int, grace: float) -> None:
-    """SIGTERM the server's process group, wait up to ``grace`` seconds, then SIGKILL the rest.
-
-    The server is started in a session of its own, so its pid is its process group id and the
-    group holds nothing but the server and its children.
-    """
-    try:
-        leader = os.getpgid(pid) == pid
-    except ProcessLookupError:
-        return
-
-    def send(sig: int) -> None:
-        try:
-            if leader:
-                os.killpg(pid, sig)
-            else:  # not started by lsdr as a group leader: signal the process alone
-                os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-    send(signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    send(signal.SIGKILL)  # the leader if it hung, and any child it left behind
-    deadline = time.monotonic() + 5.0
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
 
 
 @contextmanager

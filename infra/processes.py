@@ -1,8 +1,10 @@
-"""Whether a process is alive: one answer for the ledger's ``recover`` and the server's pid file."""
+"""Whether a process is alive, and stopping one: for the ledger's ``recover``, servers, workers."""
 
 from __future__ import annotations
 
 import os
+import signal
+import time
 from pathlib import Path
 
 
@@ -19,3 +21,65 @@ def pid_alive(pid: int) -> bool:
     except (OSError, IndexError):
         return True  # no /proc (not Linux) or the process just went: kill(0) answered
     return state != "Z"
+
+
+def alive_reaping(pid: int) -> bool:
+    """True if ``pid`` is a live process; a zombie counts as dead (and is reaped if ours)."""
+    if reap_child(pid):
+        return False
+    if pid_alive(pid):
+        return True
+    # Gone, or a zombie whose main thread has exited: a child of ours is reaped once its other
+    # threads are gone too, so that nothing is left of it when this returns.
+    deadline = time.monotonic() + 5.0
+    while not reap_child(pid) and is_child(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return False
+
+
+def is_child(pid: int) -> bool:
+    """True if ``pid`` is (still) an unreaped child of this process."""
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return True
+
+
+def reap_child(pid: int) -> bool:
+    """Reap ``pid`` if it is an exited child of this process; True if it was."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return False
+    return done == pid
+
+
+def terminate_group(pid: int, grace: float) -> None:
+    """SIGTERM the process group of ``pid``, wait up to ``grace`` seconds, then SIGKILL the rest.
+
+    lsdr starts its servers and workers in a session of their own, so the pid is the process
+    group id and the group holds nothing but the process and its children.
+    """
+    try:
+        leader = os.getpgid(pid) == pid
+    except ProcessLookupError:
+        return
+
+    def send(sig: int) -> None:
+        try:
+            if leader:
+                os.killpg(pid, sig)
+            else:  # not a group leader: signal the process alone
+                os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+    send(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while alive_reaping(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    send(signal.SIGKILL)  # the leader if it hung, and any child it left behind
+    deadline = time.monotonic() + 5.0
+    while alive_reaping(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)

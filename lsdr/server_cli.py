@@ -104,23 +104,70 @@ def up(
     timeout: Annotated[
         float, typer.Option("--timeout", help="Seconds to wait for the server to answer.")
     ] = 60.0,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host",
+            help="Address to bind (0.0.0.0: every interface; needs "
+            "PREFECT_SERVER_API_AUTH_STRING=user:password in the environment).",
+        ),
+    ] = "127.0.0.1",
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster",
+            help="Cluster profile the worker's flow runs use (local, local-slurm, …; default "
+            "the release's setting).",
+        ),
+    ] = None,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker/--no-worker",
+            help="Also start the worker on pool 'lsdr' and deploy prefect.yaml (default yes).",
+        ),
+    ] = True,
+    worker_limit: Annotated[
+        int,
+        typer.Option("--worker-limit", help="Flow runs the worker runs at once (the rest wait)."),
+    ] = 4,
 ) -> None:
-    """Start the release's Prefect server (or find the running one) and print its URL."""
-    info = start_server(
-        state_dir_of(release_dir, release=False),
-        port=port,
-        database_url=database_url,
-        timeout=timeout,
-    )
+    """Start the release's Prefect server, its worker, and deploy (or find what runs)."""
+    extra_env: dict[str, str] = {}
+    if cluster is not None:
+        from lsdr.infra.profiles import get_profile
+
+        get_profile(cluster)
+        extra_env["LSDR_CLUSTER"] = cluster
+    state = state_dir_of(release_dir, release=False)
+    info = start_server(state, port=port, database_url=database_url, timeout=timeout, host=host)
     print(describe(info))
+    if worker:
+        from lsdr.infra.prefect_worker import deploy, start_worker
+
+        running = start_worker(state, info, extra_env, limit=worker_limit)
+        print(f"Prefect worker on pool {running.pool} (pid {running.pid}, log {running.log})")
+        names = deployed_names(deploy(info, release_dir, extra_env))
+        print(f"deployed {len(names)}: {', '.join(names)}")
     print(export_line(info))
+
+
+def deployed_names(output: str) -> list[str]:
+    """The deployments ``prefect deploy`` reports created or updated (``flow/name``)."""
+    import re
+
+    return re.findall(r"Deployment '([^']+)' successfully", " ".join(output.split()))
 
 
 @app.command()
 @one_line_errors
 def down(release_dir: ReleaseDir) -> None:
-    """Stop the release's Prefect server."""
+    """Stop the release's Prefect worker and server (what up started, by their records)."""
+    from lsdr.infra.prefect_worker import stop_worker
+
     state = state_dir_of(release_dir)
+    if stop_worker(state):
+        print(f"Prefect worker of {release_dir} stopped")
     if stop_server(state):
         print(f"Prefect server of {release_dir} stopped")
     else:
@@ -131,11 +178,19 @@ def down(release_dir: ReleaseDir) -> None:
 @one_line_errors
 def status(release_dir: ReleaseDir) -> None:
     """Say whether the release's Prefect server is running (exit status 1 if not)."""
-    info = server_status(state_dir_of(release_dir))
+    from lsdr.infra.prefect_worker import worker_status
+
+    state = state_dir_of(release_dir)
+    info = server_status(state)
     if info is None:
         print(f"no Prefect server running for {release_dir}")
         raise typer.Exit(1)
     print(describe(info))
+    running = worker_status(state)
+    if running is None:
+        print("no Prefect worker running (deployed runs wait: lsdr server up starts one)")
+    else:
+        print(f"Prefect worker on pool {running.pool} (pid {running.pid}, log {running.log})")
     print(export_line(info))
 
 

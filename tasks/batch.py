@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -55,20 +56,25 @@ def run_batch(
 ) -> list[UnitResult]:
     """A Prefect task running one batch of a phase's units (see :func:`run_batch_now`).
 
-    Each unit's start and end go to the task's log (the Prefect UI, and the worker's own output:
-    a SLURM job's output file names the units its worker ran).
+    Each unit's start and end go to the task's log (the Prefect UI and the run's log) and, in a
+    SLURM job, to the worker's own output too: the job's output file names the units it ran.
     """
     from prefect.logging import get_run_logger
 
     logger = get_run_logger()
-    where = f"{socket.gethostname()} pid {os.getpid()}"
-    if os.environ.get("SLURM_JOB_ID"):
-        where += f" (SLURM job {os.environ['SLURM_JOB_ID']})"
+    job = os.environ.get("SLURM_JOB_ID")
+    where = f"{socket.gethostname()} pid {os.getpid()}" + (f" (SLURM job {job})" if job else "")
+
+    def say(line: str) -> None:
+        logger.info(line)
+        if job:
+            print(line, file=sys.stderr, flush=True)
+
     for unit in units:
-        logger.info("unit %s %s: start on %s", unit.phase, unit.key, where)
+        say(f"unit {unit.phase} {unit.key}: start on {where}")
     results = run_batch_now(fn, units, release_dir, ledger_url, engine_version, memory_limit_mb)
     for r in results:
-        logger.info("unit %s %s: %s%s", r.phase, r.key, r.state, _why(r))
+        say(f"unit {r.phase} {r.key}: {r.state}{_why(r)}")
     return results
 
 

@@ -132,8 +132,14 @@ def test_demo_release_on_local_slurm_equals_the_local_profiles(
     bricks = [key for phase, key in ran if phase == "tractor"]
     assert sorted(bricks) == sorted(layout.brick_list.read_text().split())
     assert set().union(*ran.values()) <= set(jobs), (ran, jobs)
-    outputs = sorted((layout.state_dir / "slurm").glob("worker-*.out"))
-    assert {p.stem.removeprefix("worker-") for p in outputs} >= set().union(*ran.values())
+    # Each job's own output file (its worker's stderr) names the units the run log gives it.
+    outputs = {
+        p.stem.removeprefix("worker-"): p.read_text(errors="replace")
+        for p in (layout.state_dir / "slurm").glob("worker-*.out")
+    }
+    for (phase, key), in_jobs in ran.items():
+        for job in in_jobs:
+            assert f"unit {phase} {key}: start on " in outputs.get(job, ""), (phase, key, job)
 
 
 def run_brick_flow(root: Path, settings: dict[str, Any], **options: Any) -> TractorResult:

@@ -542,6 +542,16 @@ class StateLayout:
         return Path(self.root) / "prefect-server.log"
 
     @property
+    def worker_record(self) -> Path:
+        """``worker.json``: the record of the release's running Prefect worker (pid, pool)."""
+        return Path(self.root) / "worker.json"
+
+    @property
+    def worker_log(self) -> Path:
+        """``prefect-worker.log``: the Prefect worker's output (and its flow runs')."""
+        return Path(self.root) / "prefect-worker.log"
+
+    @property
     def server_lock(self) -> Path:
         """``server.lock``: held while a server is started or stopped."""
         return Path(self.root) / "server.lock"

@@ -1,0 +1,361 @@
+"""The deployments of ``prefect.yaml`` on a real server and worker, triggered every way.
+
+``lsdr server up`` on a copy of the demo release starts its server (SQLite), the worker on pool
+``lsdr`` and deploys; each deployment then runs from a REST ``create_flow_run`` (the release
+is done, so every unit is found done and the products stay equal to the demo's), one runs
+from ``prefect deployment run``, bad parameters are refused, the same runs on PostgreSQL, and
+an exposed server demands credentials.  ``lsdr server down`` stops what ``up`` started.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from demo_release import DemoRun, copy_release, lsdr
+from pg import postgres, postgres_url  # noqa: F401  (fixtures)
+from release_values import compare_releases
+
+from lsdr.cli import DEMO_BRICK_PIXSCALE, DEMO_BRICK_WIDTH
+from lsdr.infra.prefect_server import free_port
+from lsdr.infra.processes import pid_alive
+from lsdr.survey.core.layout import ReleaseLayout
+from lsdr.survey.core.phase_options import NAMED_REGIONS, PHASE_OPTIONS
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # the shared demo, made here if first
+
+REPO = Path(__file__).resolve().parents[1]
+TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """A release whose server, worker and deployments ``lsdr server up`` started."""
+
+    layout: ReleaseLayout
+    url: str
+
+    def api(self, method: str, path: str, body: Any = None, auth: str | None = None) -> Any:
+        """One REST call; the decoded JSON answer (HTTP errors raise ``HTTPError``)."""
+        return rest(self.url, method, path, body, auth)
+
+
+def rest(url: str, method: str, path: str, body: Any = None, auth: str | None = None) -> Any:
+    """A plain HTTP call to a Prefect server's REST API, as ``curl --retry`` would make it.
+
+    503 (the server's SQLite busy while runs start: research P7) is retried, as Prefect's own
+    client does; any other error is raised.
+    """
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(f"{url}{path}", data=data, method=method)
+    request.add_header("Content-Type", "application/json")
+    if auth is not None:
+        request.add_header("Authorization", f"Basic {base64.b64encode(auth.encode()).decode()}")
+    for attempt in range(6):
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                text = response.read().decode()
+            return json.loads(text) if text else None
+        except urllib.error.HTTPError as err:
+            if err.code != 503 or attempt == 5:
+                raise
+            time.sleep(2**attempt)
+    raise AssertionError("unreachable")
+
+
+def project_deployments() -> dict[str, dict[str, Any]]:
+    """``prefect.yaml``'s deployments by name, read as YAML (not through lsdr)."""
+    data = yaml.safe_load((REPO / "prefect.yaml").read_text())
+    return {d["name"]: d for d in data["deployments"]}
+
+
+def server_up(release: Path, *flags: str, env: dict[str, str] | None = None) -> str:
+    """``lsdr server up``; the API URL it prints (the test fails with its output otherwise)."""
+    done = lsdr("server", "up", "--release-dir", str(release), *flags, env=env)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    exports = [ln for ln in done.stdout.splitlines() if ln.startswith("export PREFECT_API_URL=")]
+    assert exports, done.stdout
+    return exports[-1].split("=", 1)[1]
+
+
+def server_down(release: Path) -> None:
+    """``lsdr server down``; then neither the server nor the worker it recorded is alive."""
+    state = ReleaseLayout(release).state_dir
+    pids = [
+        json.loads(p.read_text())["pid"]
+        for p in state.glob("*.json")
+        if p.stem in ("server", "worker")
+    ]
+    done = lsdr("server", "down", "--release-dir", str(release))
+    assert done.returncode == 0, done.stderr
+    assert not [pid for pid in pids if pid_alive(pid)], pids
+
+
+def ledger_rows(layout: ReleaseLayout) -> list[tuple[Any, ...]]:
+    """Every unit row of the release's ledger (read with sqlite3, not through lsdr)."""
+    with sqlite3.connect(layout.state_dir / "ledger.sqlite") as db:
+        return sorted(db.execute("SELECT phase, key, state, attempts, updated FROM units"))
+
+
+DEMO_REGION = list(NAMED_REGIONS["cookbook"])
+DEMO_GRID = {"width": DEMO_BRICK_WIDTH, "height": DEMO_BRICK_WIDTH, "pixscale": DEMO_BRICK_PIXSCALE}
+
+
+def demo_options(deployment: str) -> dict[str, Any]:
+    """The options ``lsdr demo`` ran with, as a deployment's parameters (none: the defaults)."""
+    bricks = {"bricks": {"region": DEMO_REGION}}
+    return {
+        "bricks": {"options": {"region": DEMO_REGION}},
+        "tractor": {"options": DEMO_GRID},
+        "pretractor": {"options": bricks},
+        "release": {"options": {"pretractor": bricks, "tractor": DEMO_GRID}},
+    }.get(deployment, {})
+
+
+def deployment_ids(d: Deployed) -> dict[str, str]:
+    """The server's deployments: name → id."""
+    return {x["name"]: x["id"] for x in d.api("POST", "/deployments/filter", {"limit": 200})}
+
+
+def wait_runs(d: Deployed, run_ids: list[str], timeout: float = 900) -> dict[str, dict[str, Any]]:
+    """Poll the runs until each is in a terminal state; their JSON by id."""
+    deadline = time.monotonic() + timeout
+    runs: dict[str, dict[str, Any]] = {}
+    while time.monotonic() < deadline:
+        runs = {i: d.api("GET", f"/flow_runs/{i}") for i in run_ids}
+        if all(r["state"]["type"] in TERMINAL for r in runs.values()):
+            return runs
+        time.sleep(2)
+    states = {r["name"]: r["state"]["type"] for r in runs.values()}
+    raise AssertionError(f"runs not finished after {timeout:.0f} s: {states}")
+
+
+@pytest.fixture(scope="module")
+def deployed(demo_release: DemoRun, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    """A copy of the demo release with its server, worker and deployments up (down at the end)."""
+    root = copy_release(demo_release.out, tmp_path_factory.mktemp("deployed") / "release")
+    try:
+        url = server_up(root, "--cluster", "local")
+        yield Deployed(ReleaseLayout(root), url)
+    finally:
+        server_down(root)
+
+
+def test_every_deployment_of_prefect_yaml_is_on_the_server_with_the_phase_form(
+    deployed: Deployed,
+) -> None:
+    """Each deployment: pool ``lsdr``, this release, its options model's fields in its form."""
+    wanted = project_deployments()
+    found = {x["name"]: x for x in deployed.api("POST", "/deployments/filter", {"limit": 200})}
+    assert set(found) == set(wanted)
+    for name, d in found.items():
+        assert d["work_pool_name"] == "lsdr", name
+        assert d["parameters"] == {"release_dir": str(deployed.layout.root)}, name
+        assert d["enforce_parameter_schema"] is True, name
+        schema = d["parameter_openapi_schema"]
+        assert {"release_dir", "options", "settings"} <= set(schema["properties"]), name
+        model = PHASE_OPTIONS[name]
+        form = schema["definitions"][model.__name__]
+        assert form["additionalProperties"] is False, name
+        for field, info in model.model_fields.items():
+            assert form["properties"][field].get("description") == info.description, (name, field)
+    nightly = found.get("nightly")
+    if nightly is not None:
+        assert wanted["nightly"]["schedules"], "nightly has no schedule in prefect.yaml"
+
+
+def test_each_deployment_runs_from_a_rest_call_and_finds_the_release_done(
+    deployed: Deployed, demo_release: DemoRun, tmp_path: Path
+) -> None:
+    """A ``create_flow_run`` per deployment: all complete, all units found done, products equal."""
+    ids = deployment_ids(deployed)
+    destination = tmp_path / "published"
+    runs = []
+    for name, deployment_id in ids.items():
+        if name in ("nightly", "reprocess-region"):
+            continue  # their own tests trigger them, with their own parameters
+        parameters = {"settings": {"n_workers": 1}, **demo_options(name)}
+        if name == "publish":
+            parameters["options"] = {"destination": str(destination)}
+        run = deployed.api(
+            "POST", f"/deployments/{deployment_id}/create_flow_run", {"parameters": parameters}
+        )
+        runs.append(run["id"])
+    finished = wait_runs(deployed, runs)
+    states = {r["name"]: (r["state"]["type"], r["state"].get("message")) for r in finished.values()}
+    assert all(s == "COMPLETED" for s, _ in states.values()), states
+    bricks = deployed.layout.brick_list.read_text().split()
+    summary = deployed.layout.release_summary.read_text()
+    assert f"| tractor | 0 | {len(bricks)} | 0 |" in summary, summary
+    # Equal to the demo's, but for the depth cut's tables: the demo never runs that phase.
+    comparison = compare_releases(demo_release.out, deployed.layout.root)
+    others = [d for d in comparison.differences if not d.path.startswith("depthcut/")]
+    assert not others, [str(x) for x in others[:10]]
+    new = {d.path for d in comparison.differences if d.what == "only in B"}
+    assert {f"depthcut/{b[:3]}/ccds-{b}.fits" for b in bricks} <= new
+    catalogues = sorted(f"tractor/{b[:3]}/tractor-{b}.fits" for b in bricks)
+    found = (destination / "tractor").rglob("tractor-*.fits")
+    published = sorted(str(p.relative_to(destination)) for p in found)
+    assert published == catalogues  # the bright-neighbour step's -orig backups are not published
+    first = catalogues[0]
+    assert (destination / first).read_bytes() == (deployed.layout.root / first).read_bytes()
+    # The release run's summary is its artifact, as the UI shows it.
+    release_run = next(r for r in finished.values() if r["deployment_id"] == ids["release"])
+    artifacts = deployed.api(
+        "POST", "/artifacts/filter", {"artifacts": {"flow_run_id": {"any_": [release_run["id"]]}}}
+    )
+    assert [a["data"] for a in artifacts if a["key"] == "release-summary"] == [summary]
+    # Its plots as image artifacts, the PNG bytes inlined (the server serves no release files).
+    shown = [a["data"] for a in artifacts if a["type"] == "image"]
+    assert all(url.startswith("data:image/png;base64,") for url in shown)
+    decoded = sorted(base64.b64decode(url.split(",", 1)[1]) for url in shown)
+    plots = deployed.layout.plots()
+    assert plots and decoded == sorted(p.read_bytes() for p in plots)
+
+
+def test_prefect_deployment_run_runs_one_brick(deployed: Deployed) -> None:
+    """``prefect deployment run run-tractor/tractor --param options=…``: that brick, found done."""
+    brick = deployed.layout.brick_list.read_text().split()[0]
+    env = {**os.environ, "PREFECT_API_URL": deployed.url}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "prefect",
+            "deployment",
+            "run",
+            "run-tractor/tractor",
+            "--param",
+            "options=" + json.dumps({"bricks": [brick], **DEMO_GRID}),
+            "--watch",
+            "--watch-timeout",
+            "600",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=700,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "Completed" in done.stdout
+    latest = deployed.api(
+        "POST",
+        "/artifacts/filter",
+        {"artifacts": {"key": {"any_": ["tractor-cached"]}}, "sort": "CREATED_DESC", "limit": 1},
+    )
+    rows = (
+        json.loads(latest[0]["data"]) if isinstance(latest[0]["data"], str) else latest[0]["data"]
+    )
+    assert [r["unit"] for r in rows] == [brick], rows
+
+
+def test_bad_parameters_are_refused_when_the_run_is_created(deployed: Deployed) -> None:
+    """A wrong type or an unknown option: HTTP 409 naming it, and no run is created."""
+    ids = deployment_ids(deployed)
+    before = len(deployed.api("POST", "/flow_runs/filter", {"limit": 200}))
+    cases = {
+        "width": ({"options": {"width": "wide"}}, "'wide' is not of type 'integer'"),
+        "unknown option": ({"options": {"brickz": ["1801p325"]}}, "brickz"),
+    }
+    for what, (parameters, expected) in cases.items():
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            deployed.api(
+                "POST", f"/deployments/{ids['tractor']}/create_flow_run", {"parameters": parameters}
+            )
+        assert refused.value.code == 409, what
+        assert expected in refused.value.read().decode(), what
+    assert len(deployed.api("POST", "/flow_runs/filter", {"limit": 200})) == before
+
+
+def test_a_brick_name_that_is_a_path_fails_the_run_before_any_unit(deployed: Deployed) -> None:
+    """Past the server's schema, the model's own check: the run fails naming the brick."""
+    ids = deployment_ids(deployed)
+    before = ledger_rows(deployed.layout)
+    run = deployed.api(
+        "POST",
+        f"/deployments/{ids['tractor']}/create_flow_run",
+        {"parameters": {"options": {"bricks": ["../../etc"]}}},
+    )
+    state = wait_runs(deployed, [run["id"]])[run["id"]]["state"]
+    assert state["type"] == "FAILED", state
+    assert "'../../etc' is not a brick name" in state["message"], state
+    assert ledger_rows(deployed.layout) == before, "a unit was planned or started"
+
+
+@pytest.mark.timeout(900)
+def test_deployments_on_postgresql(
+    demo_release: DemoRun,
+    tmp_path: Path,
+    postgres_url: Any,  # noqa: F811
+) -> None:
+    """The server on PostgreSQL: deployed, one run from REST completes, down stops it all."""
+    root = copy_release(demo_release.out, tmp_path / "release")
+    url = server_up(root, "--database-url", postgres_url("prefect"))
+    try:
+        d = Deployed(ReleaseLayout(root), url)
+        ids = deployment_ids(d)
+        assert set(ids) == set(project_deployments())
+        run = d.api(
+            "POST",
+            f"/deployments/{ids['kdtree']}/create_flow_run",
+            {"parameters": {"settings": {"n_workers": 1}}},
+        )
+        finished = wait_runs(d, [run["id"]])
+        assert finished[run["id"]]["state"]["type"] == "COMPLETED", finished
+        server = json.loads((ReleaseLayout(root).state_dir / "server.json").read_text())
+        assert server["database_url"].startswith("postgresql+asyncpg://")
+    finally:
+        server_down(root)
+
+
+def test_an_exposed_server_needs_credentials(tmp_path: Path) -> None:
+    """``--host 0.0.0.0``: refused without an auth string; with one, no credentials is 401."""
+    root = tmp_path / "release"
+    (root / "images").mkdir(parents=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    port = str(free_port())
+    refused = lsdr(
+        "server",
+        "up",
+        "--release-dir",
+        str(root),
+        "--host",
+        "0.0.0.0",
+        "--port",
+        port,
+        "--no-worker",
+        env=env,
+    )
+    assert refused.returncode == 2
+    assert refused.stderr.startswith(
+        "lsdr: error: refusing to expose the Prefect server on 0.0.0.0"
+    )
+    assert "PREFECT_SERVER_API_AUTH_STRING" in refused.stderr and "Traceback" not in refused.stderr
+    assert not (root / "state" / "server.json").exists()
+
+    secret = "release-admin:" + base64.b16encode(os.urandom(8)).decode()
+    env["PREFECT_SERVER_API_AUTH_STRING"] = secret
+    url = server_up(root, "--host", "0.0.0.0", "--port", port, "--no-worker", env=env)
+    try:
+        with pytest.raises(urllib.error.HTTPError) as anonymous:
+            rest(url, "POST", "/flows/filter", {})
+        assert anonymous.value.code == 401
+        assert rest(url, "POST", "/flows/filter", {}, auth=secret) == []
+        assert rest(url, "GET", "/health", auth=secret) is True
+    finally:
+        down = lsdr("server", "down", "--release-dir", str(root), env=env)
+        assert down.returncode == 0, down.stderr
