@@ -28,6 +28,7 @@ from lsdr.infra.ledger import Ledger, SeenImage
 from lsdr.survey.core import bricks as grid
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.core.phase_options import NightlyOptions, ReleaseOptions
+from lsdr.survey.simulate.config import PassSpec, SimulationConfig
 from lsdr.tasks import nightly as plan
 
 IMAGE = "mosaic/CP/V4.3/CP20161110/k4m_161111_043008_ooi_zd_ls9.fits.fz"
@@ -206,10 +207,8 @@ GRID = ("-W", "400", "-H", "400", "--pixscale", "2.37")
 """Each brick whole (0.263°) on a coarse grid: cheap bricks."""
 
 
-def simulation():  # type: ignore[no-untyped-def]
+def simulation() -> SimulationConfig:
     """The small survey's configuration: one pass per band, enough stars for the cuts."""
-    from lsdr.survey.simulate.config import PassSpec, SimulationConfig
-
     passes = (PassSpec("90prime", "g", 1), PassSpec("90prime", "r", 1), PassSpec("mosaic", "z", 1))
     return SimulationConfig(
         region=REGION,
@@ -267,6 +266,18 @@ def header_touched(root: Path, image: str, listed: set[str]) -> set[str]:
     return {grid.brick_by_id(i).brickname for i in ids} & listed
 
 
+def next_to(brick: str, others: set[str]) -> bool:
+    """Whether a brick shares an edge or a corner with one of ``others`` (its bounds)."""
+    b = grid.brick_by_name(brick)
+    eps = 1e-9
+    for name in others - {brick}:
+        o = grid.brick_by_name(name)
+        ra = b.ra1 <= o.ra2 + eps and o.ra1 <= b.ra2 + eps
+        if ra and b.dec1 <= o.dec2 + eps and o.dec1 <= b.dec2 + eps:
+            return True
+    return False
+
+
 def release(root: Path) -> str:
     """``lsdr run release`` on the small survey; its console (it must succeed)."""
     region = f"{REGION.ra_min},{REGION.ra_max},{REGION.dec_min},{REGION.dec_max}"
@@ -311,13 +322,17 @@ def test_an_increment_redoes_the_new_images_and_their_bricks_and_equals_a_fresh_
     assert {"merge", "kdtree", "bricks"} <= set(again)
     assert again["tractor"] == touched
     assert again["depth"] == touched
-    assert touched <= again.get("brightneighbors", set()) <= listed  # they and their neighbours
-    release_wide = {"depth-merge", "summary", "summary-merge", "sweeps", "external"}
-    release_wide |= {"verify", "checksums", "logs"}
+    assert again["verify"] == touched  # each brick's checksums, verified again
+    # A brick's bright-neighbour mask reads its own and its neighbours' maps: the touched
+    # bricks and the listed bricks next to one (sharing an edge or a corner).
+    assert again["brightneighbors"] == touched | {b for b in listed if next_to(b, touched)}
+    # The sweep box and the summary's RA-degree chunk the touched bricks fall in (5° boxes).
+    assert again["sweeps"] == {"sweep-180p030-185p035"}
+    assert again["summary"] == {"180"}
+    release_wide = {"depth-merge", "summary-merge", "external", "checksums", "logs"}
     image_units = {"discover", "zeropoints", "merge-calibs", "merge", "kdtree", "bricks"}
-    per_brick = {"tractor", "brightneighbors", "depth"}
-    assert set(again) <= image_units | per_brick | release_wide, set(again)
-    assert again.get("verify", set()) <= touched  # a brick's checksums, verified again
+    per_brick = {"tractor", "brightneighbors", "depth", "verify", "sweeps", "summary"}
+    assert set(again) == image_units | per_brick | release_wide, set(again)
     assert all(state == "done" for _, state in after.values())
     # Everything else was found done: the untouched brick and the other images never started.
     assert after[("tractor", "1801p325")][0] == before[("tractor", "1801p325")][0]
