@@ -356,9 +356,12 @@ def test_rerun_with_the_same_configuration_writes_nothing(tmp_path: Path):
 def test_extra_visits_over_a_sub_region(survey: ReleaseLayout, tmp_path: Path):
     """Repeat visits of a pointing: own names and exposure numbers, only the CCDs on the box.
 
-    Their CCDs join the truth table; a box no CCD of the pointing falls on is refused.
+    Their CCDs join the truth table; a box no CCD of the pointing falls on is refused; a visit
+    moved to another boresight says so in its header.
     """
     import shutil
+
+    from astropy.coordinates import SkyCoord
 
     from lsdr.survey.simulate.simulator import add_exposure
 
@@ -393,3 +396,9 @@ def test_extra_visits_over_a_sub_region(survey: ReleaseLayout, tmp_path: Path):
     assert len(after) == len(rows) + sum(len(fitsio.FITS(str(p))) - 1 for p in new)
     with pytest.raises(UsageError, match="no CCD"):
         add_exposure(root, like, config=config, visit=3, over=grid.RaDecBox(10, 11, 10, 11))
+    moved = add_exposure(root, like, config=config, visit=4, at=(ra[0], dec[0]))
+    with fits.open(moved) as hdus:
+        h2 = hdus[0].header
+        assert int(h2["EXPNUM"]) not in expnums
+        centre = SkyCoord(h2["RA"], h2["DEC"], unit=("hourangle", "deg"))
+        assert abs(centre.ra.deg - ra[0]) < 1e-3 and abs(centre.dec.deg - dec[0]) < 1e-3

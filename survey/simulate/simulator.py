@@ -202,6 +202,7 @@ def add_exposure(
     config: SimulationConfig | None = None,
     visit: int = 1,
     over: RaDecBox | None = None,
+    at: tuple[float, float] | None = None,
 ) -> Path:
     """Simulate one more exposure of a survey already on disk; return its image's path.
 
@@ -214,7 +215,8 @@ def add_exposure(
     ``visit - 1`` minutes later, with an exposure number of its own.  ``over``: a sub-region;
     only the template's CCDs that fall on it are written (as the survey writes only the CCDs on
     its sky), so the new exposure covers just that part of the survey.  The sources are the
-    survey's own truth catalogue either way.
+    survey's own truth catalogue either way.  ``at``: another boresight (RA, Dec) for the
+    visit, so that surveys of other extents can be given exposures with the same CCD WCS.
     """
     import dataclasses
 
@@ -241,6 +243,13 @@ def add_exposure(
         number = f"{10_000 - visit:04d}"  # the survey's run from 0001: 9999, 9998, … are free
         dtacqnam = f"/descache/bass/{night.strftime('%Y%m%d')}/d{frame}.{number}.fits"
         expnum = int(f"{frame}{number}")
+    if at is not None:
+        # Elsewhere, any of the camera's CCDs may fall on the sky (or on ``over``).
+        every = tuple(c.name for c in get_camera(template.camera).ccds)
+        template = dataclasses.replace(template, ra_bore=at[0] % 360.0, dec_bore=at[1], ccds=every)
+        if over is None:
+            cov = coverage_for(config)
+            over = RaDecBox(cov.ra_min, cov.ra_max, cov.dec_min, cov.dec_max)
     written = template.ccds if over is None else _ccds_over(template, config.binning, over)
     if not written:
         raise UsageError(f"{like}: no CCD of this exposure falls on {over}")
