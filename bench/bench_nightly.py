@@ -4,9 +4,10 @@ Two simulated surveys on the same sky: a fixed one (one row of three bricks) and
 larger (four rows: twelve bricks), each released once.  Then, on each, increments in order:
 ``counts`` new images (visits of a Mosaic exposure moved to one boresight, the same in both
 surveys, with only its two CCDs over a sub-region written: they fall on the same two bricks,
-``add_exposure(visit=…, over=…, at=…)``), then a night with nothing new.  Each increment's wall time is reported, with the units it started
-(from the ledger), and as ratios: to the 1-image increment of the same survey (cost against
-new images) and larger/fixed for the same new images (cost against the survey's size).
+``add_exposure(visit=…, over=…, at=…)``), then a night with nothing new.  Each increment's
+wall time is reported, with the units it started (from the ledger), and as ratios: to the
+first count's increment of the same survey (cost against new images) and larger/fixed for the
+same new images (cost against the survey's size).
 Run: ``.venv/bin/python bench/bench_nightly.py [--counts 1,10,100] [--out DIR] [--json PATH]``.
 """
 
@@ -107,6 +108,7 @@ def survey(
         "run", "release", "--release-dir", str(root), "--region", box, *GRID, "--workers", "2"
     )
     report[f"{name}_bricks"] = len((root / "bricks.txt").read_text().split())
+    print(f"{name}: release {report[f'{name}_release_s']:.1f} s", file=sys.stderr, flush=True)
     like = template(region)
     visit = 0
     try:
@@ -118,6 +120,7 @@ def survey(
             seconds = lsdr("run", "nightly", "--release-dir", str(root), "--workers", "2")
             report[f"{name}_{n}_new_s"] = seconds
             report[f"{name}_{n}_new_started"] = started(before, attempts(root))
+            print(f"{name}: {n} new: {seconds:.1f} s", file=sys.stderr, flush=True)
     finally:
         lsdr("server", "down", "--release-dir", str(root))  # the server the runs started
 
