@@ -28,7 +28,7 @@ from lsdr.flows.report import (
     combined_summary,
     left_out_line,
 )
-from lsdr.flows.settings import settings_for
+from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.infra.cluster import dask_cluster
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.core.phase_options import PublishOptions, ReleaseOptions
@@ -50,6 +50,8 @@ def release(
     o = options or ReleaseOptions()
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
+    # What a nightly increment repeats: the same grid, region and products (docs/nightly.md).
+    ledger_for(s).record_chain_options("release", o.model_dump_json())
     results: list[PhaseResult] = []
     with ExitStack() as stack:
         address = dask_address or stack.enter_context(dask_cluster(s))

@@ -7,6 +7,12 @@ production) otherwise.  Writers are the flow (planning, cached units) and the wo
 batch's start and end), each a single transaction, so the ledger costs two writes per batch.
 Readers that must not write (``lsdr status``) open it with :meth:`Ledger.existing`, which
 creates nothing.
+
+Beside the units it keeps what the nightly increment needs (``docs/nightly.md``): the images an
+increment has settled (:class:`SeenImageRow`), the increments themselves with the watermark of
+the last successful one (:class:`IncrementRow`), and the options a chain last ran with
+(:class:`ChainOptionsRow`).  These tables are created in an older ledger on first write, like
+the retries table was; a read-only reader of an older ledger sees them empty.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 from urllib.parse import quote
 
 from sqlalchemy import (
+    BigInteger,
     Float,
     Integer,
     String,
@@ -106,6 +113,86 @@ class RetryRow(_Base):
     host: Mapped[str | None] = mapped_column(String(128), nullable=True)
     pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
     at: Mapped[str] = mapped_column(String(32))
+
+
+class SeenImageRow(_Base):
+    """A CP image the nightly increment has looked at: settled, or pending a retry.
+
+    The image is its ``ooi`` path relative to ``images/``; its stamp (size, mtime) is the one
+    it had when it was settled, so an image replaced later under the same name is seen again.
+    """
+
+    __tablename__ = "nightly_images"
+
+    image: Mapped[str] = mapped_column(String(400), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    mtime_ns: Mapped[int] = mapped_column(BigInteger)
+    """Nanoseconds: 64 bits (PostgreSQL's ``integer`` is 32)."""
+    increment: Mapped[int] = mapped_column(Integer)
+    """The increment that settled it (0: the release before the first increment)."""
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated: Mapped[str] = mapped_column(String(32))
+
+
+class IncrementRow(_Base):
+    """One nightly increment: when it ran, how it ended, what it found and redid."""
+
+    __tablename__ = "increments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    started: Mapped[str] = mapped_column(String(32))
+    finished: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    new_images: Mapped[int] = mapped_column(Integer, default=0)
+    bricks: Mapped[int] = mapped_column(Integer, default=0)
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ChainOptionsRow(_Base):
+    """The options a chain (``release``) last ran with, as JSON: what an increment repeats."""
+
+    __tablename__ = "chain_options"
+
+    chain: Mapped[str] = mapped_column(String(32), primary_key=True)
+    options: Mapped[str] = mapped_column(Text)
+    updated: Mapped[str] = mapped_column(String(32))
+
+
+SETTLED_STATES = frozenset({"done", "dropped", "outside"})
+"""Seen-image states that settle an image; any other (``failed``) leaves it pending."""
+INCREMENT_SUCCEEDED = "succeeded"
+"""The status of an increment that ran to its end: its watermark is the ledger's."""
+
+
+@dataclass(frozen=True)
+class SeenImage:
+    """An image as the nightly increment last saw it (:class:`SeenImageRow`, detached)."""
+
+    image: str
+    state: str
+    size: int
+    mtime_ns: int
+    increment: int
+    reason: str | None = None
+
+    @property
+    def settled(self) -> bool:
+        """Whether the image needs no more work (done, dropped by discovery, outside)."""
+        return self.state in SETTLED_STATES
+
+
+@dataclass(frozen=True)
+class Increment:
+    """One nightly increment as recorded (:class:`IncrementRow`, detached)."""
+
+    id: int
+    started: str
+    finished: str | None
+    status: str
+    new_images: int
+    bricks: int
+    summary: str | None
 
 
 @dataclass(frozen=True)
@@ -502,3 +589,89 @@ class Ledger:
                         updated=_now(),
                     )
                 )
+
+    # -- the nightly increment: seen images, increments, the watermark ----------------------------
+    def _has(self, table: str) -> bool:
+        """Whether a table exists (a ledger older than it, opened read-only, lacks it)."""
+        return not self.read_only or inspect(self.engine).has_table(table)
+
+    def seen_images(self) -> dict[str, SeenImage]:
+        """Every image the nightly increment has recorded, by its path under ``images/``."""
+        if not self._has(SeenImageRow.__tablename__):
+            return {}
+        with Session(self.engine) as session:
+            return {
+                r.image: SeenImage(r.image, r.state, r.size, r.mtime_ns, r.increment, r.reason)
+                for r in session.scalars(select(SeenImageRow))
+            }
+
+    def record_images(self, images: Sequence[SeenImage]) -> None:
+        """Record (insert or replace) images as seen, in one transaction."""
+        now = _now()
+        with Session(self.engine) as session, session.begin():
+            for im in images:
+                row = session.get(SeenImageRow, im.image)
+                if row is None:
+                    row = SeenImageRow(image=im.image)
+                    session.add(row)
+                row.state, row.size, row.mtime_ns = im.state, im.size, im.mtime_ns
+                row.increment, row.reason, row.updated = im.increment, im.reason, now
+
+    def start_increment(self) -> int:
+        """Record an increment as started (status ``running``); its id."""
+        with Session(self.engine) as session, session.begin():
+            row = IncrementRow(started=_now(), status="running", new_images=0, bricks=0)
+            session.add(row)
+            session.flush()
+            return int(row.id)
+
+    def finish_increment(
+        self, increment: int, status: str, *, new_images: int, bricks: int, summary: str
+    ) -> None:
+        """Record how an increment ended; ``succeeded`` moves the watermark to now."""
+        with Session(self.engine) as session, session.begin():
+            row = session.get(IncrementRow, increment)
+            if row is None:
+                raise KeyError(f"no increment {increment} in the ledger")
+            row.finished, row.status = _now(), status
+            row.new_images, row.bricks, row.summary = new_images, bricks, summary
+
+    def increments(self) -> list[Increment]:
+        """Every increment recorded, oldest first."""
+        if not self._has(IncrementRow.__tablename__):
+            return []
+        with Session(self.engine) as session:
+            return [
+                Increment(r.id, r.started, r.finished, r.status, r.new_images, r.bricks, r.summary)
+                for r in session.scalars(select(IncrementRow).order_by(IncrementRow.id))
+            ]
+
+    def watermark(self) -> str | None:
+        """When the last successful increment finished (UTC, ISO 8601), or None: none has."""
+        done = [i for i in self.increments() if i.status == INCREMENT_SUCCEEDED and i.finished]
+        return done[-1].finished if done else None
+
+    def record_chain_options(self, chain: str, options: str) -> None:
+        """Record the options (JSON) a chain ran with, replacing the last ones."""
+        with Session(self.engine) as session, session.begin():
+            row = session.get(ChainOptionsRow, chain)
+            if row is None:
+                row = ChainOptionsRow(chain=chain)
+                session.add(row)
+            row.options, row.updated = options, _now()
+
+    def chain_options(self, chain: str) -> str | None:
+        """The options (JSON) the chain last ran with, or None: it has not run."""
+        if not self._has(ChainOptionsRow.__tablename__):
+            return None
+        with Session(self.engine) as session:
+            row = session.get(ChainOptionsRow, chain)
+            return None if row is None else row.options
+
+    def attempts(self, phases: Iterable[str] | None = None) -> dict[tuple[str, str], int]:
+        """Starts of every unit (of these phases), by (phase, key): what a run added to."""
+        query = select(UnitRow.phase, UnitRow.key, UnitRow.attempts)
+        if phases is not None:
+            query = query.where(UnitRow.phase.in_(list(phases)))
+        with Session(self.engine) as session:
+            return {(p, k): int(a) for p, k, a in session.execute(query)}

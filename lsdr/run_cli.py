@@ -9,6 +9,7 @@ reports the phases' results with the exit status (:mod:`lsdr.run_report`).
 from __future__ import annotations
 
 import sys
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -42,6 +43,7 @@ from lsdr.run_report import EXIT_UNIT_FAILURES, report_results
 from lsdr.survey.core.layout import check_release_dir
 from lsdr.survey.core.phase_options import (
     ExternalOptions,
+    NightlyOptions,
     PhaseOptions,
     PretractorOptions,
     PublishOptions,
@@ -80,6 +82,8 @@ def _run(phase: str, flags: dict[str, Any]) -> None:
     check.destination(release_dir, getattr(options, "destination", None))
     if isinstance(options, PublishOptions):
         _publish_gate(release_dir, options.dry_run)
+    if isinstance(options, NightlyOptions):
+        _release_has_run(release_dir)
     overrides = _overrides(
         n_workers=flags.get("workers"),
         batch_size=flags.get("batch_size"),
@@ -130,9 +134,15 @@ def _execute(
     results: list[PhaseResult] = []
     add_progress_hook(display)
     try:
-        with dask_cluster(settings) as address, display:
+        with ExitStack() as stack:
+            # An increment opens its own cluster, only when images arrived (a no-op in seconds).
+            nightly_only = all(isinstance(o, NightlyOptions) for _, o in chain)
+            address = None if nightly_only else stack.enter_context(dask_cluster(settings))
+            stack.enter_context(display)
             for name, options in chain:
-                if isinstance(options, PretractorOptions):
+                if isinstance(options, NightlyOptions):
+                    results.extend(_nightly(settings, options))
+                elif isinstance(options, PretractorOptions):
                     from lsdr.flows.pretractor import pretractor
 
                     results.extend(
@@ -348,6 +358,73 @@ def _publish_gate(release_dir: Path, dry_run: bool) -> None:
         return
     print(f"lsdr: {reason}", file=sys.stderr)
     raise SystemExit(EXIT_UNIT_FAILURES)
+
+
+def _release_has_run(release_dir: Path) -> None:
+    """Refuse an increment on a release that never ran (exit 2), before anything starts."""
+    from lsdr.state_cli import existing_ledger
+    from lsdr.survey.core.errors import UsageError
+
+    check_release_dir(release_dir)
+    ledger = existing_ledger(release_dir, read_only=True)
+    if ledger is None or ledger.chain_options("release") is None:
+        raise UsageError(
+            f"--release-dir {release_dir}: no release has run here: run 'lsdr run release' "
+            "first (the increment repeats it on the new images)"
+        )
+
+
+def _nightly(settings: Any, options: NightlyOptions) -> list[PhaseResult]:
+    """Run the increment; print its images, bricks and summary; its release phases' results."""
+    from lsdr.flows.nightly import nightly
+
+    outcome = nightly(
+        release_dir=str(settings.release_dir),
+        options=options,
+        settings=settings.model_dump(mode="json", exclude={"release_dir"}),
+    )
+    since = outcome.watermark or "the release"
+    console.print(
+        f"nightly: {outcome.status}: {len(outcome.images)} images arrived since {since}",
+        soft_wrap=True,
+        highlight=False,
+        markup=False,
+    )
+    for image in outcome.images:
+        bricks = ", ".join(image.bricks) or "no brick"
+        why = f" ({image.reason})" if image.reason else ""
+        console.print(
+            f"  {image.state} {image.image} [{image.why}]: {bricks}{why}",
+            soft_wrap=True,
+            highlight=False,
+            markup=False,
+        )
+    if outcome.status != "dry-run":
+        redone = ", ".join(outcome.bricks_redone) or "none"
+        console.print(f"bricks redone: {redone}", soft_wrap=True, highlight=False, markup=False)
+        console.print(
+            f"nightly summary: {outcome.summary}", soft_wrap=True, highlight=False, markup=False
+        )
+    return outcome.phases
+
+
+@run_app.command("nightly")
+def run_nightly(
+    release_dir: ReleaseDir,
+    dry_run: Annotated[
+        bool | None,
+        typer.Option("--dry-run/--no-dry-run", help=flag_help(NightlyOptions, "dry_run")),
+    ] = None,
+    workers: Workers = None,
+    threads: Threads = None,
+    verbose: Verbose = False,
+) -> None:
+    """The nightly increment: the CP images that arrived since the last one, and what they touch.
+
+    Repeats the release as it last ran (its region, grid and products) on only what the new
+    images change; a night without new images runs nothing (docs/nightly.md).
+    """
+    _run("nightly", locals())
 
 
 @run_app.command("release")

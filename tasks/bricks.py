@@ -29,4 +29,5 @@ def bricks_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     region = RaDecBox(*box) if box else None
     bricks = bricks_for_ccds(read_survey_ccds(layout, kept_only=True), region)
     path = write_brick_list(layout, bricks)
-    return UnitOutput((path,), {"bricks": len(bricks)})
+    # The region is recorded with the list: the nightly increment keeps the release's region.
+    return UnitOutput((path,), {"bricks": len(bricks), "region": box})

@@ -64,6 +64,7 @@ CASES: dict[str, tuple[list[str], dict[str, Any]]] = {
          "zeropoints": {"run_calibs": False}, "merge": {"cut": False},
          "bricks": {"region": [180, 181, 32, 33]}, "depth_cut": True},
     ),
+    "nightly": (["--dry-run"], {"dry_run": True}),
     "release": (
         ["--region", "cookbook", "-W", "900", "-H", "900", "--pixscale", "0.524",
          "--destination", "/srv/dr"],

@@ -351,3 +351,54 @@ def test_rerun_with_the_same_configuration_writes_nothing(tmp_path: Path):
     first.images[0].write_bytes(first.images[0].read_bytes())  # same bytes, new mtime
     assert not simulate_survey(tmp_path, config).reused
     assert not simulate_survey(tmp_path, small_config(binning=8, seed=5)).reused
+
+
+def test_extra_visits_over_a_sub_region(survey: ReleaseLayout, tmp_path: Path):
+    """Repeat visits of a pointing: own names and exposure numbers, only the CCDs on the box.
+
+    Their CCDs join the truth table; a box no CCD of the pointing falls on is refused; a visit
+    moved to another boresight says so in its header.
+    """
+    import shutil
+
+    from astropy.coordinates import SkyCoord
+
+    from lsdr.survey.simulate.simulator import add_exposure
+
+    root = Path(shutil.copytree(survey.root, tmp_path / "copy"))
+    layout = ReleaseLayout(root)
+    rows = truth_ccds(layout)
+    mosaic = rows[(rows["camera"] == "mosaic") & ~rows["superseded"]]
+    like = str(mosaic["image_filename"][0]).strip()
+    with fits.open(layout.image(like)) as hdus:
+        first = hdus[1]
+        h, w = first.data.shape
+        ra, dec = WCS(first.header).all_pix2world([w / 2], [h / 2], 1)
+        all_ccds = {hdu.name for hdu in hdus[1:]}
+    box = grid.RaDecBox(ra[0] - 0.01, ra[0] + 0.01, dec[0] - 0.01, dec[0] + 0.01)
+    config = small_config()
+    new = [add_exposure(root, like, config=config, visit=v, over=box) for v in (1, 2)]
+    assert len(set(new)) == 2 and all(p.exists() for p in new)
+    expnums = set()
+    for path in new:
+        with fits.open(path) as hdus:
+            expnums.add(int(hdus[0].header["EXPNUM"]))
+            ccds = {hdu.name for hdu in hdus[1:]}
+            assert ccds and ccds <= all_ccds
+            for hdu in hdus[1:]:
+                hh, ww = hdu.data.shape
+                xs, ys = np.meshgrid(np.linspace(1, ww, 9), np.linspace(1, hh, 9))
+                r, d = WCS(hdu.header).all_pix2world(xs.ravel(), ys.ravel(), 1)
+                on = (r >= box.ra_min) & (r <= box.ra_max) & (d >= box.dec_min) & (d <= box.dec_max)
+                assert on.any(), (path.name, hdu.name)
+    assert len(expnums) == 2 and not expnums & {int(e) for e in rows["expnum"]}
+    after = truth_ccds(layout)
+    assert len(after) == len(rows) + sum(len(fitsio.FITS(str(p))) - 1 for p in new)
+    with pytest.raises(UsageError, match="no CCD"):
+        add_exposure(root, like, config=config, visit=3, over=grid.RaDecBox(10, 11, 10, 11))
+    moved = add_exposure(root, like, config=config, visit=4, at=(ra[0], dec[0]))
+    with fits.open(moved) as hdus:
+        h2 = hdus[0].header
+        assert int(h2["EXPNUM"]) not in expnums
+        centre = SkyCoord(h2["RA"], h2["DEC"], unit=("hourangle", "deg"))
+        assert abs(centre.ra.deg - ra[0]) < 1e-3 and abs(centre.dec.deg - dec[0]) < 1e-3

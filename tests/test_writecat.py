@@ -166,12 +166,16 @@ def test_write_is_deterministic(layout: ReleaseLayout, geom: BrickGeometry, tmp_
 
 
 def test_checksums_pass_sha256sum(layout: ReleaseLayout, geom: BrickGeometry):
-    """The checksum file covers tractor, tractor-i, coadd and metrics; sha256sum -c passes."""
+    """The checksum file covers tractor, tractor-i, coadd and metrics; sha256sum -c passes.
+
+    Temporary files and a bright-neighbour backup left from an earlier pass are not listed.
+    """
     coadd = layout.coadd(BRICK, "image", "g")
     coadd.parent.mkdir(parents=True)
     coadd.write_bytes(b"image")
     layout.coadd_jpeg(BRICK, "image").write_bytes(b"jpeg")
     (coadd.parent / "tmp-123-legacysurvey-1102p240-model-g.fits.fz").write_bytes(b"partial")
+    layout.coadd_maskbits_orig(BRICK).write_bytes(b"a bright-neighbour backup of a run before")
     blobs = layout.metrics(BRICK, "blobs")
     blobs.parent.mkdir(parents=True)
     blobs.write_bytes(b"blobs")

@@ -470,6 +470,11 @@ class ReleaseLayout:
         return self.state_dir / "release-summary.md"
 
     @property
+    def nightly_summary(self) -> Path:
+        """``state/nightly-summary.md``: what the last nightly increment found and redid."""
+        return self.state_dir / "nightly-summary.md"
+
+    @property
     def config_file(self) -> Path:
         """``lsdr.yaml``: the release's own settings file."""
         return self.root / "lsdr.yaml"

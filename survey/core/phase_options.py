@@ -323,6 +323,23 @@ class ReleaseOptions(PhaseOptions):
     )
 
 
+class NightlyOptions(PhaseOptions):
+    """``nightly``: the increment: the CP images that arrived since the last one, and only them.
+
+    The increment repeats the release as it last ran (its grid, its region as the bricks phase
+    recorded it, its products; ``docs/nightly.md``); these fields say how far to go, not what to
+    make, so that an increment can never make a release other than a whole rerun would.
+    Images whose units failed stay pending and are tried again by the next increment.
+    """
+
+    phase: ClassVar[str] = "nightly"
+    dry_run: bool = Field(
+        default=False,
+        description="List the images that arrived and the bricks their CCDs' footprints touch "
+        "(from the images' headers, before any cut); run nothing, record nothing.",
+    )
+
+
 PHASE_OPTIONS: dict[str, type[PhaseOptions]] = {
     model.phase: model
     for model in (
@@ -342,6 +359,7 @@ PHASE_OPTIONS: dict[str, type[PhaseOptions]] = {
         PublishOptions,
         PretractorOptions,
         ReleaseOptions,
+        NightlyOptions,
     )
 }
 """Each phase's (and chain's) options model by the phase's name."""

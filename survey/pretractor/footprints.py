@@ -45,12 +45,17 @@ def find_cp_images(images_dir: Path) -> list[Path]:
 
 def footprints_from_images(images_dir: Path) -> CcdFootprints:
     """Read the TAN WCS of every CCD HDU of every CP image under ``images_dir``."""
+    return footprints_of_images(find_cp_images(images_dir), images_dir)
+
+
+def footprints_of_images(paths: list[Path], images_dir: Path) -> CcdFootprints:
+    """Read the TAN WCS of every CCD HDU of these CP images (names relative to ``images_dir``)."""
     import fitsio
 
     names: list[str] = []
     ccds: list[str] = []
     wcs: list[list[float]] = []
-    for path in find_cp_images(images_dir):
+    for path in paths:
         try:
             with fitsio.FITS(str(path)) as fits:
                 for hdu in fits[1:]:

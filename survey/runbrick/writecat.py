@@ -24,7 +24,7 @@ from scipy.spatial import cKDTree
 from lsdr.survey.core.errors import InputFileError, UsageError
 from lsdr.survey.core.fileio import atomic_path, sha256_file, write_text_atomic
 from lsdr.survey.core.layout import ReleaseLayout, checked_brick
-from lsdr.survey.posttractor.releasefiles import CHECKSUM_SUFFIX
+from lsdr.survey.posttractor.releasefiles import BACKUP_GLOBS, CHECKSUM_SUFFIX
 from lsdr.survey.runbrick import tractorschema as ts
 from lsdr.survey.runbrick.types import BrickGeometry
 
@@ -453,7 +453,10 @@ def brick_products(layout: ReleaseLayout, brick: str) -> list[Path]:
     The tractor and tractor-i catalogues, every file in ``coadd/<bri>/<brick>/`` and the
     brick's files in ``metrics/<bri>/`` (``*-<brick>.*``); never temporary (``tmp-``) files,
     checksum files (the package phase's listing of the coadd directory lives in it: listing it
-    would make a rerun's checksums differ from the first run's), logs, pickles or checkpoints.
+    would make a rerun's checksums differ from the first run's), the bright-neighbour step's
+    backups (``…-maskbits-orig.fits.fz``: left from an earlier pass when the brick runs again,
+    they would make a rerun's listing differ from a fresh release's), logs, pickles or
+    checkpoints.
     """
     b = checked_brick(brick)
     found: list[Path] = []
@@ -466,7 +469,13 @@ def brick_products(layout: ReleaseLayout, brick: str) -> list[Path]:
     metrics = layout.metrics_dir(b)
     if metrics.is_dir():
         found.extend(p for p in metrics.iterdir() if p.is_file() and f"-{b}." in p.name)
-    keep = [p for p in found if not p.name.startswith("tmp-") and p.suffix != CHECKSUM_SUFFIX]
+    keep = [
+        p
+        for p in found
+        if not p.name.startswith("tmp-")
+        and p.suffix != CHECKSUM_SUFFIX
+        and not any(p.match(g) for g in BACKUP_GLOBS)
+    ]
     return sorted(keep, key=lambda p: p.relative_to(layout.root).as_posix())
 
 

@@ -95,7 +95,7 @@ def ccd_wcs(
     return TanWcs(ra, dec, crpix1, crpix2, cd[0, 0], cd[0, 1], cd[1, 0], cd[1, 1])
 
 
-def _ccd_on_sky(wcs: TanWcs, width: int, height: int, cov: Coverage) -> bool:
+def ccd_on_sky(wcs: TanWcs, width: int, height: int, cov: Coverage) -> bool:
     """Whether a CCD overlaps the coverage box (tested on a grid of its pixels)."""
     xs, ys = np.meshgrid(np.linspace(1, width, 9), np.linspace(1, height, 9))
     ra, dec = wcs.pixel_to_radec(xs.ravel(), ys.ravel())
@@ -173,7 +173,7 @@ def _plan_one(
     ccds = tuple(
         c.name
         for c in camera.ccds
-        if _ccd_on_sky(
+        if ccd_on_sky(
             ccd_wcs(camera, c.name, config.binning, ra, dec, rotation),
             camera.ccd_width // config.binning,
             camera.ccd_height // config.binning,

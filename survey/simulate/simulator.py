@@ -13,6 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lsdr import __version__
+from lsdr.survey.core.bricks import RaDecBox
 from lsdr.survey.core.cameras import get_camera
 from lsdr.survey.core.errors import UsageError
 from lsdr.survey.core.fileio import atomic_path, write_text_atomic
@@ -22,9 +23,15 @@ from lsdr.survey.posttractor.external_standins import write_standins
 from lsdr.survey.simulate.ccds import TRUTH_CCD_DTYPE, CcdImage, render_ccd
 from lsdr.survey.simulate.config import SimulationConfig
 from lsdr.survey.simulate.cpfiles import write_planes
-from lsdr.survey.simulate.exposures import ExposurePlan, plan_exposures, superseded
+from lsdr.survey.simulate.exposures import (
+    ExposurePlan,
+    ccd_on_sky,
+    ccd_wcs,
+    plan_exposures,
+    superseded,
+)
 from lsdr.survey.simulate.gaia import make_gaia
-from lsdr.survey.simulate.truth import TRUTH_DTYPE, coverage_for, make_truth
+from lsdr.survey.simulate.truth import TRUTH_DTYPE, Coverage, coverage_for, make_truth
 
 GENERATOR_VERSION = f"{__version__}+sim4"
 """Recorded with a simulated survey; a survey made by another generator is made again (bump the
@@ -188,7 +195,14 @@ def simulate_survey(root: Path, config: SimulationConfig | None = None) -> Simul
 
 
 def add_exposure(
-    root: Path, like: str, *, days: int = 1, config: SimulationConfig | None = None
+    root: Path,
+    like: str,
+    *,
+    days: int = 1,
+    config: SimulationConfig | None = None,
+    visit: int = 1,
+    over: RaDecBox | None = None,
+    at: tuple[float, float] | None = None,
 ) -> Path:
     """Simulate one more exposure of a survey already on disk; return its image's path.
 
@@ -196,6 +210,13 @@ def add_exposure(
     (relative to ``images/``), ``days`` nights later, with a new exposure number and new noise;
     its CCDs are appended to ``truth/truth-ccds.fits``.  ``config``: the survey's (default: the
     demo's).  What a nightly increment finds, for tests and benchmarks of reruns.
+
+    ``visit`` (1, 2, …) tells apart several visits of one pointing on one night: each is
+    ``visit - 1`` minutes later, with an exposure number of its own.  ``over``: a sub-region;
+    only the template's CCDs that fall on it are written (as the survey writes only the CCDs on
+    its sky), so the new exposure covers just that part of the survey.  The sources are the
+    survey's own truth catalogue either way.  ``at``: another boresight (RA, Dec) for the
+    visit, so that surveys of other extents can be given exposures with the same CCD WCS.
     """
     import dataclasses
 
@@ -208,18 +229,37 @@ def add_exposure(
     if like not in plans:
         raise UsageError(f"{like}: not an exposure of this simulated survey")
     template = plans[like]
-    utc = template.utc + dt.timedelta(days=days)
+    if visit < 1 or visit > 999:
+        raise UsageError(f"visit {visit} must be between 1 and 999")
+    utc = template.utc + dt.timedelta(days=days, minutes=visit - 1)
     camera = get_camera(template.camera)
     night = (utc - dt.timedelta(hours=19)).date()
     if camera.expnum_in_header:
-        expnum = template.expnum + 1  # simulated numbers are 3 mod 7: never taken
+        # Simulated numbers are 3 mod 7: +1, +8, +15, … are never taken by the survey.
+        expnum = template.expnum + 1 + 7 * (visit - 1)
         dtacqnam = f"/data/observer/{camera.prefix}.{expnum}.fits"
     else:
         frame = (utc - dt.datetime(1858, 11, 17, tzinfo=dt.UTC)).days - 50_000
-        dtacqnam = f"/descache/bass/{night.strftime('%Y%m%d')}/d{frame}.9999.fits"
-        expnum = int(f"{frame}9999")
+        number = f"{10_000 - visit:04d}"  # the survey's run from 0001: 9999, 9998, … are free
+        dtacqnam = f"/descache/bass/{night.strftime('%Y%m%d')}/d{frame}.{number}.fits"
+        expnum = int(f"{frame}{number}")
+    if at is not None:
+        # Elsewhere, any of the camera's CCDs may fall on the sky (or on ``over``).
+        every = tuple(c.name for c in get_camera(template.camera).ccds)
+        template = dataclasses.replace(template, ra_bore=at[0] % 360.0, dec_bore=at[1], ccds=every)
+        if over is None:
+            cov = coverage_for(config)
+            over = RaDecBox(cov.ra_min, cov.ra_max, cov.dec_min, cov.dec_max)
+    written = template.ccds if over is None else _ccds_over(template, config.binning, over)
+    if not written:
+        raise UsageError(f"{like}: no CCD of this exposure falls on {over}")
     plan = dataclasses.replace(
-        template, expnum=expnum, utc=utc, dtacqnam=dtacqnam, seed=(template.seed + 7919) % 2**31
+        template,
+        expnum=expnum,
+        utc=utc,
+        dtacqnam=dtacqnam,
+        ccds=written,
+        seed=(template.seed + 7919 * visit) % 2**31,
     )
     # fitsio reads the S3 type column back as str: the renderer compares bytes.
     truth = np.asarray(fitsio.read(str(layout.truth_catalog), ext=1)).astype(TRUTH_DTYPE)
@@ -229,3 +269,20 @@ def add_exposure(
     with atomic_path(layout.truth_ccds) as tmp:
         fitsio.write(str(tmp), ccds, clobber=True, extname="TRUTH_CCDS")
     return layout.image(plan.image_relpath())
+
+
+def _ccds_over(plan: ExposurePlan, binning: int, box: RaDecBox) -> tuple[str, ...]:
+    """The exposure's CCDs that overlap the box (tested on a grid of their pixels)."""
+    camera = get_camera(plan.camera)
+    width, height = camera.ccd_width // binning, camera.ccd_height // binning
+    cov = Coverage(box.ra_min, box.ra_max, box.dec_min, box.dec_max)
+    return tuple(
+        c
+        for c in plan.ccds
+        if ccd_on_sky(
+            ccd_wcs(camera, c, binning, plan.ra_bore, plan.dec_bore, plan.rotation),
+            width,
+            height,
+            cov,
+        )
+    )
