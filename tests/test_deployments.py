@@ -39,6 +39,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # the shared demo, m
 
 REPO = Path(__file__).resolve().parents[1]
 TERMINAL = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
+NIGHTLY_TIMEZONE = "America/Phoenix"
+"""Kitt Peak's time (Mosaic, 90Prime): the nightly's timezone as a team would set it."""
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,8 @@ def deployed(demo_release: DemoRun, tmp_path_factory: pytest.TempPathFactory) ->
     """A copy of the demo release with its server, worker and deployments up (down at the end)."""
     root = copy_release(demo_release.out, tmp_path_factory.mktemp("deployed") / "release")
     try:
-        url = server_up(root, "--cluster", "local")
+        env = {**os.environ, "LSDR_NIGHTLY_TIMEZONE": NIGHTLY_TIMEZONE}
+        url = server_up(root, "--cluster", "local", env=env)
         yield Deployed(ReleaseLayout(root), url)
     finally:
         server_down(root)
@@ -172,9 +175,11 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server_with_the_phase_form(
         assert form["additionalProperties"] is False, name
         for field, info in model.model_fields.items():
             assert form["properties"][field].get("description") == info.description, (name, field)
-    nightly = found.get("nightly")
-    if nightly is not None:
-        assert wanted["nightly"]["schedules"], "nightly has no schedule in prefect.yaml"
+    # nightly at 02:00 in the timezone the server was brought up with (the observatory's).
+    [schedule] = found["nightly"]["schedules"]
+    assert schedule["schedule"]["cron"] == "0 2 * * *"
+    assert schedule["schedule"]["timezone"] == NIGHTLY_TIMEZONE
+    assert schedule["active"] is True
 
 
 def test_each_deployment_runs_from_a_rest_call_and_finds_the_release_done(
@@ -185,8 +190,8 @@ def test_each_deployment_runs_from_a_rest_call_and_finds_the_release_done(
     destination = tmp_path / "published"
     runs = []
     for name, deployment_id in ids.items():
-        if name in ("nightly", "reprocess-region"):
-            continue  # their own tests trigger them, with their own parameters
+        if name == "reprocess-region":
+            continue  # its own tests trigger it, with their own parameters
         parameters = {"settings": {"n_workers": 1}, **demo_options(name)}
         if name == "publish":
             parameters["options"] = {"destination": str(destination)}
@@ -198,6 +203,7 @@ def test_each_deployment_runs_from_a_rest_call_and_finds_the_release_done(
     states = {r["name"]: (r["state"]["type"], r["state"].get("message")) for r in finished.values()}
     assert all(s == "COMPLETED" for s, _ in states.values()), states
     bricks = deployed.layout.brick_list.read_text().split()
+    assert "No new images" in deployed.layout.nightly_summary.read_text()
     summary = deployed.layout.release_summary.read_text()
     assert f"| tractor | 0 | {len(bricks)} | 0 |" in summary, summary
     # Equal to the demo's, but for the depth cut's tables: the demo never runs that phase.
