@@ -342,11 +342,15 @@ def test_cli_up_rejects_sync_database_url(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_cli_up_status_url_down(tmp_path: Path) -> None:
-    """``up`` prints the URL and its export line; ``status``/``url`` find it; ``down`` stops it."""
+    """``up --no-worker`` prints the URL and its export line; ``status``/``url`` find it; ``down``.
+
+    The server alone: the worker and the deployments ``up`` adds by default are
+    ``tests/test_deployments.py``'s.
+    """
     runner = CliRunner()
     release = ["--release-dir", str(tmp_path)]
     try:
-        up = runner.invoke(app, ["up", *release])
+        up = runner.invoke(app, ["up", *release, "--no-worker"])
         assert up.exit_code == 0, up.output
         info = server_status(tmp_path / "state")
         assert info is not None
