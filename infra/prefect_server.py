@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from lsdr.infra.errors import ServerError
-from lsdr.infra.processes import alive_reaping, terminate_group
+from lsdr.infra.processes import alive_reaping, start_detached, terminate_group
 from lsdr.survey.core.errors import UsageError
 from lsdr.survey.core.fileio import write_text_atomic
 from lsdr.survey.core.layout import StateLayout
@@ -103,18 +103,14 @@ def server_environment(
 ) -> dict[str, str]:
     """Every ``PREFECT_*`` setting the server process gets; the one place they live.
 
-    The caller's own ``PREFECT_*`` variables are not inherited (see :func:`_base_environment`),
+    The caller's own ``PREFECT_*`` variables are not inherited (see :func:`caller_environment`),
     so a stray ``PREFECT_API_URL`` or profile cannot change what the server is; only the basic
     authentication string (:data:`AUTH_ENV`), which a server bound beyond loopback requires.
     """
     state_dir = Path(state_dir).absolute()
     state = StateLayout(state_dir)
+    check_exposure(host)
     auth = {AUTH_ENV: os.environ[AUTH_ENV]} if os.environ.get(AUTH_ENV) else {}
-    if host not in LOOPBACK and not auth:
-        raise UsageError(
-            f"refusing to expose the Prefect server on {host} without authentication: export "
-            f"{AUTH_ENV}=user:password (from your secret store), or leave out --host"
-        )
     return {
         **auth,
         "PREFECT_HOME": str(state.prefect_home),
@@ -140,6 +136,20 @@ def server_environment(
     }
 
 
+def check_exposure(host: str) -> None:
+    """A ``host`` beyond loopback needs :data:`AUTH_ENV` in the environment: else one line."""
+    if host not in LOOPBACK and not os.environ.get(AUTH_ENV):
+        raise UsageError(
+            f"refusing to expose the Prefect server on {host} without authentication: export "
+            f"{AUTH_ENV}=user:password (from your secret store), or leave out --host"
+        )
+
+
+def client_auth() -> str | None:
+    """The ``user:password`` a client sends: :data:`CLIENT_AUTH_ENV`, else the server's own."""
+    return os.environ.get(CLIENT_AUTH_ENV) or os.environ.get(AUTH_ENV) or None
+
+
 def client_environment(info: ServerInfo) -> dict[str, str]:
     """What flow processes and Dask workers need to report to this server.
 
@@ -148,7 +158,7 @@ def client_environment(info: ServerInfo) -> dict[str, str]:
     storage (``$PREFECT_HOME/storage``) is in the release, shared by all nodes.
     """
     state = StateLayout(info.log.parent)
-    auth = os.environ.get(CLIENT_AUTH_ENV) or os.environ.get(AUTH_ENV)
+    auth = client_auth()
     return {
         **({CLIENT_AUTH_ENV: auth} if auth else {}),
         "PREFECT_API_URL": info.url,
@@ -178,7 +188,7 @@ def is_healthy(url: str, timeout: float = 2.0) -> bool:
     without them) is an answer too: the server is up.
     """
     request = urllib.request.Request(f"{url}/health")
-    auth = os.environ.get(CLIENT_AUTH_ENV) or os.environ.get(AUTH_ENV)
+    auth = client_auth()
     if auth:
         token = base64.b64encode(auth.encode()).decode()
         request.add_header("Authorization", f"Basic {token}")
@@ -225,7 +235,7 @@ def start_server(
     state_dir = Path(state_dir).absolute()
     if database_url is not None:
         _check_database_url(database_url)
-    server_environment(state_dir, port=0, database_url=database_url, host=host)  # refusals first
+    check_exposure(host)
     state_dir.mkdir(parents=True, exist_ok=True)
     with _locked(state_dir):
         info = _read_record(state_dir)
@@ -283,7 +293,7 @@ class _PortTakenError(Exception):
     """The server exited at start because its port was taken (a race with free_port)."""
 
 
-def _base_environment() -> dict[str, str]:
+def caller_environment() -> dict[str, str]:
     """The caller's environment without its ``PREFECT_*`` variables."""
     return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
 
@@ -305,26 +315,19 @@ def _server_command(port: int, host: str = HOST) -> list[str]:
 def _launch(
     state_dir: Path, port: int, database_url: str | None, timeout: float, host: str = HOST
 ) -> ServerInfo:
-    env = _base_environment()
+    env = caller_environment()
     env.update(server_environment(state_dir, port=port, database_url=database_url, host=host))
     StateLayout(state_dir).prefect_home.mkdir(exist_ok=True)
     log = StateLayout(state_dir).server_log
-    with log.open("ab") as stream:
-        offset = stream.tell()
-        stream.write(f"\n=== lsdr: starting Prefect server on {api_url(port)} ===\n".encode())
-        stream.flush()
-        # cwd is the state directory, so a .env or prefect.toml in the caller's working
-        # directory cannot change the server's settings.
-        process = subprocess.Popen(
-            _server_command(port, host),
-            cwd=state_dir,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+    # cwd is the state directory, so a .env or prefect.toml in the caller's working directory
+    # cannot change the server's settings.
+    process, offset = start_detached(
+        _server_command(port, host),
+        cwd=state_dir,
+        env=env,
+        log=log,
+        banner=f"starting Prefect server on {api_url(port)}",
+    )
     info = ServerInfo(
         url=api_url(port),
         pid=process.pid,

@@ -13,7 +13,6 @@ The worker's record (``state/worker.json``) is what ``down`` stops, its output
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -22,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from lsdr.infra.errors import ServerError
-from lsdr.infra.prefect_server import ServerInfo, client_environment
-from lsdr.infra.processes import alive_reaping, terminate_group
+from lsdr.infra.prefect_server import ServerInfo, caller_environment, client_environment
+from lsdr.infra.processes import alive_reaping, start_detached, terminate_group
 from lsdr.survey.core.errors import UsageError
 from lsdr.survey.core.fileio import write_text_atomic
 from lsdr.survey.core.layout import StateLayout
@@ -60,10 +59,8 @@ class WorkerInfo:
 
 def worker_environment(info: ServerInfo, extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The worker's environment: the caller's, the server's client settings, the fast poll."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-    if "PREFECT_API_AUTH_STRING" in os.environ:
-        env["PREFECT_API_AUTH_STRING"] = os.environ["PREFECT_API_AUTH_STRING"]
-    env.update(client_environment(info))
+    env = caller_environment()
+    env.update(client_environment(info))  # with the credentials, when the server needs them
     env["PREFECT_WORKER_QUERY_SECONDS"] = str(POLL_SECONDS)
     env["PREFECT_CLIENT_MAX_RETRIES"] = str(CLIENT_RETRIES)
     env["LSDR_REPO_DIR"] = str(REPO_DIR)
@@ -108,22 +105,16 @@ def start_worker(
     env = worker_environment(server, extra_env)
     prefect(["work-pool", "create", WORK_POOL, "--type", "process", "--overwrite"], env)
     state = StateLayout(state_dir)
-    with state.worker_log.open("ab") as stream:
-        stream.write(f"\n=== lsdr: worker on pool {WORK_POOL} of {server.url} ===\n".encode())
-        stream.flush()
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-m", "prefect", "worker", "start"),
-                *("--pool", WORK_POOL, "--limit", str(limit)),
-            ],
-            cwd=REPO_DIR,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=stream,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            close_fds=True,
-        )
+    process, _ = start_detached(
+        [
+            *(sys.executable, "-m", "prefect", "worker", "start"),
+            *("--pool", WORK_POOL, "--limit", str(limit)),
+        ],
+        cwd=REPO_DIR,
+        env=env,
+        log=state.worker_log,
+        banner=f"worker on pool {WORK_POOL} of {server.url}",
+    )
     info = WorkerInfo(process.pid, WORK_POOL, state.worker_log)
     time.sleep(0.5)
     if process.poll() is not None:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -83,3 +85,28 @@ def terminate_group(pid: int, grace: float) -> None:
     deadline = time.monotonic() + 5.0
     while alive_reaping(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
+
+
+def start_detached(
+    argv: Sequence[str], *, cwd: Path, env: Mapping[str, str], log: Path, banner: str
+) -> tuple[subprocess.Popen[bytes], int]:
+    """Start ``argv`` in a session of its own, its output appended to ``log`` after ``banner``.
+
+    The pid is then its process group's (what :func:`terminate_group` stops).  Returns the
+    process and the offset in ``log`` where this start's output begins (for error tails).
+    """
+    with log.open("ab") as stream:
+        offset = stream.tell()
+        stream.write(f"\n=== lsdr: {banner} ===\n".encode())
+        stream.flush()
+        process = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=stream,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            close_fds=True,
+        )
+    return process, offset

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsdr.infra.processes import pid_alive
+from lsdr.infra.slurm.daemons import running_pid, start_daemon, wait_for_pid
 from lsdr.survey.core.errors import UsageError
 
 DB_PORT = 6820
@@ -76,11 +76,7 @@ class Accounting:
 
     def alive(self, daemon: str) -> int | None:
         """The daemon's PID when it runs, else None."""
-        try:
-            pid = int(self.pid_file(daemon).read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-        return pid if pid_alive(pid) else None
+        return running_pid(self.pid_file(daemon))
 
     def slurm_conf_lines(self) -> list[str]:
         """What ``slurm.conf`` needs to send job records to this ``slurmdbd``."""
@@ -100,16 +96,10 @@ class Accounting:
         self._grant(self._password())
         self._write_conf(self._password())
         if self.alive("slurmdbd") is None:
-            program = shutil.which("slurmdbd") or "/usr/sbin/slurmdbd"
-            done = subprocess.run(
-                [program], env=dict(env), capture_output=True, text=True, check=False, timeout=60
+            start_daemon("slurmdbd", env, self._log("slurmdbd"))
+            started["slurmdbd"] = wait_for_pid(
+                "slurmdbd", self.pid_file("slurmdbd"), self._log("slurmdbd"), READY_TIMEOUT_S
             )
-            if done.returncode != 0:
-                raise UsageError(
-                    f"slurmdbd did not start (exit {done.returncode}): "
-                    f"{(done.stderr or done.stdout).strip()[:300]}; see {self._log('slurmdbd')}"
-                )
-            started["slurmdbd"] = self._wait_pid("slurmdbd")
         self._register_cluster(env)
         return started
 
@@ -220,15 +210,6 @@ class Accounting:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         tmp.replace(self.conf)
-
-    def _wait_pid(self, daemon: str) -> int:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        while time.monotonic() < deadline:
-            pid = self.alive(daemon)
-            if pid is not None:
-                return pid
-            time.sleep(0.2)
-        raise UsageError(f"{daemon} started but wrote no PID file; see {self._log(daemon)}")
 
     def _register_cluster(self, env: Mapping[str, str]) -> None:
         """Add the cluster to the database once ``slurmdbd`` answers (fine when it is there)."""

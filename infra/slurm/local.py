@@ -26,6 +26,7 @@ from pathlib import Path
 
 from lsdr.infra.processes import pid_alive
 from lsdr.infra.slurm.accounting import Accounting
+from lsdr.infra.slurm.daemons import running_pid, start_daemon, wait_for_pid
 from lsdr.survey.core.errors import MissingDependencyError, UsageError
 
 DEFAULT_DIR = Path("/var/lib/lsdr/slurm")
@@ -154,8 +155,9 @@ class LocalSlurm:
                 _stop(pid)  # started by lsdr with an older slurm.conf: restart it on this one
                 pid = None
             if pid is None:
-                self._start(daemon, env)
-                started[daemon] = self._wait_pid(daemon)
+                log = self.log_dir / f"{daemon}.log"
+                start_daemon(daemon, env, log)
+                started[daemon] = wait_for_pid(daemon, self.pid_file(daemon), log, 30.0)
         self._write_started(started)
         self._wait_idle(env)
         return self.status()
@@ -208,26 +210,6 @@ class LocalSlurm:
         tmp.replace(self.conf)
         return True
 
-    def _start(self, daemon: str, env: Mapping[str, str]) -> None:
-        program = shutil.which(daemon, path=env.get("PATH")) or f"/usr/sbin/{daemon}"
-        done = subprocess.run(
-            [program], env=dict(env), capture_output=True, text=True, check=False, timeout=60
-        )
-        if done.returncode != 0:
-            raise UsageError(
-                f"{daemon} did not start (exit {done.returncode}): "
-                f"{(done.stderr or done.stdout).strip()[:300]}; see {self.log_dir}/{daemon}.log"
-            )
-
-    def _wait_pid(self, daemon: str, timeout: float = 30.0) -> int:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pid = self._alive(daemon)
-            if pid is not None:
-                return pid
-            time.sleep(0.2)
-        raise UsageError(f"{daemon} started but wrote no PID file; see {self.log_dir}/{daemon}.log")
-
     def _wait_idle(self, env: Mapping[str, str]) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
         state = None
@@ -274,12 +256,7 @@ class LocalSlurm:
 
     # -- records ------------------------------------------------------------------------------
     def _alive(self, daemon: str) -> int | None:
-        path = self.pid_file(daemon)
-        try:
-            pid = int(path.read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return None
-        return pid if pid_alive(pid) else None
+        return running_pid(self.pid_file(daemon))
 
     def _started(self) -> dict[str, int]:
         try:
