@@ -15,18 +15,15 @@ Run: ``.venv/bin/python bench/bench_nightly.py [--counts 1,10,100] [--surveys fi
 from __future__ import annotations
 
 import argparse
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 
+from ledger_runs import as_text, attempts, lsdr, started_by_phase
 from report import emit
 
 from lsdr.survey.core import bricks as grid
-from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.simulate.config import PassSpec, SimulationConfig
 
 FIXED = grid.RaDecBox(180.1, 180.9, 32.49, 32.51)
@@ -49,31 +46,6 @@ def config(region: grid.RaDecBox) -> SimulationConfig:
     return SimulationConfig(
         region=region, passes=passes, star_density=8000.0, galaxy_density=1500.0, reprocessed=0
     )
-
-
-def lsdr(*args: str) -> float:
-    """Run one ``lsdr`` command; its wall time (it must succeed)."""
-    t0 = time.perf_counter()
-    done = subprocess.run(
-        [sys.executable, "-m", "lsdr", *args], capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise SystemExit(
-            f"lsdr {' '.join(args)} failed:\n{done.stdout[-2000:]}{done.stderr[-2000:]}"
-        )
-    return time.perf_counter() - t0
-
-
-def attempts(root: Path) -> dict[tuple[str, str], int]:
-    """Starts of every unit, from the ledger."""
-    with sqlite3.connect(ReleaseLayout(root).ledger_db) as db:
-        return {(p, k): a for p, k, a in db.execute("SELECT phase, key, attempts FROM units")}
-
-
-def started(before: dict[tuple[str, str], int], after: dict[tuple[str, str], int]) -> str:
-    """``phase:count`` of the units started between two ledger readings."""
-    counts = Counter(unit[0] for unit, n in after.items() if n > before.get(unit, 0))
-    return " ".join(f"{phase}:{n}" for phase, n in counts.items()) or "-"
 
 
 def template(region: grid.RaDecBox) -> str:
@@ -121,7 +93,7 @@ def survey(
             before = attempts(root)
             seconds = lsdr("run", "nightly", "--release-dir", str(root), "--workers", "2")
             report[f"{name}_{n}_new_s"] = seconds
-            report[f"{name}_{n}_new_started"] = started(before, attempts(root))
+            report[f"{name}_{n}_new_started"] = as_text(started_by_phase(before, attempts(root)))
             print(f"{name}: {n} new: {seconds:.1f} s", file=sys.stderr, flush=True)
     finally:
         lsdr("server", "down", "--release-dir", str(root))  # the server the runs started
