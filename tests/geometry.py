@@ -6,7 +6,10 @@ Used to check ``bricks touching`` against a computation that shares nothing with
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+from astropy.io import fits as afits
 from astropy.wcs import WCS
 
 from lsdr.survey.core import bricks as grid
@@ -66,3 +69,25 @@ def independent_touching(corners_ra: np.ndarray, corners_dec: np.ndarray) -> set
             if clip_area(np.stack([x, y], axis=1), 0.5, grid.BRICK_SIZE_PIX + 0.5) > 1e-6:
                 pairs.add((i, brick.brickid))
     return pairs
+
+
+def image_bricks(image: Path, ccdnames: set[str] | None = None) -> set[str]:
+    """The bricks a CP image's CCDs overlap (only ``ccdnames`` when given), by astropy.
+
+    Corners at each HDU's pixel edges through its own WCS, then :func:`independent_touching`.
+    """
+    ras, decs = [], []
+    with afits.open(image) as hdus:
+        for hdu in hdus[1:]:
+            if ccdnames is not None and hdu.name not in ccdnames:
+                continue
+            h, w = hdu.data.shape
+            x = np.array([0.5, w + 0.5, w + 0.5, 0.5])
+            y = np.array([0.5, 0.5, h + 0.5, h + 0.5])
+            ra, dec = WCS(hdu.header).all_pix2world(x, y, 1)
+            ras.append(ra)
+            decs.append(dec)
+    if not ras:
+        return set()
+    ids = {b for _, b in independent_touching(np.array(ras), np.array(decs))}
+    return {grid.brick_by_id(i).brickname for i in ids}

@@ -17,10 +17,8 @@ from pathlib import Path
 import fitsio
 import numpy as np
 import pytest
-from astropy.io import fits as afits
-from astropy.wcs import WCS
 from demo_release import lsdr
-from geometry import independent_touching
+from geometry import image_bricks
 from release_values import compare_releases
 
 from lsdr.flows.nightly import nightly
@@ -253,17 +251,7 @@ def started(
 
 def header_touched(root: Path, image: str, listed: set[str]) -> set[str]:
     """The listed bricks an image's CCDs overlap: astropy WCS of its HDUs, independent geometry."""
-    ras, decs = [], []
-    with afits.open(root / "images" / image) as hdus:
-        for hdu in hdus[1:]:
-            h, w = hdu.data.shape
-            x = np.array([0.5, w + 0.5, w + 0.5, 0.5])
-            y = np.array([0.5, 0.5, h + 0.5, h + 0.5])
-            ra, dec = WCS(hdu.header).all_pix2world(x, y, 1)
-            ras.append(ra)
-            decs.append(dec)
-    ids = {b for _, b in independent_touching(np.array(ras), np.array(decs))}
-    return {grid.brick_by_id(i).brickname for i in ids} & listed
+    return image_bricks(root / "images" / image) & listed
 
 
 def next_to(brick: str, others: set[str]) -> bool:

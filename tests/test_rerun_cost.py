@@ -15,14 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import fitsio
-import numpy as np
 import pytest
-from astropy.io import fits as afits
-from astropy.wcs import WCS
 from demo_release import DemoRun, copy_release, lsdr
-from geometry import independent_touching
-
-from lsdr.survey.core import bricks as grid
+from geometry import image_bricks
 
 RELEASE = ("--region", "cookbook", "-W", "1800", "-H", "1800", "--pixscale", "0.524")
 """The demo's own release options (``lsdr demo``: binned 1800² bricks at 0.524″)."""
@@ -73,22 +68,8 @@ def touched_bricks(root: Path, image: str) -> set[str]:
         for name, ccd, cuts in rows:
             if text(name) == image and int(cuts) == 0:
                 kept.add(text(ccd))
-    ras, decs = [], []
-    with afits.open(root / "images" / image) as hdus:
-        for hdu in hdus[1:]:
-            if hdu.name not in kept:
-                continue
-            h, w = hdu.data.shape
-            x = np.array([0.5, w + 0.5, w + 0.5, 0.5])
-            y = np.array([0.5, 0.5, h + 0.5, h + 0.5])
-            ra, dec = WCS(hdu.header).all_pix2world(x, y, 1)
-            ras.append(ra)
-            decs.append(dec)
-    if not ras:
-        return set()
-    ids = {b for _, b in independent_touching(np.array(ras), np.array(decs))}
     listed = set((root / "bricks.txt").read_text().split())
-    return {grid.brick_by_id(i).brickname for i in ids} & listed
+    return image_bricks(root / "images" / image, kept) & listed
 
 
 def text(value: object) -> str:
