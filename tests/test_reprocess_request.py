@@ -239,3 +239,56 @@ def test_lsdr_reprocess_refuses_with_one_line_and_status_2_writing_nothing(
     assert expected in lines[0]
     assert "Traceback" not in done.stderr
     assert not (small_release / "state").exists()
+
+
+# -- the plan: tractor on the region, the rest over the whole release ------------------------
+
+
+def made_with(root: Path, brick: str, width: int) -> None:
+    """A done tractor sidecar for ``brick`` recording the grid it was made with."""
+    from lsdr.survey.core.layout import ReleaseLayout
+    from lsdr.tasks.sidecars import write_sidecar
+    from lsdr.tasks.unit import UnitResult
+
+    grid = (("width", width), ("height", width), ("pixscale", 0.524), ("outliers", True))
+    write_sidecar(
+        ReleaseLayout(root),
+        UnitResult("tractor", brick, "done"),
+        options=(*grid, ("bands", ["g", "r", "z"]), ("keep_checkpoints", False)),
+    )
+
+
+def test_the_plan_runs_tractor_on_the_region_with_the_release_grid(small_release: Path) -> None:
+    """Tractor: the region's bricks, made as the release made them; the rest: every brick."""
+    from lsdr.infra.settings import load_settings
+    from lsdr.survey.core.layout import ReleaseLayout
+    from lsdr.survey.core.phase_options import (
+        BrightneighborsOptions,
+        PackageOptions,
+        SummaryOptions,
+        SweepsOptions,
+        TractorOptions,
+    )
+    from lsdr.tasks.reprocess import plan_reprocess
+
+    made_with(small_release, "1804p325", 1800)
+    settings = load_settings(small_release)
+    request = ReprocessRequest(bricks=["1804p325", "1807p325"], force=True)
+    plan = plan_reprocess(ReleaseLayout(small_release), request, settings)
+    options = dict(plan.phases)
+    assert plan.bricks == ["1804p325", "1807p325"]
+    assert options["tractor"] == TractorOptions(
+        bricks=plan.bricks, force=plan.bricks, width=1800, height=1800, pixscale=0.524
+    )
+    assert options["brightneighbors"] == BrightneighborsOptions(force=plan.bricks)
+    assert options["package"] == PackageOptions(force=plan.bricks)
+    assert options["summary"] == SummaryOptions()
+    assert options["sweeps"] == SweepsOptions()
+    unforced = plan_reprocess(
+        ReleaseLayout(small_release), request.model_copy(update={"force": False}), settings
+    )
+    assert dict(unforced.phases)["tractor"].force == []  # type: ignore[attr-defined]
+
+    made_with(small_release, "1807p325", 3600)
+    with pytest.raises(UsageError, match="1804p325 and 1807p325 were made with other tractor"):
+        plan_reprocess(ReleaseLayout(small_release), request, settings)
