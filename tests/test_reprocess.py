@@ -173,6 +173,7 @@ def test_two_overlapping_forced_requests_at_once_never_run_a_unit_twice_at_a_tim
         assert run.returncode == 0, console[-3000:]
 
     holds = lock_holds(release, since)
+    assert ("tractor", shared) in holds, sorted(holds)
     brick_runs = holds[("tractor", shared)]
     assert len(brick_runs) == 2 and len({run for _, _, run in brick_runs}) == 2, brick_runs
     for unit, held in holds.items():
