@@ -32,10 +32,10 @@ def execute_unit(
 ) -> UnitResult:
     """Run one unit unless its sidecar says it is done; never raises for a unit's failure.
 
-    A unit with the ``force`` flag runs even when done: a forced rerun, so recorded in its
-    sidecar (``forced``) and as its ledger message.
     The inputs are fingerprinted before the unit runs (reusing the planner's digests of
-    unchanged files), and those digests are what its sidecar records as read.
+    unchanged files), and those digests are what its sidecar records as read.  A unit with the
+    ``force`` flag runs even when done: a forced rerun, recorded as one in its sidecar
+    (``forced``) and as its ledger message.
     """
     settled = settle(layout, unit, engine_version)
     done = (
