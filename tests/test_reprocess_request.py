@@ -292,3 +292,25 @@ def test_the_plan_runs_tractor_on_the_region_with_the_release_grid(small_release
     made_with(small_release, "1807p325", 3600)
     with pytest.raises(UsageError, match="1804p325 and 1807p325 were made with other tractor"):
         plan_reprocess(ReleaseLayout(small_release), request, settings)
+
+
+def test_the_plan_repeats_the_options_the_release_last_ran_with(small_release: Path) -> None:
+    """The ledger's record of the last release run (grid, bands, sweep version) comes first."""
+    from lsdr.flows.settings import ledger_for
+    from lsdr.infra.settings import load_settings
+    from lsdr.survey.core.layout import ReleaseLayout
+    from lsdr.survey.core.phase_options import ReleaseOptions
+    from lsdr.tasks.reprocess import plan_reprocess
+
+    made_with(small_release, "1804p325", 3600)  # a later brick's sidecar does not override it
+    settings = load_settings(small_release)
+    ran = ReleaseOptions.model_validate(
+        {"tractor": {"width": 1800, "height": 1800, "pixscale": 0.524},
+         "depth": {"bands": ["g", "r"]}, "sweeps": {"version": "9.1"}}
+    )  # fmt: skip
+    ledger_for(settings).record_chain_options("release", ran.model_dump_json())
+    request = ReprocessRequest(bricks=["1804p325"])
+    options = dict(plan_reprocess(ReleaseLayout(small_release), request, settings).phases)
+    assert options["tractor"] == ran.tractor.model_copy(update={"bricks": ["1804p325"]})
+    assert options["depth"] == ran.depth
+    assert options["sweeps"] == ran.sweeps
