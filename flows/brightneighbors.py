@@ -22,12 +22,11 @@ def brightneighbors(
     settings: dict[str, Any] | None = None,
 ) -> BrightneighborsResult:
     """Update each brick's maskbits image and catalogue from its neighbours (originals kept)."""
+    o = options or BrightneighborsOptions()
     s = settings_for(release_dir, settings)
-    names, left_out = release_bricks(
-        s, (options or BrightneighborsOptions()).bricks, "brightneighbors"
-    )
+    names, left_out = release_bricks(s, o.bricks, "brightneighbors")
     units = plan_brightneighbors(ReleaseLayout(s.release_dir), names)
-    report = run_units("brightneighbors", brightneighbors_unit, units, s)
+    report = run_units("brightneighbors", brightneighbors_unit, units, s, force=o.force)
     changed = sum(int(r.summary.get("pixels_changed", 0)) for r in report.results)
     return phase_summary(
         report,

@@ -30,6 +30,7 @@ def depth(
         ("depth", depth_unit, plan_depth(layout, names, o.bands)),
         ("depth-merge", depth_merge_unit, lambda parts: plan_depth_merge(layout, parts)),
         s,
+        force=o.force,
     )
     return combined_summary(
         "depth",

@@ -33,10 +33,11 @@ def package(
     A brick whose files do not match its checksum file fails (science) and is left out of the
     release's checksum files; the others go on.
     """
+    o = options or PackageOptions()
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    names, left_out = release_bricks(s, (options or PackageOptions()).bricks, "package")
-    verified = run_units("verify", verify_unit, plan_verify(layout, names), s)
+    names, left_out = release_bricks(s, o.bricks, "package")
+    verified = run_units("verify", verify_unit, plan_verify(layout, names), s, force=o.force)
     good = [r.key for r in verified.results if r.state != "failed"]
     reports = [verified]
     # The log tarballs first: the release checksum files list them.

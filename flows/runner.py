@@ -10,7 +10,7 @@ result is a :class:`~lsdr.flows.report.PhaseReport`.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import nullcontext
 from functools import partial
 from typing import Any
@@ -26,7 +26,7 @@ from lsdr.infra.settings import Settings
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.engines.registry import engine_config
 from lsdr.tasks.sidecars import settle
-from lsdr.tasks.unit import Unit, UnitOutput, UnitResult, engine_version, on_engine
+from lsdr.tasks.unit import FORCE, Unit, UnitOutput, UnitResult, engine_version, on_engine
 
 log = logging.getLogger("lsdr.flows")
 
@@ -39,6 +39,7 @@ def run_units(
     *,
     on_timeout: TimeoutPolicy | None = None,
     batch_size: int | None = None,
+    force: Collection[str] = (),
 ) -> PhaseReport:
     """Run a phase's units through the current flow's task runner; return every result.
 
@@ -47,7 +48,8 @@ def run_units(
     ``--bail-out``); without one a timeout is a recorded failure.  ``batch_size`` fixes the
     units per Prefect task (bricks: 1, each brick its own task) instead of
     :func:`batch_size_for`.  Units with a memory estimate ask their worker for that much of
-    its ``MEMORY_MB`` resource.
+    its ``MEMORY_MB`` resource.  Units whose key is in ``force`` run even when done (or failed
+    before with the same inputs): a forced rerun, recorded as one in sidecar and ledger.
     """
     from dask.base import annotate
     from prefect.futures import as_completed
@@ -63,9 +65,12 @@ def run_units(
 
     results: dict[str, UnitResult] = {}
     todo: list[Unit] = []
+    forced = set(force)
     for unit in units:
         settled = settle(layout, unit, version)
-        if settled.result is None:
+        if unit.key in forced:
+            todo.append(settled.unit.with_flag(FORCE, True))
+        elif settled.result is None:
             todo.append(settled.unit)
         else:
             results[unit.key] = settled.result
@@ -153,14 +158,16 @@ def run_then_merge(
         Callable[[list[UnitResult]], list[Unit]],
     ],
     settings: Settings,
+    force: Collection[str] = (),
 ) -> list[PhaseReport]:
     """Run a phase's partial units, then its merge unit over the partials that finished.
 
     ``parts`` is (phase, unit function, units); ``merge`` is (phase, unit function, planner
-    taking the finished partial units).  No merge when no partial finished.
+    taking the finished partial units).  No merge when no partial finished.  ``force``: keys
+    of partial units to rerun even when done; the merge reruns when what it reads changed.
     """
     phase, fn, units = parts
-    first = run_units(phase, fn, units, settings)
+    first = run_units(phase, fn, units, settings, force=force)
     partials = [r for r in first.results if r.state != "failed"]
     if not partials:
         return [first]

@@ -30,8 +30,8 @@ def tractor(
     The options are :class:`TractorOptions`: past ``fit_budget_s`` seconds of fitting a brick
     saves its checkpoint and is rerun with ``--bail-out`` (its unfit blobs flagged BAILOUT);
     ``outliers`` False skips the cross-exposure outlier masking (legacypipe's
-    ``--no-outliers``).  Each brick is its own Prefect task, placed on a worker with room for
-    its memory estimate.
+    ``--no-outliers``); ``force`` bricks run even when done.  Each brick is its own Prefect
+    task, placed on a worker with room for its memory estimate.
     """
     from lsdr.survey.pretractor.bricklist import read_brick_list
 
@@ -59,7 +59,13 @@ def tractor(
     # is a small one, so workers finish together (longest-processing-time-first scheduling).
     units = [*bad_list, *sorted(units, key=lambda u: -u.memory_mb)]
     report = run_units(
-        "tractor", tractor_unit, units, s, on_timeout=bail_out_after_timeout, batch_size=1
+        "tractor",
+        tractor_unit,
+        units,
+        s,
+        on_timeout=bail_out_after_timeout,
+        batch_size=1,
+        force=o.force,
     )
     empty = [r.key for r in report.results if r.summary.get("status") == "nothing-to-do"]
     for brick in empty:

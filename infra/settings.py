@@ -280,6 +280,12 @@ class Settings(BaseSettings):
     progress: bool = Field(
         True, description="A live progress table on a terminal (else a line per finished phase)."
     )
+    reprocess_max_bricks: int = Field(
+        1000,
+        ge=1,
+        description="Most bricks a reprocess-region request may cover unless it sets "
+        "allow_large (docs/reprocess.md).",
+    )
 
     @field_validator("release_dir")
     @classmethod

@@ -19,6 +19,7 @@ from lsdr import __version__
 from lsdr.cli_options import Verbose
 from lsdr.helptext import tidy
 from lsdr.infra.errors import InfraError
+from lsdr.reprocess_cli import reprocess
 from lsdr.run_cli import run_app
 from lsdr.runbrick_cli import runbrick
 from lsdr.server_cli import app as server_app
@@ -70,6 +71,10 @@ app.add_typer(
 app.command(
     epilog="Example: lsdr status --release-dir demo-release --phase tractor",
 )(status)
+app.command(
+    epilog="Example: lsdr reprocess --release-dir demo-release --bricks 1804p325,1807p325 "
+    "--force (those bricks redone, and what reads them).",
+)(reprocess)
 app.command()(retry)
 app.command()(recover)
 app.command(

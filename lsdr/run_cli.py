@@ -9,6 +9,7 @@ reports the phases' results with the exit status (:mod:`lsdr.run_report`).
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -51,6 +52,7 @@ from lsdr.survey.core.phase_options import (
     SweepsOptions,
     TractorOptions,
 )
+from lsdr.survey.core.reprocess_request import ReprocessRequest
 
 if TYPE_CHECKING:
     from lsdr.flows.report import PhaseResult
@@ -91,13 +93,13 @@ def _run(phase: str, flags: dict[str, Any]) -> None:
         engine=flags.get("engine"),
         launcher=flags.get("launcher"),
     )
-    _execute(release_dir, overrides, [(phase, options)], verbose=bool(flags.get("verbose")))
+    execute(release_dir, overrides, [(phase, options)], verbose=bool(flags.get("verbose")))
 
 
-def _execute(
+def execute(
     release_dir: Path,
     overrides: dict[str, Any],
-    chain: list[tuple[str, PhaseOptions]],
+    chain: Sequence[tuple[str, PhaseOptions | ReprocessRequest]],
     verbose: bool = False,
 ) -> None:
     """Connect, open one cluster, run the phases, print the outcome, exit with its code.
@@ -165,6 +167,22 @@ def _execute(
                     results.extend(outcome.phases)
                     console.print(
                         f"release summary: {outcome.summary}", soft_wrap=True, highlight=False
+                    )
+                elif isinstance(options, ReprocessRequest):
+                    from lsdr.flows.reprocess import reprocess_region
+
+                    done = reprocess_region(
+                        release_dir=str(settings.release_dir),
+                        request=options,
+                        settings=settings.model_dump(mode="json", exclude={"release_dir"}),
+                        dask_address=address,
+                    )
+                    results.extend(done.phases)
+                    console.print(
+                        f"reprocessed {done.region}: {len(done.bricks)} bricks "
+                        f"({', '.join(done.bricks[:8])}{' …' if len(done.bricks) > 8 else ''})",
+                        soft_wrap=True,
+                        highlight=False,
                     )
                 else:
                     results.append(run_phase(name, settings, address, options))

@@ -1,9 +1,10 @@
 """The one Prefect task every phase uses: run a batch of units on a Dask worker.
 
 A Prefect task costs ~0.1-0.2 s on Dask (``research/prefect-measurements.md``), so a task is a
-batch of units, never a single CCD.  The worker records the batch's start and end in the
-ledger (two transactions) and each unit's provenance sidecar; a unit's failure is a result,
-not an exception, so one bad image never takes its batch down.
+batch of units, never a single CCD.  The worker holds the batch's unit locks while it runs them
+(``tasks/locks.py``: two runs of a release never run one unit at once), records the batch's
+start and end in the ledger (two transactions) and each unit's provenance sidecar; a unit's
+failure is a result, not an exception, so one bad image never takes its batch down.
 """
 
 from __future__ import annotations
@@ -19,7 +20,9 @@ from prefect import task
 from lsdr.infra.ledger import Ledger
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.execute import execute_unit
-from lsdr.tasks.unit import Unit, UnitOutput, UnitResult
+from lsdr.tasks.locks import OnWait, unit_locks
+from lsdr.tasks.sidecars import done_result
+from lsdr.tasks.unit import FORCE, Unit, UnitOutput, UnitResult
 
 
 def run_batch_now(
@@ -29,19 +32,39 @@ def run_batch_now(
     ledger_url: str,
     engine_version: str,
     memory_limit_mb: int | None = None,
+    on_wait: OnWait | None = None,
 ) -> list[UnitResult]:
-    """Run units one after the other here, recording start and end in the ledger."""
+    """Run units one after the other here, holding their locks, recording them in the ledger.
+
+    The units' locks (``tasks/locks.py``) are taken before the ledger records their start, so
+    a unit another run is running is waited for, not counted as a lost start.  A unit that had
+    to wait is checked again once its lock is free: the other run may have done it (it is then
+    cached here), unless it is forced.
+    """
     if not units:
         return []
     layout = ReleaseLayout(Path(release_dir))
     ledger = Ledger(ledger_url)
     phase = units[0].phase
-    ledger.start(phase, [u.key for u in units], threads=units[0].threads)
-    results = [
-        execute_unit(fn, layout, u, engine_version, memory_limit_mb=memory_limit_mb) for u in units
-    ]
-    ledger.finish(phase, [r.ledger_finish() for r in results])
-    return results
+    with unit_locks(layout, units, on_wait) as waited:
+        found: dict[str, UnitResult] = {}
+        for unit in units:
+            if unit.key in waited and not unit.flag(FORCE, False):
+                done = done_result(layout, unit, engine_version)
+                if done is not None:
+                    found[unit.key] = done
+        if found:
+            ledger.mark_cached(phase, [r.ledger_finish() for r in found.values()])
+        todo = [u for u in units if u.key not in found]
+        if todo:
+            ledger.start(phase, [u.key for u in todo], threads=todo[0].threads)
+            ran = [
+                execute_unit(fn, layout, u, engine_version, memory_limit_mb=memory_limit_mb)
+                for u in todo
+            ]
+            ledger.finish(phase, [r.ledger_finish() for r in ran])
+            found.update((r.key, r) for r in ran)
+    return [found[u.key] for u in units]
 
 
 @task(name="run-units", task_run_name="{units[0].phase}-batch-{batch_number}")
@@ -72,7 +95,13 @@ def run_batch(
 
     for unit in units:
         say(f"unit {unit.phase} {unit.key}: start on {where}")
-    results = run_batch_now(fn, units, release_dir, ledger_url, engine_version, memory_limit_mb)
+
+    def waiting(unit: Unit, holder: str) -> None:
+        logger.warning("unit %s %s: waiting for its lock, held by %s", unit.phase, unit.key, holder)
+
+    results = run_batch_now(
+        fn, units, release_dir, ledger_url, engine_version, memory_limit_mb, on_wait=waiting
+    )
     for r in results:
         say(f"unit {r.phase} {r.key}: {r.state}{_why(r)}")
     return results

@@ -1,4 +1,4 @@
-"""Running one unit: skip it when done, else run it in its sandbox and record how it ended.
+"""Running one unit: skip it when done (unless forced), else run it in its sandbox and record it.
 
 A unit's failure is a result (classified, ``tasks/failures.py``), never an exception, and every
 finished unit leaves its provenance sidecar (``tasks/sidecars.py``).  No Prefect here.
@@ -18,8 +18,8 @@ from lsdr.survey.engines.base import Outcome
 from lsdr.tasks.failures import classify, one_line
 from lsdr.tasks.fingerprints import identity, input_digests
 from lsdr.tasks.sandbox import memory_limit, peak_rss_mb
-from lsdr.tasks.sidecars import settle, write_sidecar
-from lsdr.tasks.unit import Unit, UnitOutput, UnitResult
+from lsdr.tasks.sidecars import FORCED_RERUN, settle, write_sidecar
+from lsdr.tasks.unit import FORCE, Unit, UnitOutput, UnitResult
 
 
 def execute_unit(
@@ -33,17 +33,27 @@ def execute_unit(
     """Run one unit unless its sidecar says it is done; never raises for a unit's failure.
 
     The inputs are fingerprinted before the unit runs (reusing the planner's digests of
-    unchanged files), and those digests are what its sidecar records as read.
+    unchanged files), and those digests are what its sidecar records as read.  A unit with the
+    ``force`` flag runs even when done: a forced rerun, recorded as one in its sidecar
+    (``forced``) and as its ledger message.
     """
     settled = settle(layout, unit, engine_version)
-    if settled.result is not None and settled.result.state == "cached":
-        return settled.result
+    done = (
+        settled.result if settled.result is not None and settled.result.state == "cached" else None
+    )
+    forced = done is not None and bool(unit.flag(FORCE, False))
+    if done is not None and not forced:
+        return done
     digests = input_digests(settled.unit, engine_version, root=layout.root)
+    start_time = time.time()
     provenance: dict[str, Any] = {
         "unit_identity": identity(unit, engine_version, layout.root),
         "inputs": digests.records,
         "engine": unit.engine,
         "engine_version": engine_version,
+        "options": unit.options,
+        "started": start_time,
+        "forced": forced,
     }
     failed = partial(
         UnitResult, phase=unit.phase, key=unit.key, state="failed", fingerprint=digests.fingerprint
@@ -84,6 +94,7 @@ def execute_unit(
         fingerprint=digests.fingerprint,
         wall_s=time.monotonic() - start,
         peak_mem_mb=peak_rss_mb(),
+        message=FORCED_RERUN if forced else None,
         outputs=tuple(str(p) for p in output.paths),
         summary=dict(output.summary),
         threads=unit.threads,

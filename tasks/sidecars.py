@@ -116,6 +116,8 @@ def settle(layout: ReleaseLayout, unit: Unit, engine_version: str) -> Settled:
 CACHED_UNCHANGED = "inputs and outputs unchanged since the unit ran"
 CACHED_SAME_BYTES = "files touched since the unit ran, but their contents are the same"
 """Why a unit was found done (the reason shown in Prefect and the summary)."""
+FORCED_RERUN = "forced rerun: recomputed on request although it was done"
+"""The message of a done unit that ran only because it was forced (its ledger row's too)."""
 
 
 def _intact_outputs(items: Sequence[Any], root: Path) -> tuple[list[FileDigest], int] | None:
@@ -197,12 +199,18 @@ def write_sidecar(
     inputs: Sequence[FileDigest] = (),
     engine: str = "",
     engine_version: str = "",
+    options: Sequence[tuple[str, Any]] = (),
+    started: float | None = None,
+    forced: bool = False,
 ) -> Path:
     """Record a finished (done or failed) unit's provenance, atomically.
 
     ``inputs``: the digests of what it read (as fingerprinted before it ran); its outputs are
     hashed here, by the process that wrote them, with their fresh stamps trusted.  ``engine``:
-    the engine that ran it (its reference) and that engine's version.
+    the engine that ran it (its reference) and that engine's version.  ``options``: the
+    unit's options (what its products depend on: a brick's grid), kept so a later run can
+    ask what a unit was made with; ``started``: when it started (``finished`` is now);
+    ``forced``: it ran, although done, because it was forced.
     """
     outputs, _ = digest_files(result.outputs, CONTENT, trusted=True)
     doc = {
@@ -222,8 +230,11 @@ def write_sidecar(
         "inputs": [d.as_list(layout.root) for d in inputs],
         "outputs": [d.as_list(layout.root) for d in outputs],
         "summary": dict(result.summary),
+        "options": {name: value for name, value in options},
+        "forced": forced,
         "host": socket.gethostname(),
         "pid": os.getpid(),
+        "started": started,
         "finished": time.time(),
     }
     if traceback_text:

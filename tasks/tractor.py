@@ -324,3 +324,46 @@ def tractor_unit(layout: ReleaseLayout, unit: Unit) -> UnitOutput:
     if not unit.option("keep_checkpoints", False):
         checkpoint.unlink(missing_ok=True)
     return replace(output, summary={"status": BRICK_STATUS[output.outcome], **output.summary})
+
+
+TRACTOR_OPTION_FIELDS = (
+    "width",
+    "height",
+    "pixscale",
+    "zoom",
+    "bail_out",
+    "keep_checkpoints",
+    "outliers",
+)
+"""The tractor unit options that are :class:`TractorOptions` fields (what a brick was made with)."""
+
+
+def recorded_options(layout: ReleaseLayout, bricks: Sequence[str]) -> dict[str, Any] | None:
+    """The :class:`TractorOptions` fields the bricks' tractor units last ran with, or None.
+
+    From their provenance sidecars (``options``), so that a brick redone later is made as the
+    release made it (the demo's 1800² grid, not the default 3600²).  Bricks whose sidecar
+    records no options (none yet, or written before sidecars kept them) say nothing; None when
+    none says anything.  Two bricks made with other options are a :class:`UsageError`.
+    """
+    from lsdr.survey.core.errors import UsageError
+    from lsdr.tasks.sidecars import read_sidecar, sidecar_path
+
+    found: dict[str, dict[str, Any]] = {}
+    for brick in bricks:
+        data = read_sidecar(sidecar_path(layout, "tractor", brick))
+        options = data.get("options") if data is not None else None
+        if isinstance(options, dict) and options:
+            fields = {k: options[k] for k in TRACTOR_OPTION_FIELDS if k in options}
+            fields.setdefault("bail_out", False)
+            found[brick] = fields
+    if not found:
+        return None
+    (first, chosen), *others = found.items()
+    for brick, fields in others:
+        if fields != chosen:
+            raise UsageError(
+                f"bricks {first} and {brick} were made with other tractor options "
+                f"({chosen} and {fields}): reprocess them separately"
+            )
+    return chosen

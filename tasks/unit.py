@@ -90,6 +90,8 @@ class Unit:
 
 PLAN_ERROR = "plan_error"
 """The execution flag of a unit whose planner could not read one of its input files."""
+FORCE = "force"
+"""The execution flag of a unit to run even when its sidecar says done (a forced rerun)."""
 
 
 class UnitFunction(Protocol):

@@ -492,6 +492,10 @@ class ReleaseLayout:
         """``state/provenance/<phase>/<digest>.json``: one unit's provenance sidecar."""
         return self.provenance_dir / phase / f"{digest}.json"
 
+    def unit_lock(self, phase: str, digest: str) -> Path:
+        """``state/locks/<phase>/<digest>.lock``: the lock a unit's runner holds while it runs."""
+        return self.state_dir / "locks" / phase / f"{digest}.lock"
+
     def provenance_records(self) -> list[Path]:
         """Every provenance sidecar, sorted (none before anything has run)."""
         return sorted(self.provenance_dir.glob("*/*.json"))

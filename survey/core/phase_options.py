@@ -85,6 +85,28 @@ class BrickSelection(PhaseOptions):
         return None if names is None else [checked_brick(name) for name in names]
 
 
+class BrickUnitsSelection(BrickSelection):
+    """Options of a phase with a unit per brick: which bricks, and which to recompute anyway.
+
+    ``force`` names bricks whose own units run even when their sidecars say done (a forced
+    rerun, recorded as such); units that read several bricks (a merge, a sweep box, a summary
+    chunk) are not forced: they rerun when what they read changed.
+    """
+
+    force: list[str] = Field(
+        default_factory=list,
+        description="Recompute these bricks' units even when they are done (a forced rerun).",
+    )
+
+    @field_validator("force")
+    @classmethod
+    def _forced_on_grid(cls, names: list[str]) -> list[str]:
+        """Each a brick of the grid, never a path."""
+        from lsdr.survey.core.layout import checked_brick
+
+        return [checked_brick(name) for name in names]
+
+
 class DiscoverOptions(PhaseOptions):
     """``discover``: which cameras and nights of CP images go into the image list."""
 
@@ -168,7 +190,7 @@ class DepthcutOptions(PhaseOptions):
     phase: ClassVar[str] = "depthcut"
 
 
-class TractorOptions(BrickSelection):
+class TractorOptions(BrickUnitsSelection):
     """``tractor``: runbrick on each brick; the grid and the runbrick flags lsdr passes on."""
 
     phase: ClassVar[str] = "tractor"
@@ -215,13 +237,13 @@ class TractorOptions(BrickSelection):
         return self
 
 
-class BrightneighborsOptions(BrickSelection):
+class BrightneighborsOptions(BrickUnitsSelection):
     """``brightneighbors``: neighbouring bricks' bright stars in each brick's maskbits."""
 
     phase: ClassVar[str] = "brightneighbors"
 
 
-class DepthOptions(BrickSelection):
+class DepthOptions(BrickUnitsSelection):
     """``depth``: the release's depth histogram from the bricks' depth maps."""
 
     phase: ClassVar[str] = "depth"
@@ -272,7 +294,7 @@ class ExternalOptions(BrickSelection):
         return check_match_radius(radius)
 
 
-class PackageOptions(BrickSelection):
+class PackageOptions(BrickUnitsSelection):
     """``package``: brick checksums verified, the release's checksum files, the log tarballs."""
 
     phase: ClassVar[str] = "package"
