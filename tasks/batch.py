@@ -9,6 +9,7 @@ failure is a result, not an exception, so one bad image never takes its batch do
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -88,8 +89,8 @@ def run_batch(
     job = os.environ.get("SLURM_JOB_ID")
     where = f"{socket.gethostname()} pid {os.getpid()}" + (f" (SLURM job {job})" if job else "")
 
-    def say(line: str) -> None:
-        logger.info(line)
+    def say(line: str, level: int = logging.INFO) -> None:
+        logger.log(level, line)
         if job:
             print(line, file=sys.stderr, flush=True)
 
@@ -97,7 +98,8 @@ def run_batch(
         say(f"unit {unit.phase} {unit.key}: start on {where}")
 
     def waiting(unit: Unit, holder: str) -> None:
-        logger.warning("unit %s %s: waiting for its lock, held by %s", unit.phase, unit.key, holder)
+        line = f"unit {unit.phase} {unit.key}: waiting for its lock, held by {holder}"
+        say(line, logging.WARNING)
 
     results = run_batch_now(
         fn, units, release_dir, ledger_url, engine_version, memory_limit_mb, on_wait=waiting
