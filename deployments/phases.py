@@ -6,7 +6,13 @@ reads the release's settings (its ``lsdr.yaml``, the environment, the run's ``se
 the profile's Dask cluster (``local``, ``local-slurm``, a NERSC site) and runs the phase on it as
 a sub-flow.  The parameters are the phase's options model (``survey/core/phase_options.py``),
 so the UI's form shows its typed, documented fields with their defaults, and the server refuses
-a wrong type when the run is created.  Flow names are ``run-<phase>``, as ``lsdr run <phase>``.
+a wrong type when the run is created.  Flow names are ``run-<phase>``, as ``lsdr run <phase>``;
+``run-release`` and ``run-pretractor`` run those chains the same way.
+
+The options a run is given are laid over the ones the release last ran with, field by field
+(:func:`lsdr.tasks.recorded.deployed_options`): a click with the form's defaults, or a REST call
+naming only ``bricks``, makes the release's bricks on the release's own grid, not on the
+model's default one.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ from typing import Any
 
 from prefect import flow
 
-from lsdr.flows.report import PhaseResult
+from lsdr.flows.report import PhaseResult, ReleaseResult
 from lsdr.survey.core.phase_options import (
     BricksOptions,
     BrightneighborsOptions,
@@ -27,7 +33,9 @@ from lsdr.survey.core.phase_options import (
     MergeOptions,
     PackageOptions,
     PhaseOptions,
+    PretractorOptions,
     PublishOptions,
+    ReleaseOptions,
     SummaryOptions,
     SweepsOptions,
     TractorOptions,
@@ -41,17 +49,53 @@ Settings = dict[str, Any] | None
 def run_deployed(
     phase: str, release_dir: str, options: PhaseOptions | None, settings: Settings
 ) -> PhaseResult:
-    """Run ``phase`` with ``options`` on a cluster of the release's settings, then close it."""
+    """Run ``phase`` with ``options`` (over the release's record) on a cluster of its settings."""
+    from lsdr.flows.phases import run_phase
+    from lsdr.infra.cluster import dask_cluster
+
+    s, chosen = _prepared(phase, release_dir, options, settings)
+    with dask_cluster(s) as address:
+        return run_phase(phase, s, address, chosen)
+
+
+def _prepared(
+    phase: str, release_dir: str, options: PhaseOptions | None, settings: Settings
+) -> tuple[Any, Any]:
+    """The run's settings and its options laid over the release's record (read only)."""
     from pathlib import Path
 
-    from lsdr.flows.phases import run_phase
     from lsdr.flows.settings import settings_for
-    from lsdr.infra.cluster import dask_cluster
-    from lsdr.survey.core.layout import check_release_dir
+    from lsdr.survey.core.layout import ReleaseLayout, check_release_dir
+    from lsdr.tasks.recorded import deployed_options
 
     s = settings_for(str(check_release_dir(Path(release_dir)).root), settings)
-    with dask_cluster(s) as address:
-        return run_phase(phase, s, address, options)
+    return s, deployed_options(phase, ReleaseLayout(s.release_dir), s, options)
+
+
+@flow(name="run-release")
+def run_release(
+    release_dir: str, options: ReleaseOptions | None = None, settings: Settings = None
+) -> ReleaseResult:
+    """``release``: every phase in order; the options over the ones the release last ran with."""
+    from lsdr.flows.release import release
+
+    s, chosen = _prepared("release", release_dir, options, settings)
+    overrides = s.model_dump(mode="json", exclude={"release_dir"})
+    result: ReleaseResult = release.fn(str(s.release_dir), chosen, overrides)
+    return result
+
+
+@flow(name="run-pretractor")
+def run_pretractor(
+    release_dir: str, options: PretractorOptions | None = None, settings: Settings = None
+) -> list[PhaseResult]:
+    """``pretractor``: discover … bricks (and the depth cut when asked), on one cluster."""
+    from lsdr.flows.pretractor import pretractor
+
+    s, chosen = _prepared("pretractor", release_dir, options, settings)
+    overrides = s.model_dump(mode="json", exclude={"release_dir"})
+    result: list[PhaseResult] = pretractor.fn(str(s.release_dir), chosen, overrides)
+    return result
 
 
 @flow(name="run-discover")

@@ -27,7 +27,7 @@ from lsdr.flows.settings import ledger_for, settings_for
 from lsdr.infra.ledger import INCREMENT_SUCCEEDED, Ledger
 from lsdr.survey.core.errors import UsageError
 from lsdr.survey.core.layout import ReleaseLayout
-from lsdr.survey.core.phase_options import BricksOptions, NightlyOptions, ReleaseOptions
+from lsdr.survey.core.phase_options import NightlyOptions, ReleaseOptions
 from lsdr.tasks import nightly as plan
 
 log = logging.getLogger("lsdr.flows")
@@ -128,27 +128,16 @@ def nightly(
 
 
 def release_options(ledger: Ledger, layout: ReleaseLayout) -> ReleaseOptions:
-    """The release as it last ran (the ledger's record), in the region its brick list was made for.
+    """The release as it last ran (:func:`lsdr.tasks.recorded.release_record`), or a UsageError."""
+    from lsdr.tasks.recorded import release_record
 
-    The region is the bricks phase's own record (its sidecar's summary) when it has one: the
-    brick list never grows past it.  Never published: publishing stays its own decision.
-    """
-    from lsdr.tasks.sidecars import read_sidecar, sidecar_path
-
-    recorded = ledger.chain_options("release")
-    if recorded is None:
+    options = release_record(ledger, layout)
+    if options is None:
         raise UsageError(
             f"{layout.root}: no release has run here (the ledger records none): "
             "run 'lsdr run release' first; the increment repeats it"
         )
-    options = ReleaseOptions.model_validate_json(recorded)
-    doc = read_sidecar(sidecar_path(layout, "bricks", "brick-list")) or {}
-    if "region" in doc.get("summary", {}):
-        region = doc["summary"]["region"]
-        bricks = BricksOptions(region=None if region is None else tuple(region))
-        pretractor = options.pretractor.model_copy(update={"bricks": bricks})
-        options = options.model_copy(update={"pretractor": pretractor})
-    return options.model_copy(update={"destination": None, "skip_pretractor": False})
+    return options
 
 
 def _unit_states(ledger: Ledger) -> dict[tuple[str, str], str]:

@@ -105,7 +105,8 @@ def summary_markdown(result: ReprocessResult) -> str:
     lines = [
         f"# Reprocess {result.region}",
         "",
-        f"{len(result.bricks)} bricks: {', '.join(result.bricks)}",
+        f"{len(result.bricks)} brick{'' if len(result.bricks) == 1 else 's'}: "
+        + ", ".join(result.bricks),
         "",
         f"force: {'yes' if result.forced else 'no'}; priority {result.priority} (recorded)",
         "",

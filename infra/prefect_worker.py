@@ -19,6 +19,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from lsdr.infra.errors import ServerError
 from lsdr.infra.prefect_server import ServerInfo, caller_environment, client_environment
@@ -145,7 +146,58 @@ def deploy(
     env["LSDR_RELEASE_DIR"] = str(Path(release_dir).absolute())
     env.setdefault("LSDR_NIGHTLY_CRON", DEFAULT_NIGHTLY_CRON)
     env.setdefault("LSDR_NIGHTLY_TIMEZONE", DEFAULT_NIGHTLY_TIMEZONE)
-    return prefect(["--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE)], env)
+    output = prefect(["--no-prompt", "deploy", "--all", "--prefect-file", str(PREFECT_FILE)], env)
+    close_parameter_schemas(server)
+    return output
+
+
+def close_parameter_schemas(server: ServerInfo) -> int:
+    """Make the server refuse a run with a parameter its flow does not take; how many changed.
+
+    ``prefect deploy`` leaves a deployment's parameter schema open at the top level, so the
+    server accepts an unknown parameter (201) and the run then crashes in the worker with
+    ``Process exited with status code: 1`` (research P7).  With ``additionalProperties: false``
+    the server answers ``create_flow_run`` with 409 naming the parameter, and no run exists.
+    Nested options models are closed already (``extra="forbid"``).
+    """
+    import httpx
+
+    from lsdr.infra.prefect_server import client_auth
+
+    user, _, password = (client_auth() or "").partition(":")
+    credentials = (user, password) if user else None
+    changed = 0
+    with httpx.Client(base_url=server.url, auth=credentials, timeout=60.0) as api:
+        found = _api_call(api, "POST", "/deployments/filter", {"limit": 200})
+        if found.status_code >= 400:
+            raise ServerError(f"listing the deployments failed: HTTP {found.status_code}")
+        for deployment in found.json():
+            schema = dict(deployment["parameter_openapi_schema"] or {})
+            if (
+                deployment["work_pool_name"] != WORK_POOL
+                or schema.get("additionalProperties") is False
+            ):
+                continue
+            schema["additionalProperties"] = False
+            body = {"parameter_openapi_schema": schema}
+            done = _api_call(api, "PATCH", f"/deployments/{deployment['id']}", body)
+            if done.status_code >= 400:
+                raise ServerError(
+                    f"closing the parameters of deployment {deployment['name']} failed: "
+                    f"HTTP {done.status_code} {done.text[:300]}"
+                )
+            changed += 1
+    return changed
+
+
+def _api_call(api: Any, method: str, path: str, body: Any) -> Any:
+    """One REST call, retried while the server answers 503 (its SQLite busy: research P7)."""
+    for attempt in range(CLIENT_RETRIES):
+        response = api.request(method, path, json=body)
+        if response.status_code != 503:
+            break
+        time.sleep(min(2.0**attempt, 10.0))
+    return response
 
 
 def prefect(args: list[str], env: Mapping[str, str], timeout: float = 300.0) -> str:

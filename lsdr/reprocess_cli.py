@@ -4,11 +4,15 @@ The flags become a :class:`~lsdr.survey.core.reprocess_request.ReprocessRequest`
 model a deployment's parameters are validated by, and the request is checked against the
 release (its bricks, the maximum, the settings) before the Prefect server or the cluster
 starts: a refused request is one line naming the flag, exit status 2, nothing written.  Then it
-runs as ``lsdr run`` runs a phase (:func:`lsdr.run_cli.execute`).
+runs as ``lsdr run`` runs a phase (:func:`lsdr.run_cli.execute`), or, when ``lsdr server up``
+runs the release's worker, as a run of the ``reprocess-region`` deployment that the worker picks
+up (:func:`through_deployment`): the same run the UI, ``prefect deployment run`` or a REST call
+would make, watched here until it ends.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -126,6 +130,14 @@ def reprocess(
         int | None,
         typer.Option("--priority", help="Recorded with the run; orders nothing in lsdr."),
     ] = None,
+    deployment: Annotated[
+        bool | None,
+        typer.Option(
+            "--deployment/--no-deployment",
+            help="Run it as a run of the reprocess-region deployment, picked up by the "
+            "release's worker (default: when 'lsdr server up' runs one), or in this process.",
+        ),
+    ] = None,
     workers: Workers = None,
     verbose: Verbose = False,
 ) -> None:
@@ -148,9 +160,86 @@ def reprocess(
     given = {"n_workers": workers, **request.setting_overrides()}
     overrides = {k: v for k, v in given.items() if v is not None}
     check_request(release_dir, request, overrides)
+    worker = release_worker(release_dir)
+    if deployment and worker is None:
+        raise UsageError(
+            f"--deployment: no worker runs for {release_dir}: start one with "
+            f"'lsdr server up --release-dir {release_dir}'"
+        )
+    if worker is not None and deployment is not False:
+        raise typer.Exit(through_deployment(release_dir, request, overrides))
     from lsdr.run_cli import execute
 
     execute(release_dir, overrides, [("reprocess-region", request)], verbose=verbose)
+
+
+DEPLOYMENT = "reprocess-region/reprocess-region"
+"""The deployment ``prefect.yaml`` makes of the flow (``flow name/deployment name``)."""
+
+
+def release_worker(release_dir: Path) -> Any:
+    """The release's running Prefect worker (``lsdr server up``), or None."""
+    from lsdr.infra.prefect_worker import worker_status
+    from lsdr.survey.core.layout import ReleaseLayout
+
+    return worker_status(ReleaseLayout(release_dir).state_dir)
+
+
+def through_deployment(
+    release_dir: Path, request: ReprocessRequest, overrides: dict[str, Any]
+) -> int:
+    """Create a run of the deployment with this request, follow it to its end; exit status.
+
+    0 when the run completed, 1 otherwise (its state's message printed).  The run's summary
+    (its ``reprocess-summary`` artifact) is printed as the UI shows it.
+    """
+    import asyncio
+
+    from lsdr.infra.connect import connect_prefect
+    from lsdr.infra.settings import load_settings
+
+    settings = load_settings(release_dir, **overrides)
+    url = connect_prefect(settings)
+    parameters = {
+        "release_dir": str(settings.release_dir),
+        "request": request.model_dump(mode="json", exclude_defaults=True),
+        "settings": overrides,
+    }
+    return asyncio.run(_follow(url, parameters))
+
+
+async def _follow(url: str, parameters: dict[str, Any]) -> int:
+    """Submit, print the run's page and each new state, then its summary; the exit status."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    ui = url.removesuffix("/api")
+    async with get_client() as client:
+        deployment = await client.read_deployment_by_name(DEPLOYMENT)
+        run = await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+        print(f"flow run {run.name} of deployment {DEPLOYMENT}: {ui}/runs/flow-run/{run.id}")
+        shown = None
+        while True:
+            run = await client.read_flow_run(run.id)
+            state = run.state
+            if state is not None and state.name != shown:
+                shown = state.name
+                print(f"flow run {run.name}: {state.name}", flush=True)
+            if state is not None and state.is_final():
+                break
+            await asyncio.sleep(2)
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run.id]))
+        )
+    for artifact in artifacts:
+        if artifact.key == "reprocess-summary" and isinstance(artifact.data, str):
+            print(artifact.data, end="")
+    if state.is_completed():
+        return 0
+    print(f"lsdr: reprocess-region {state.name}: {state.message}", file=sys.stderr)
+    return 1
 
 
 def check_request(release_dir: Path, request: ReprocessRequest, overrides: dict[str, Any]) -> None:

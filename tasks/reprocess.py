@@ -13,13 +13,9 @@ from typing import Any
 from lsdr.infra.settings import Settings
 from lsdr.survey.core.errors import InputFileError, UsageError
 from lsdr.survey.core.layout import ReleaseLayout
-from lsdr.survey.core.phase_options import (
-    PHASE_OPTIONS,
-    PhaseOptions,
-    ReleaseOptions,
-    TractorOptions,
-)
+from lsdr.survey.core.phase_options import PHASE_OPTIONS, PhaseOptions
 from lsdr.survey.core.reprocess_request import PER_BRICK_PHASES, ReprocessRequest, region_bricks
+from lsdr.tasks.recorded import recorded_release
 
 
 @dataclass(frozen=True)
@@ -35,7 +31,7 @@ def plan_reprocess(
 ) -> ReprocessPlan:
     """The request checked against the release: its bricks and phase options, or a UsageError.
 
-    Each phase runs with the options the release last ran with (:func:`release_options`),
+    Each phase runs with the options the release last ran with (:func:`recorded_release`),
     the tractor phase on the region's bricks.  Reads only (the brick list, the ledger, the
     bricks' tractor sidecars): the CLI calls it before the Prefect server or the cluster
     starts, the flow before any unit.
@@ -48,7 +44,7 @@ def plan_reprocess(
         raise UsageError(f"the release has no usable brick list: {err}") from None
     bricks = region_bricks(request, release_bricks, settings.reprocess_max_bricks)
     force = list(bricks) if request.force else []
-    release = release_options(layout, settings, bricks)
+    release = recorded_release(layout, settings, bricks)
     phases: list[tuple[str, PhaseOptions]] = []
     for name in request.phases:
         update: dict[str, Any] = {"force": force} if name in PER_BRICK_PHASES else {}
@@ -59,21 +55,3 @@ def plan_reprocess(
         )
         phases.append((name, options))
     return ReprocessPlan(bricks, phases)
-
-
-def release_options(layout: ReleaseLayout, settings: Settings, bricks: list[str]) -> ReleaseOptions:
-    """The options the release last ran with, for its phases after the pre-tractor ones.
-
-    The ledger's record of the last ``lsdr run release`` (as the nightly increment repeats
-    it); a release without one (its phases run one by one) gets the tractor options its
-    bricks' sidecars record (:func:`lsdr.tasks.tractor.recorded_options`), else the defaults.
-    """
-    from lsdr.infra.ledger import Ledger, default_url
-    from lsdr.tasks.tractor import recorded_options
-
-    ledger = Ledger.existing(settings.ledger_url or default_url(layout.state_dir))
-    recorded = ledger.chain_options("release") if ledger is not None else None
-    if recorded is not None:
-        return ReleaseOptions.model_validate_json(recorded)
-    grid = recorded_options(layout, bricks) or {}
-    return ReleaseOptions(tractor=TractorOptions(**grid))

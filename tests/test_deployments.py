@@ -10,6 +10,7 @@ an exposed server demands credentials.  ``lsdr server down`` stops what ``up`` s
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import sqlite3
@@ -27,13 +28,15 @@ import pytest
 import yaml
 from demo_release import DemoRun, copy_release, lsdr
 from pg import postgres, postgres_url  # noqa: F401  (fixtures)
+from pydantic import BaseModel
 from release_values import compare_releases
+from reprocess_runs import cheapest_bricks, lock_holds
 
-from lsdr.cli import DEMO_BRICK_PIXSCALE, DEMO_BRICK_WIDTH
 from lsdr.infra.prefect_server import free_port
 from lsdr.infra.processes import pid_alive
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.core.phase_options import NAMED_REGIONS, PHASE_OPTIONS
+from lsdr.survey.core.reprocess_request import ReprocessRequest
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]  # the shared demo, made here if first
 
@@ -112,19 +115,23 @@ def ledger_rows(layout: ReleaseLayout) -> list[tuple[Any, ...]]:
         return sorted(db.execute("SELECT phase, key, state, attempts, updated FROM units"))
 
 
+FORMS: dict[str, tuple[str, type[BaseModel]]] = {"reprocess-region": ("request", ReprocessRequest)}
+"""Deployments whose form is not a phase's ``options``: the parameter and its model."""
+
 DEMO_REGION = list(NAMED_REGIONS["cookbook"])
-DEMO_GRID = {"width": DEMO_BRICK_WIDTH, "height": DEMO_BRICK_WIDTH, "pixscale": DEMO_BRICK_PIXSCALE}
 
 
-def demo_options(deployment: str) -> dict[str, Any]:
-    """The options ``lsdr demo`` ran with, as a deployment's parameters (none: the defaults)."""
-    bricks = {"bricks": {"region": DEMO_REGION}}
+def started_since(before: list[tuple[Any, ...]], after: list[tuple[Any, ...]]) -> set[str]:
+    """``phase key`` of each unit started since ``before`` (its attempts grew; new ones: none).
+
+    A unit new since then (the depth cut's, a phase the demo never ran) is not counted.
+    """
+    attempts = {(phase, key): n for phase, key, _, n, _ in before}
     return {
-        "bricks": {"options": {"region": DEMO_REGION}},
-        "tractor": {"options": DEMO_GRID},
-        "pretractor": {"options": bricks},
-        "release": {"options": {"pretractor": bricks, "tractor": DEMO_GRID}},
-    }.get(deployment, {})
+        f"{phase} {key}"
+        for phase, key, _, n, _ in after
+        if (phase, key) in attempts and n > attempts[(phase, key)]
+    }
 
 
 def deployment_ids(d: Deployed) -> dict[str, str]:
@@ -169,8 +176,10 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server_with_the_phase_form(
         assert d["parameters"] == {"release_dir": str(deployed.layout.root)}, name
         assert d["enforce_parameter_schema"] is True, name
         schema = d["parameter_openapi_schema"]
-        assert {"release_dir", "options", "settings"} <= set(schema["properties"]), name
-        model = PHASE_OPTIONS[name]
+        assert schema["additionalProperties"] is False, name  # an unknown parameter: 409
+        form_field, model = FORMS.get(name, ("options", PHASE_OPTIONS.get(name)))
+        assert model is not None, name
+        assert {"release_dir", form_field, "settings"} <= set(schema["properties"]), name
         form = schema["definitions"][model.__name__]
         assert form["additionalProperties"] is False, name
         for field, info in model.model_fields.items():
@@ -185,14 +194,20 @@ def test_every_deployment_of_prefect_yaml_is_on_the_server_with_the_phase_form(
 def test_each_deployment_runs_from_a_rest_call_and_finds_the_release_done(
     deployed: Deployed, demo_release: DemoRun, tmp_path: Path
 ) -> None:
-    """A ``create_flow_run`` per deployment: all complete, all units found done, products equal."""
+    """A ``create_flow_run`` per deployment, with no options: all complete, all found done.
+
+    No options: each run lays nothing over what the release last ran with (the demo's 1800²
+    bricks at 0.524″, its region), so every unit is found done and the products stay equal;
+    the model's defaults (3600² at 0.262″) would redo every brick on another grid.
+    """
     ids = deployment_ids(deployed)
     destination = tmp_path / "published"
+    before = ledger_rows(deployed.layout)
     runs = []
     for name, deployment_id in ids.items():
         if name == "reprocess-region":
             continue  # its own tests trigger it, with their own parameters
-        parameters = {"settings": {"n_workers": 1}, **demo_options(name)}
+        parameters: dict[str, Any] = {"settings": {"n_workers": 1}}
         if name == "publish":
             parameters["options"] = {"destination": str(destination)}
         run = deployed.api(
@@ -203,6 +218,7 @@ def test_each_deployment_runs_from_a_rest_call_and_finds_the_release_done(
     states = {r["name"]: (r["state"]["type"], r["state"].get("message")) for r in finished.values()}
     assert all(s == "COMPLETED" for s, _ in states.values()), states
     bricks = deployed.layout.brick_list.read_text().split()
+    assert started_since(before, ledger_rows(deployed.layout)) == set(), "a unit ran again"
     assert "No new images" in deployed.layout.nightly_summary.read_text()
     summary = deployed.layout.release_summary.read_text()
     assert f"| tractor | 0 | {len(bricks)} | 0 |" in summary, summary
@@ -233,7 +249,10 @@ def test_each_deployment_runs_from_a_rest_call_and_finds_the_release_done(
 
 
 def test_prefect_deployment_run_runs_one_brick(deployed: Deployed) -> None:
-    """``prefect deployment run run-tractor/tractor --param options=…``: that brick, found done."""
+    """``prefect deployment run run-tractor/tractor --param options=…``: that brick, found done.
+
+    The options name only the brick: the rest (the 1800² grid) is the release's record.
+    """
     brick = deployed.layout.brick_list.read_text().split()[0]
     env = {**os.environ, "PREFECT_API_URL": deployed.url}
     done = subprocess.run(
@@ -245,7 +264,7 @@ def test_prefect_deployment_run_runs_one_brick(deployed: Deployed) -> None:
             "run",
             "run-tractor/tractor",
             "--param",
-            "options=" + json.dumps({"bricks": [brick], **DEMO_GRID}),
+            "options=" + json.dumps({"bricks": [brick]}),  # the grid: the release's own
             "--watch",
             "--watch-timeout",
             "600",
@@ -300,6 +319,151 @@ def test_a_brick_name_that_is_a_path_fails_the_run_before_any_unit(deployed: Dep
     assert state["type"] == "FAILED", state
     assert "'../../etc' is not a brick name" in state["message"], state
     assert ledger_rows(deployed.layout) == before, "a unit was planned or started"
+
+
+REFUSED_BY_THE_SERVER = {
+    "unknown parameter": (
+        {"request": {"region": "cookbook"}, "parms": 1},
+        "'parms' was unexpected",
+    ),
+    "unknown request field": ({"request": {"region": "cookbook", "forse": True}}, "'forse'"),
+    "box not numbers": ({"request": {"box": ["wide", 181, 32, 33]}}, "'wide'"),
+}
+"""reprocess-region parameters the server refuses (409, no run): its schema is closed."""
+
+REFUSED_BY_THE_REQUEST = {
+    "RA out of range": ({"box": [400, 401, 32, 33]}, "ra_min 400 is outside [0, 360]"),
+    "min > max": ({"box": [180, 181, 33, 32]}, "dec_min 33 is not below dec_max 32"),
+    "malformed brick": ({"bricks": ["18o1p325"]}, "'18o1p325' is not a brick name"),
+    "brick that is a path": ({"bricks": ["../../etc"]}, "'../../etc' is not a brick name"),
+    "brick not in the release": ({"bricks": ["0001p000"]}, "brick 0001p000 is not in the release"),
+    "unknown phase": ({"region": "cookbook", "phases": ["sweep"]}, "unknown phase 'sweep'"),
+    "phase not for a region": ({"bricks": ["1801p325"], "phases": ["merge"]}, "phase 'merge'"),
+    "empty region": ({"box": [10, 11, -80, -79]}, "empty region: no brick of the release"),
+    "too many bricks": ({"region": "cookbook"}, "more than reprocess_max_bricks (3)"),
+}
+"""Requests the flow refuses before any unit (the run FAILED, its message the reason)."""
+
+PER_BRICK = {"tractor", "brightneighbors", "depth", "verify"}
+"""The units a forced brick reruns, one per brick in each of these phases."""
+ALSO_AFTER_FORCE = {"logs", "checksums"}
+"""Besides: its log directory's tarball and the release checksum file (its log is new)."""
+
+
+def reprocess_run(d: Deployed, parameters: dict[str, Any]) -> str:
+    """A ``create_flow_run`` of the reprocess-region deployment, as a plain POST; the run's id."""
+    deployment = deployment_ids(d)["reprocess-region"]
+    run = d.api("POST", f"/deployments/{deployment}/create_flow_run", {"parameters": parameters})
+    return str(run["id"])
+
+
+def values_equal_but_depthcut(demo: Path, release: Path) -> list[str]:
+    """The differences of the two releases by value, but for the depth cut's tables.
+
+    The deployments' run of that phase adds them: the demo never runs it.
+    """
+    comparison = compare_releases(demo, release)
+    return [str(d) for d in comparison.differences if not d.path.startswith("depthcut/")]
+
+
+def test_reprocess_region_refuses_each_invalid_request_before_any_unit(
+    deployed: Deployed,
+) -> None:
+    """Each refusal by REST: the server's (409, no run) or the request's (FAILED, the reason)."""
+    before_runs = len(deployed.api("POST", "/flow_runs/filter", {"limit": 200}))
+    for what, (parameters, expected) in REFUSED_BY_THE_SERVER.items():
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            reprocess_run(deployed, parameters)
+        assert refused.value.code == 409, what
+        assert expected in refused.value.read().decode(), what
+    assert len(deployed.api("POST", "/flow_runs/filter", {"limit": 200})) == before_runs
+
+    before = ledger_rows(deployed.layout)
+    runs = {}
+    for what, (request, _) in REFUSED_BY_THE_REQUEST.items():
+        settings = {"reprocess_max_bricks": 3} if what == "too many bricks" else {}
+        runs[what] = reprocess_run(deployed, {"request": request, "settings": settings})
+    finished = wait_runs(deployed, list(runs.values()))
+    for what, (_, expected) in REFUSED_BY_THE_REQUEST.items():
+        state = finished[runs[what]]["state"]
+        assert state["type"] == "FAILED", (what, state)
+        assert expected in state["message"], (what, state["message"])
+        assert "Traceback" not in state["message"], what
+    assert ledger_rows(deployed.layout) == before, "a unit was planned or started"
+
+
+def test_lsdr_reprocess_runs_through_the_deployment_and_force_redoes_exactly_the_brick(
+    deployed: Deployed, demo_release: DemoRun
+) -> None:
+    """With the worker up, ``lsdr reprocess --force`` is a run of the deployment, followed.
+
+    It redoes the brick's own units and what lists them, nothing else; values stay equal.
+    """
+    root = deployed.layout.root
+    [brick] = cheapest_bricks(root, 1)
+    before = ledger_rows(deployed.layout)
+    done = lsdr(
+        "reprocess", "--release-dir", str(root), "--bricks", brick, "--force", "--workers", "1"
+    )
+    console = done.stdout + done.stderr
+    assert done.returncode == 0, console[-3000:]
+    assert "of deployment reprocess-region/reprocess-region" in console, console[-3000:]
+    assert "| tractor | 1 | 0 | 0 |" in done.stdout, done.stdout[-3000:]
+    again = started_since(before, ledger_rows(deployed.layout))
+    phases = {unit.split()[0] for unit in again}
+    assert {u for u in again if u.split()[0] in PER_BRICK} == {f"{p} {brick}" for p in PER_BRICK}
+    assert phases <= PER_BRICK | ALSO_AFTER_FORCE, sorted(again)
+    runs = deployed.api(
+        "POST",
+        "/flow_runs/filter",
+        {"deployments": {"id": {"any_": [deployment_ids(deployed)["reprocess-region"]]}}},
+    )
+    mine = [r for r in runs if r["parameters"].get("request", {}).get("bricks") == [brick]]
+    assert [r["state"]["type"] for r in mine] == ["COMPLETED"], mine
+    assert not values_equal_but_depthcut(demo_release.out, root)
+
+
+def test_two_overlapping_requests_by_rest_never_run_a_brick_twice_at_a_time(
+    deployed: Deployed, demo_release: DemoRun
+) -> None:
+    """Two forced requests posted at once over a shared brick, run by the worker side by side.
+
+    Both complete; the shared brick ran once per run, one after the other (its lock's own
+    history), the run that waited said who held it, no start was lost, values stay equal.
+    """
+    root = deployed.layout.root
+    shared, own = cheapest_bricks(root, 2)
+    before = ledger_rows(deployed.layout)
+    since = time.time()
+    settings = {"n_workers": 1}
+    runs = [
+        reprocess_run(
+            deployed, {"request": {"bricks": [shared, own], "force": True}, "settings": settings}
+        ),
+        reprocess_run(
+            deployed, {"request": {"bricks": [shared], "force": True}, "settings": settings}
+        ),
+    ]
+    finished = wait_runs(deployed, runs, timeout=1500)
+    assert [finished[r]["state"]["type"] for r in runs] == ["COMPLETED"] * 2, finished
+
+    holds = lock_holds(root, since)
+    brick_runs = holds[("tractor", shared)]
+    assert len(brick_runs) == 2 and len({run for _, _, run in brick_runs}) == 2, brick_runs
+    for unit, held in holds.items():
+        for first, second in itertools.pairwise(sorted(held)):
+            assert first[1] <= second[0], (unit, sorted(held))  # never two holders at once
+    logs = deployed.api("POST", "/logs/filter", {"logs": {"flow_run_id": {"any_": runs}}})
+    waited = [x["message"] for x in logs if "waiting for its lock, held by" in x["message"]]
+    assert any(f"tractor {shared}:" in m for m in waited), waited
+
+    attempts = {(p, k): n for p, k, _, n, _ in ledger_rows(deployed.layout)}
+    was = {(p, k): n for p, k, _, n, _ in before}
+    assert attempts[("tractor", shared)] == was[("tractor", shared)] + 2
+    assert attempts[("tractor", own)] == was[("tractor", own)] + 1
+    with sqlite3.connect(root / "state" / "ledger.sqlite") as db:
+        assert db.execute("SELECT phase, key, reason FROM retries").fetchall() == []
+    assert not values_equal_but_depthcut(demo_release.out, root)
 
 
 @pytest.mark.timeout(900)

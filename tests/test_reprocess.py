@@ -1,26 +1,25 @@
-"""``lsdr reprocess`` on a copy of the demo release: cached unless forced, exact, safe together.
+"""``lsdr reprocess`` on a copy of the demo release: all found done unless forced, then exact.
 
 Each test copies the session's demo release and reprocesses two of its cheapest bricks (by the
 tractor wall time the ledger recorded) through the real CLI, on the session's Prefect server.
 Which units ran is read from the ledger (``attempts`` grows with each start), the forced reruns
 from the sidecars and the ledger's messages, the exclusion of two runs from the unit locks'
 own history (``state/locks/``) and from the ledger's lost-start records; the products are
-compared by value with the original release (``tests/release_values.py``).
+compared by value with the original release (``tests/release_values.py``).  Two requests at
+once, through the deployment and its worker: ``tests/test_deployments.py``.
 """
 
 from __future__ import annotations
 
-import itertools
 import json
 import sqlite3
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 from demo_release import DemoRun, copy_release, lsdr, product_mtimes
 from release_values import compare_releases
+from reprocess_runs import cheapest_bricks
 
 PER_BRICK = ("tractor", "brightneighbors", "depth", "verify")
 """The phases whose units are one per brick: what ``--force`` reruns for the region."""
@@ -51,13 +50,6 @@ def started_again(before: Rows, after: Rows) -> dict[str, set[str]]:
         if attempts > before.get((phase, key), (0, "", None))[0]:
             out.setdefault(phase, set()).add(key)
     return out
-
-
-def cheapest_bricks(root: Path, n: int) -> list[str]:
-    """The ``n`` bricks whose tractor unit took least time in the demo's run."""
-    with sqlite3.connect(root / "state" / "ledger.sqlite") as db:
-        rows = db.execute("SELECT key FROM units WHERE phase = 'tractor' ORDER BY wall_s")
-        return [key for (key,) in rows][:n]
 
 
 def sidecar(root: Path, phase: str, key: str) -> dict[str, object]:
@@ -121,72 +113,5 @@ def test_reprocess_is_all_cached_unless_forced_then_reruns_exactly_those_bricks(
     changed = {rel for rel, t in product_mtimes(release).items() if stamps.get(rel) != t}
     touched = {rel for rel in changed for b in others if b in rel}
     assert changed and all(is_release_checksums(rel) for rel in touched), sorted(touched)
-    comparison = compare_releases(demo_release.out, release)
-    assert comparison.values_equal, [str(d) for d in comparison.differences[:10]]
-
-
-def lock_holds(root: Path, since: float) -> dict[tuple[str, str], list[tuple[float, float, str]]]:
-    """Per unit, each time its lock was held since ``since``: (acquired, released, flow run)."""
-    holds: dict[tuple[str, str], list[tuple[float, float, str]]] = {}
-    for path in (root / "state" / "locks").glob("*/*.lock"):
-        records = [json.loads(line) for line in path.read_text().splitlines()]
-        records = [r for r in records if r["time"] >= since]
-        for taken, freed in zip(records[::2], records[1::2], strict=True):
-            assert (taken["event"], freed["event"]) == ("acquired", "released"), path
-            assert (taken["pid"], taken["flow_run"]) == (freed["pid"], freed["flow_run"])
-            unit = (taken["phase"], taken["key"])
-            holds.setdefault(unit, []).append((taken["time"], freed["time"], taken["flow_run"]))
-    return holds
-
-
-@pytest.mark.slow
-@pytest.mark.timeout(1800)
-def test_two_overlapping_forced_requests_at_once_never_run_a_unit_twice_at_a_time(
-    release: Path, demo_release: DemoRun
-) -> None:
-    """Two ``lsdr reprocess --force`` processes over overlapping bricks, started together.
-
-    Both exit 0; the shared brick ran once per run, one after the other (its lock's history),
-    the waiting run said who held it, no start was taken for a lost one (the ledger's retries),
-    and the products equal the original release's.
-    """
-    shared, own = cheapest_bricks(release, 2)
-    before = ledger_rows(release)
-    since = time.time()
-    command = [sys.executable, "-m", "lsdr", "reprocess", "--release-dir", str(release), "--force"]
-    runs = [
-        subprocess.Popen(
-            [*command, "--bricks", f"{shared},{own}", "--workers", "2"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        ),
-        subprocess.Popen(
-            [*command, "--bricks", shared, "--workers", "1"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        ),
-    ]
-    consoles = [run.communicate(timeout=1500)[0] for run in runs]
-    for run, console in zip(runs, consoles, strict=True):
-        assert run.returncode == 0, console[-3000:]
-
-    holds = lock_holds(release, since)
-    assert ("tractor", shared) in holds, sorted(holds)
-    brick_runs = holds[("tractor", shared)]
-    assert len(brick_runs) == 2 and len({run for _, _, run in brick_runs}) == 2, brick_runs
-    for unit, held in holds.items():
-        ordered = sorted(held)
-        for first, second in itertools.pairwise(ordered):
-            assert first[1] <= second[0], (unit, ordered)  # never two holders at once
-    logs = "".join(p.read_text() for p in (release / "state" / "logs").glob("run-*.log"))
-    assert f"tractor {shared}: waiting for its lock, held by " in logs
-
-    again = ledger_rows(release)
-    assert again[("tractor", shared)][0] == before[("tractor", shared)][0] + 2
-    assert again[("tractor", own)][0] == before[("tractor", own)][0] + 1
-    with sqlite3.connect(release / "state" / "ledger.sqlite") as db:
-        assert db.execute("SELECT phase, key, reason FROM retries").fetchall() == []
     comparison = compare_releases(demo_release.out, release)
     assert comparison.values_equal, [str(d) for d in comparison.differences[:10]]
