@@ -218,7 +218,9 @@ def test_each_deployment_runs_from_a_rest_call_and_finds_the_release_done(
     states = {r["name"]: (r["state"]["type"], r["state"].get("message")) for r in finished.values()}
     assert all(s == "COMPLETED" for s, _ in states.values()), states
     bricks = deployed.layout.brick_list.read_text().split()
-    assert started_since(before, ledger_rows(deployed.layout)) == set(), "a unit ran again"
+    # Nothing ran again but, when the package run came after the depth cut's, the checksum
+    # unit: the depth cut's new tables are files of the release its checksum files list.
+    assert started_since(before, ledger_rows(deployed.layout)) <= {"checksums release"}
     assert "No new images" in deployed.layout.nightly_summary.read_text()
     summary = deployed.layout.release_summary.read_text()
     assert f"| tractor | 0 | {len(bricks)} | 0 |" in summary, summary
