@@ -194,12 +194,22 @@ def through_deployment(
     (its ``reprocess-summary`` artifact) is printed as the UI shows it.
     """
     import asyncio
+    import os
 
-    from lsdr.infra.connect import connect_prefect
+    from lsdr.infra.prefect_server import client_environment, server_status
     from lsdr.infra.settings import load_settings
+    from lsdr.survey.core.layout import ReleaseLayout
 
     settings = load_settings(release_dir, **overrides)
-    url = connect_prefect(settings)
+    # The worker's own server (not a PREFECT_API_URL of the caller's): it has the deployment.
+    server = server_status(ReleaseLayout(settings.release_dir).state_dir)
+    if server is None:
+        raise UsageError(
+            f"the Prefect server of {release_dir} is down but its worker runs: "
+            f"'lsdr server up --release-dir {release_dir}' starts it again"
+        )
+    os.environ.update(client_environment(server))
+    url = server.url
     parameters = {
         "release_dir": str(settings.release_dir),
         "request": request.model_dump(mode="json", exclude_defaults=True),
@@ -214,10 +224,17 @@ async def _follow(url: str, parameters: dict[str, Any]) -> int:
 
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from prefect.exceptions import ObjectNotFound
 
     ui = url.removesuffix("/api")
     async with get_client() as client:
-        deployment = await client.read_deployment_by_name(DEPLOYMENT)
+        try:
+            deployment = await client.read_deployment_by_name(DEPLOYMENT)
+        except ObjectNotFound:
+            raise UsageError(
+                f"the release's Prefect server ({ui}) has no deployment {DEPLOYMENT}: "
+                "'lsdr server up' deploys prefect.yaml"
+            ) from None
         run = await client.create_flow_run_from_deployment(deployment.id, parameters=parameters)
         print(f"flow run {run.name} of deployment {DEPLOYMENT}: {ui}/runs/flow-run/{run.id}")
         shown = None
