@@ -35,6 +35,14 @@ SWEEP_VERSION = "10.0"
 """The sweep directory name (``sweep/<version>/``), as DR10's ``sweep/10.0``."""
 
 
+def region_tuple(value: object) -> tuple[float, float, float, float] | None:
+    """:func:`region_box` as the four numbers a model stores (None stays None)."""
+    if value is None:
+        return None
+    box = region_box(value)
+    return (box.ra_min, box.ra_max, box.dec_min, box.dec_max)
+
+
 def region_box(value: object) -> RaDecBox:
     """A region as given (a name, ``'ra_min,ra_max,dec_min,dec_max'`` or four numbers) as a box.
 
@@ -174,10 +182,7 @@ class BricksOptions(PhaseOptions):
     @classmethod
     def _region_on_sky(cls, value: object) -> tuple[float, float, float, float] | None:
         """A box on the sky and not empty, from a name, a text or four numbers."""
-        if value is None:
-            return None
-        box = region_box(value)
-        return (box.ra_min, box.ra_max, box.dec_min, box.dec_max)
+        return region_tuple(value)
 
     def box(self) -> RaDecBox | None:
         """The region as a :class:`RaDecBox`, None for no region."""

@@ -29,7 +29,7 @@ from lsdr.survey.core.bricks import (
     validate_brickname,
 )
 from lsdr.survey.core.errors import RegionError, UsageError
-from lsdr.survey.core.phase_options import NAMED_REGIONS, PHASE_OPTIONS, region_box
+from lsdr.survey.core.phase_options import NAMED_REGIONS, PHASE_OPTIONS, region_tuple
 
 REPROCESS_PHASES = (
     "tractor",
@@ -118,10 +118,7 @@ class ReprocessRequest(BaseModel):
     @classmethod
     def _box_on_sky(cls, value: object) -> tuple[float, float, float, float] | None:
         """A box on the sky, not empty, from a text or four numbers (:func:`region_box`)."""
-        if value is None:
-            return None
-        box = region_box(value)
-        return (box.ra_min, box.ra_max, box.dec_min, box.dec_max)
+        return region_tuple(value)
 
     @field_validator("bricks")
     @classmethod
