@@ -22,7 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from lsdr.infra.errors import ServerError
-from lsdr.infra.prefect_server import ServerInfo, caller_environment, client_environment
+from lsdr.infra.prefect_server import (
+    ServerInfo,
+    caller_environment,
+    client_auth,
+    client_environment,
+)
 from lsdr.infra.processes import alive_reaping, start_detached, terminate_group
 from lsdr.survey.core.errors import UsageError
 from lsdr.survey.core.fileio import write_text_atomic
@@ -161,8 +166,6 @@ def close_parameter_schemas(server: ServerInfo) -> int:
     Nested options models are closed already (``extra="forbid"``).
     """
     import httpx
-
-    from lsdr.infra.prefect_server import client_auth
 
     user, _, password = (client_auth() or "").partition(":")
     credentials = (user, password) if user else None
