@@ -12,7 +12,8 @@ a wrong type when the run is created.  Flow names are ``run-<phase>``, as ``lsdr
 The options a run is given are laid over the ones the release last ran with, field by field
 (:func:`lsdr.tasks.recorded.deployed_options`): a click with the form's defaults, or a REST call
 naming only ``bricks``, makes the release's bricks on the release's own grid, not on the
-model's default one.
+model's default one.  Each holds the release's lock while it runs (``infra/release_lock.py``;
+``run-release`` and ``run-pretractor`` through their chains' flows).
 """
 
 from __future__ import annotations
@@ -49,12 +50,17 @@ Settings = dict[str, Any] | None
 def run_deployed(
     phase: str, release_dir: str, options: PhaseOptions | None, settings: Settings
 ) -> PhaseResult:
-    """Run ``phase`` with ``options`` (over the release's record) on a cluster of its settings."""
+    """Run ``phase`` with ``options`` (over the release's record) on a cluster of its settings.
+
+    The release's lock is taken first (exclusive; refused or waited for, ``lock_wait``), so a
+    run refused because another writer holds the release starts no cluster and no unit.
+    """
     from lsdr.flows.phases import run_phase
+    from lsdr.flows.settings import writing_release
     from lsdr.infra.cluster import dask_cluster
 
     s, chosen = _prepared(phase, release_dir, options, settings)
-    with dask_cluster(s) as address:
+    with writing_release(s), dask_cluster(s) as address:
         return run_phase(phase, s, address, chosen)
 
 

@@ -23,7 +23,7 @@ from prefect import flow
 from pydantic import BaseModel, ConfigDict, Field
 
 from lsdr.flows.report import DiscoverResult, PhaseResult, TractorResult
-from lsdr.flows.settings import ledger_for, settings_for
+from lsdr.flows.settings import ledger_for, settings_for, writing_release
 from lsdr.infra.ledger import INCREMENT_SUCCEEDED, Ledger
 from lsdr.survey.core.errors import UsageError
 from lsdr.survey.core.layout import ReleaseLayout
@@ -79,52 +79,57 @@ def nightly(
     o = options or NightlyOptions()
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    ledger = ledger_for(s)
-    chain = release_options(ledger, layout)
-    seen = ledger.seen_images()
-    if not seen and not ledger.increments():
-        first = plan.seen_by_the_release(layout, _unit_states(ledger))
-        seen = {i.image: i for i in first}
-        if not o.dry_run:
-            ledger.record_images(first)
-    arrived = plan.arrivals(plan.cp_images(layout), seen)
-    watermark = ledger.watermark()
-    log.info("nightly: %d images arrived since %s", len(arrived), watermark or "the release")
-    if o.dry_run:
-        return _dry_run(layout, arrived, chain, watermark)
+    with writing_release(s):
+        ledger = ledger_for(s)
+        chain = release_options(ledger, layout)
+        seen = ledger.seen_images()
+        if not seen and not ledger.increments():
+            first = plan.seen_by_the_release(layout, _unit_states(ledger))
+            seen = {i.image: i for i in first}
+            if not o.dry_run:
+                ledger.record_images(first)
+        arrived = plan.arrivals(plan.cp_images(layout), seen)
+        watermark = ledger.watermark()
+        log.info("nightly: %d images arrived since %s", len(arrived), watermark or "the release")
+        if o.dry_run:
+            return _dry_run(layout, arrived, chain, watermark)
 
-    increment = ledger.start_increment()
-    if not arrived:
-        result = NightlyResult(increment=increment, status="no-op", watermark=watermark)
-        return _finish(layout, ledger, result)
-    before = ledger.attempts()
-    try:
-        with ExitStack() as stack:
-            from lsdr.flows.release import release
+        increment = ledger.start_increment()
+        if not arrived:
+            result = NightlyResult(increment=increment, status="no-op", watermark=watermark)
+            return _finish(layout, ledger, result)
+        before = ledger.attempts()
+        try:
+            with ExitStack() as stack:
+                from lsdr.flows.release import release
 
-            address = stack.enter_context(dask_cluster(s))
-            outcome = release(
-                release_dir=str(s.release_dir),
-                options=chain,
-                settings=s.model_dump(mode="json", exclude={"release_dir"}),
-                dask_address=address,
+                address = stack.enter_context(dask_cluster(s))
+                outcome = release(
+                    release_dir=str(s.release_dir),
+                    options=chain,
+                    settings=s.model_dump(mode="json", exclude={"release_dir"}),
+                    dask_address=address,
+                )
+        except BaseException:
+            ledger.finish_increment(
+                increment, "failed", new_images=len(arrived), bricks=0, summary=""
             )
-    except BaseException:
-        ledger.finish_increment(increment, "failed", new_images=len(arrived), bricks=0, summary="")
-        raise
-    ran = plan.units_started(before, ledger.attempts())
-    stopped = any(r.phase == "tractor" and r.skipped for r in outcome.phases)
-    images = _settle(layout, ledger, arrived, increment, outcome.phases, chain, record=not stopped)
-    result = NightlyResult(
-        increment=increment,
-        status="stopped" if stopped else INCREMENT_SUCCEEDED,
-        watermark=watermark,
-        images=images,
-        bricks_redone=ran.get("tractor", []),
-        units_run=ran,
-        phases=outcome.phases,
-    )
-    return _finish(layout, ledger, result)
+            raise
+        ran = plan.units_started(before, ledger.attempts())
+        stopped = any(r.phase == "tractor" and r.skipped for r in outcome.phases)
+        images = _settle(
+            layout, ledger, arrived, increment, outcome.phases, chain, record=not stopped
+        )
+        result = NightlyResult(
+            increment=increment,
+            status="stopped" if stopped else INCREMENT_SUCCEEDED,
+            watermark=watermark,
+            images=images,
+            bricks_redone=ran.get("tractor", []),
+            units_run=ran,
+            phases=outcome.phases,
+        )
+        return _finish(layout, ledger, result)
 
 
 def release_options(ledger: Ledger, layout: ReleaseLayout) -> ReleaseOptions:

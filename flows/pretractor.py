@@ -15,7 +15,7 @@ from prefect import flow
 
 from lsdr.flows.phases import run_phase, stops_chain
 from lsdr.flows.report import PhaseResult
-from lsdr.flows.settings import settings_for
+from lsdr.flows.settings import settings_for, writing_release
 from lsdr.infra.cluster import dask_cluster
 from lsdr.survey.core.phase_options import (
     DepthcutOptions,
@@ -42,6 +42,7 @@ def pretractor(
         steps.append(DepthcutOptions())
     results: list[PhaseResult] = []
     with ExitStack() as stack:
+        stack.enter_context(writing_release(s))
         address = dask_address or stack.enter_context(dask_cluster(s))
         for step in steps:
             result = run_phase(step.phase, s, address, step)

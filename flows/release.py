@@ -28,7 +28,7 @@ from lsdr.flows.report import (
     combined_summary,
     left_out_line,
 )
-from lsdr.flows.settings import ledger_for, settings_for
+from lsdr.flows.settings import ledger_for, settings_for, writing_release
 from lsdr.infra.cluster import dask_cluster
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.core.phase_options import PublishOptions, ReleaseOptions
@@ -50,39 +50,40 @@ def release(
     o = options or ReleaseOptions()
     s = settings_for(release_dir, settings)
     layout = ReleaseLayout(s.release_dir)
-    # What a nightly increment repeats: the same grid, region and products (docs/nightly.md).
-    ledger_for(s).record_chain_options("release", o.model_dump_json())
-    results: list[PhaseResult] = []
-    with ExitStack() as stack:
-        address = dask_address or stack.enter_context(dask_cluster(s))
-        if not o.skip_pretractor:
-            results.extend(
-                pretractor(
-                    release_dir=str(s.release_dir),
-                    options=o.pretractor,
-                    settings=s.model_dump(mode="json", exclude={"release_dir"}),
-                    dask_address=address,
+    with writing_release(s):
+        # What a nightly increment repeats: the same grid, region and products (docs/nightly.md).
+        ledger_for(s).record_chain_options("release", o.model_dump_json())
+        results: list[PhaseResult] = []
+        with ExitStack() as stack:
+            address = dask_address or stack.enter_context(dask_cluster(s))
+            if not o.skip_pretractor:
+                results.extend(
+                    pretractor(
+                        release_dir=str(s.release_dir),
+                        options=o.pretractor,
+                        settings=s.model_dump(mode="json", exclude={"release_dir"}),
+                        dask_address=address,
+                    )
                 )
-            )
-            stop = pretractor_stop(layout, results)
-            if stop is not None:
-                log.error("release: %s; stopping before the tractor phase", stop)
-                results.append(combined_summary("tractor", [], skipped=stop))
-                return _finish(layout, results)
-        for phase in (o.tractor, *(getattr(o, name) for name in POST_TRACTOR)):
-            results.append(run_phase(phase.phase, s, address, phase))
-        if o.destination is not None:
-            failed = [r.phase for r in results if r.failed]
-            if failed and not o.publish_with_failures:
-                log.error("release: not published: failed units in %s", ", ".join(failed))
-                results.append(_not_published(failed))
-            else:
-                # The publish flow also checks the ledger: a unit failed before this run counts.
-                publish = PublishOptions(
-                    destination=o.destination, publish_with_failures=o.publish_with_failures
-                )
-                results.append(run_phase("publish", s, address, publish))
-    return _finish(layout, results)
+                stop = pretractor_stop(layout, results)
+                if stop is not None:
+                    log.error("release: %s; stopping before the tractor phase", stop)
+                    results.append(combined_summary("tractor", [], skipped=stop))
+                    return _finish(layout, results)
+            for phase in (o.tractor, *(getattr(o, name) for name in POST_TRACTOR)):
+                results.append(run_phase(phase.phase, s, address, phase))
+            if o.destination is not None:
+                failed = [r.phase for r in results if r.failed]
+                if failed and not o.publish_with_failures:
+                    log.error("release: not published: failed units in %s", ", ".join(failed))
+                    results.append(_not_published(failed))
+                else:
+                    # The publish flow also checks the ledger: a unit failed before this run counts.
+                    publish = PublishOptions(
+                        destination=o.destination, publish_with_failures=o.publish_with_failures
+                    )
+                    results.append(run_phase("publish", s, address, publish))
+        return _finish(layout, results)
 
 
 def pretractor_stop(layout: ReleaseLayout, results: list[PhaseResult]) -> str | None:

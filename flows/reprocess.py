@@ -18,7 +18,8 @@ are read.  Then the requested phases run in chain order on one Dask cluster:
 depth, package's verification) even when done; the units reading several bricks rerun when
 what they read changed.  Two runs of one release whose regions overlap never run one unit at
 once (the unit locks of ``tasks/locks.py``); the second finds a unit the first finished done,
-unless it is forced.
+unless it is forced.  A run holds the release's lock shared (``infra/release_lock.py``):
+requests run side by side, never beside a whole-release run.
 """
 
 from __future__ import annotations
@@ -32,8 +33,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from lsdr.flows.phases import run_phase
 from lsdr.flows.report import PhaseResult
-from lsdr.flows.settings import settings_for
+from lsdr.flows.settings import settings_for, writing_release
 from lsdr.infra.cluster import dask_cluster
+from lsdr.infra.release_lock import LockMode
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.core.phase_options import TractorOptions
 from lsdr.survey.core.reprocess_request import ReprocessRequest
@@ -69,35 +71,36 @@ def reprocess_region(
     line); ``dask_address`` runs the phases on that cluster instead of one of the run's own.
     """
     s = settings_for(release_dir, {**(settings or {}), **request.setting_overrides()})
-    layout = ReleaseLayout(s.release_dir)
-    plan = plan_reprocess(layout, request, s)
-    tractor = next((o for n, o in plan.phases if n == "tractor"), None)
-    grid_fields = set(TractorOptions.model_fields) - {"bricks", "force"}
-    grid = tractor.model_dump(include=grid_fields) if tractor is not None else {}
-    log.info(
-        "reprocess-region: %s: %d bricks of the release (%s); phases %s%s; priority %d",
-        request.describe(),
-        len(plan.bricks),
-        ", ".join(plan.bricks[:20]) + (" …" if len(plan.bricks) > 20 else ""),
-        ", ".join(request.phases),
-        "; forced" if request.force else "",
-        request.priority,
-    )
-    results: list[PhaseResult] = []
-    with ExitStack() as stack:
-        address = dask_address or stack.enter_context(dask_cluster(s))
-        for name, options in plan.phases:
-            results.append(run_phase(name, s, address, options))
-    result = ReprocessResult(
-        region=request.describe(),
-        bricks=plan.bricks,
-        forced=request.force,
-        priority=request.priority,
-        tractor=grid,
-        phases=results,
-    )
-    _summary_artifact(result)
-    return result
+    with writing_release(s, LockMode.SHARED):
+        layout = ReleaseLayout(s.release_dir)
+        plan = plan_reprocess(layout, request, s)
+        tractor = next((o for n, o in plan.phases if n == "tractor"), None)
+        grid_fields = set(TractorOptions.model_fields) - {"bricks", "force"}
+        grid = tractor.model_dump(include=grid_fields) if tractor is not None else {}
+        log.info(
+            "reprocess-region: %s: %d bricks of the release (%s); phases %s%s; priority %d",
+            request.describe(),
+            len(plan.bricks),
+            ", ".join(plan.bricks[:20]) + (" …" if len(plan.bricks) > 20 else ""),
+            ", ".join(request.phases),
+            "; forced" if request.force else "",
+            request.priority,
+        )
+        results: list[PhaseResult] = []
+        with ExitStack() as stack:
+            address = dask_address or stack.enter_context(dask_cluster(s))
+            for name, options in plan.phases:
+                results.append(run_phase(name, s, address, options))
+        result = ReprocessResult(
+            region=request.describe(),
+            bricks=plan.bricks,
+            forced=request.force,
+            priority=request.priority,
+            tractor=grid,
+            phases=results,
+        )
+        _summary_artifact(result)
+        return result
 
 
 def summary_markdown(result: ReprocessResult) -> str:

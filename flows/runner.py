@@ -20,7 +20,7 @@ from lsdr.flows.batching import batch_size_for, batches, memory_capacity_mb, mem
 from lsdr.flows.progress import phase_progress, report_progress
 from lsdr.flows.report import PhaseReport
 from lsdr.flows.retry_policy import TimeoutPolicy, after_lost_batch, resubmission
-from lsdr.flows.settings import ledger_for
+from lsdr.flows.settings import ledger_for, writing_units
 from lsdr.infra.ledger import Ledger
 from lsdr.infra.settings import Settings
 from lsdr.survey.core.layout import ReleaseLayout
@@ -50,7 +50,27 @@ def run_units(
     :func:`batch_size_for`.  Units with a memory estimate ask their worker for that much of
     its ``MEMORY_MB`` resource.  Units whose key is in ``force`` run even when done (or failed
     before with the same inputs): a forced rerun, recorded as one in sidecar and ledger.
+
+    Every unit of every flow passes here, so here the release's lock is checked: held by this
+    process already (the command or flow that runs the phase took it), or else taken.
     """
+    with writing_units(settings):
+        return _run_units(
+            phase, fn, units, settings, on_timeout=on_timeout, batch_size=batch_size, force=force
+        )
+
+
+def _run_units(
+    phase: str,
+    fn: Callable[[ReleaseLayout, Unit], UnitOutput],
+    units: Sequence[Unit],
+    settings: Settings,
+    *,
+    on_timeout: TimeoutPolicy | None,
+    batch_size: int | None,
+    force: Collection[str],
+) -> PhaseReport:
+    """:func:`run_units`, the release's lock held."""
     from dask.base import annotate
     from prefect.futures import as_completed
 

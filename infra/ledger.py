@@ -249,6 +249,51 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+class UnreadableLedgerError(InputFileError):
+    """The ledger's database is damaged: not a database, truncated, or failing its check.
+
+    ``path`` is its file (a SQLite ledger: it can be moved aside and rebuilt), else None.
+    """
+
+    def __init__(self, where: str, reason: str, path: Path | None) -> None:
+        """The ledger ``where`` (a file, or a URL without its password) and what is wrong."""
+        super().__init__(f"{where} is not a readable ledger ({reason})")
+        self.where, self.reason, self.path = where, reason, path
+
+    def with_fix(self, release_dir: Path) -> InputFileError:
+        """The same, naming the fix: ``lsdr ledger rebuild`` on ``release_dir``."""
+        fix = (
+            f"'lsdr ledger rebuild --release-dir {release_dir}' moves it aside and rebuilds it "
+            "from the provenance sidecars"
+            if self.path is not None
+            else f"repair the database, or 'lsdr ledger rebuild --release-dir {release_dir}' "
+            "rebuilds its rows from the provenance sidecars"
+        )
+        return InputFileError(f"{self}: {fix}")
+
+
+def _sqlite_check(engine: Engine) -> str | None:
+    """SQLite's ``quick_check`` of the whole file: None when sound, else its first complaint."""
+    with engine.connect() as connection:
+        found = [str(row[0]) for row in connection.exec_driver_sql("PRAGMA quick_check")]
+    if found == ["ok"]:
+        return None
+    lines = [line for text in found for line in text.splitlines() if not line.startswith("***")]
+    return lines[0] if lines else "it fails SQLite's quick_check"
+
+
+def move_aside(path: Path) -> Path:
+    """Rename a damaged SQLite ledger (and its ``-wal``/``-shm``) to ``<name>.corrupt-<UTC>``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("-wal", "-shm"):
+        extra = path.with_name(path.name + suffix)
+        if extra.exists():
+            extra.rename(aside.with_name(aside.name + suffix))
+    path.rename(aside)
+    return aside
+
+
 def default_url(state_dir: Path) -> str:
     """The default ledger: ``<state>/ledger.sqlite``."""
     return f"sqlite:///{StateLayout(state_dir).ledger_db}"
@@ -336,17 +381,24 @@ class Ledger:
 
         For commands that report on a release (``lsdr status``) or repair it: where nothing has
         run there is no ledger, and looking must not make one.  An unreadable database is an
-        :class:`InputFileError` naming it (its password hidden).
+        :class:`InputFileError` naming it (its password hidden); a damaged SQLite file (not a
+        database, truncated, failing ``PRAGMA quick_check``) an :class:`UnreadableLedgerError`.
         """
         path = _sqlite_path(url)
         if path is not None and not path.is_file():
             return None
+        where = str(path) if path is not None else make_url(url).render_as_string(True)
         try:
-            if not inspect(_engine(url, read_only=True)).has_table(UnitRow.__tablename__):
+            engine = _engine(url, read_only=True)
+            damage = _sqlite_check(engine) if path is not None else None
+            if damage is not None:
+                raise UnreadableLedgerError(where, damage, path)
+            if not inspect(engine).has_table(UnitRow.__tablename__):
                 return None
         except SQLAlchemyError as err:
-            where = make_url(url).render_as_string(hide_password=True)
             reason = str(getattr(err, "orig", None) or err).splitlines()[0]
+            if path is not None:
+                raise UnreadableLedgerError(where, reason, path) from None
             raise InputFileError(f"ledger {where} cannot be read: {reason}") from None
         return cls(url, read_only=read_only)
 
@@ -569,26 +621,40 @@ class Ledger:
     def replace_phase(
         self, phase: str, rows: Sequence[UnitFinish], attempts: dict[str, int]
     ) -> None:
-        """Replace a phase's rows (used by :func:`rebuild`)."""
+        """Replace a phase's rows, in one transaction."""
+        self.replace_phases({phase: rows}, attempts)
+
+    def replace_phases(
+        self, phases: dict[str, Sequence[UnitFinish]], attempts: dict[str, int]
+    ) -> None:
+        """Replace these phases' rows, in one transaction (a rebuild from the sidecars)."""
         with Session(self.engine) as session, session.begin():
-            session.query(UnitRow).filter(UnitRow.phase == phase).delete()
-            for r in rows:
-                session.add(
-                    UnitRow(
-                        phase=phase,
-                        key=r.key,
-                        state=r.state,
-                        attempts=attempts.get(r.key, 1),
-                        failure_class=r.failure_class,
-                        message=r.message,
-                        wall_s=r.wall_s,
-                        peak_mem_mb=r.peak_mem_mb,
-                        outputs=json.dumps(list(r.outputs)),
-                        fingerprint=r.fingerprint,
-                        threads=r.threads,
-                        updated=_now(),
-                    )
+            for phase, rows in phases.items():
+                self._replace(session, phase, rows, attempts)
+
+    @staticmethod
+    def _replace(
+        session: Session, phase: str, rows: Sequence[UnitFinish], attempts: dict[str, int]
+    ) -> None:
+        """Delete a phase's rows and add ``rows`` in the session's transaction."""
+        session.query(UnitRow).filter(UnitRow.phase == phase).delete()
+        for r in rows:
+            session.add(
+                UnitRow(
+                    phase=phase,
+                    key=r.key,
+                    state=r.state,
+                    attempts=attempts.get(r.key, 1),
+                    failure_class=r.failure_class,
+                    message=r.message,
+                    wall_s=r.wall_s,
+                    peak_mem_mb=r.peak_mem_mb,
+                    outputs=json.dumps(list(r.outputs)),
+                    fingerprint=r.fingerprint,
+                    threads=r.threads,
+                    updated=_now(),
                 )
+            )
 
     # -- the nightly increment: seen images, increments, the watermark ----------------------------
     def _has(self, table: str) -> bool:

@@ -280,6 +280,11 @@ class Settings(BaseSettings):
     progress: bool = Field(
         True, description="A live progress table on a terminal (else a line per finished phase)."
     )
+    lock_wait: bool = Field(
+        False,
+        description="When another writer holds the release's lock (state/release.lock), wait "
+        "for it rather than refuse (lsdr's --wait; infra/release_lock.py).",
+    )
     reprocess_max_bricks: int = Field(
         1000,
         ge=1,

@@ -88,6 +88,14 @@ Launcher = Annotated[
 Workers = Annotated[int | None, typer.Option("--workers", help="Dask worker processes.")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Units per Prefect task.")]
 Threads = Annotated[int | None, typer.Option("--threads", help="Threads per unit.")]
+Wait = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait",
+        help="When another command or flow run writes this release (it holds "
+        "state/release.lock), wait for it to end instead of refusing.",
+    ),
+]
 Verbose = Annotated[
     bool,
     typer.Option(

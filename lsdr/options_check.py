@@ -25,6 +25,7 @@ SETTING_OPTIONS: dict[str, str] = {
     "n_workers": "--workers",
     "unit_threads": "--threads",
     "batch_size": "--batch-size",
+    "lock_wait": "--wait",
 }
 """The option of ``lsdr run`` that overrides each setting, for naming it in an error."""
 

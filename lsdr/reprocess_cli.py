@@ -20,7 +20,7 @@ import typer
 from pydantic import ValidationError
 
 from lsdr import options_check as check
-from lsdr.cli_options import Engine, ReleaseDir, Verbose, Workers
+from lsdr.cli_options import Engine, ReleaseDir, Verbose, Wait, Workers
 from lsdr.survey.core.errors import UsageError
 from lsdr.survey.core.phase_options import NAMED_REGIONS
 from lsdr.survey.core.reprocess_request import (
@@ -139,6 +139,7 @@ def reprocess(
         ),
     ] = None,
     workers: Workers = None,
+    wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
     """Reprocess a region of a release: its bricks, then what reads them (what changed).
@@ -157,7 +158,7 @@ def reprocess(
         allow_large=allow_large,
         priority=priority,
     )
-    given = {"n_workers": workers, **request.setting_overrides()}
+    given = {"n_workers": workers, "lock_wait": wait or None, **request.setting_overrides()}
     overrides = {k: v for k, v in given.items() if v is not None}
     check_request(release_dir, request, overrides)
     worker = release_worker(release_dir)

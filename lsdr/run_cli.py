@@ -35,13 +35,14 @@ from lsdr.cli_options import (
     RunCalibs,
     Threads,
     Verbose,
+    Wait,
     Width,
     Workers,
     Zoom,
 )
 from lsdr.phase_flags import flag_help, phase_options
 from lsdr.run_report import EXIT_UNIT_FAILURES, report_results
-from lsdr.survey.core.layout import check_release_dir
+from lsdr.survey.core.layout import ReleaseLayout, check_release_dir
 from lsdr.survey.core.phase_options import (
     ExternalOptions,
     NightlyOptions,
@@ -56,6 +57,7 @@ from lsdr.survey.core.reprocess_request import ReprocessRequest
 
 if TYPE_CHECKING:
     from lsdr.flows.report import PhaseResult
+    from lsdr.infra.settings import Settings
 
 run_app = typer.Typer(
     help="Run a phase of the release (each a Prefect flow) or a chain of phases.",
@@ -92,6 +94,7 @@ def _run(phase: str, flags: dict[str, Any]) -> None:
         unit_threads=flags.get("threads"),
         engine=flags.get("engine"),
         launcher=flags.get("launcher"),
+        lock_wait=flags.get("wait") or None,
     )
     execute(release_dir, overrides, [(phase, options)], verbose=bool(flags.get("verbose")))
 
@@ -109,15 +112,35 @@ def execute(
     checked their other options already.  Log records go to the run's log file
     (:mod:`lsdr.runlog`); the console shows the progress (:mod:`lsdr.console`), warnings, and
     INFO records too when ``verbose``.
+
+    Then the ledger is checked readable (a damaged one is one line naming the fix) and the
+    release's lock taken (``infra/release_lock.py``): shared for reprocess requests, which run
+    side by side, exclusive otherwise; another writer holding it is a refusal naming it, or,
+    with ``--wait``, waited for.
     """
+    from lsdr.infra.release_lock import LockMode, release_lock
     from lsdr.infra.settings import load_settings
+    from lsdr.state_cli import existing_ledger
 
     check.setting_overrides(overrides)
     check_release_dir(release_dir)
     settings = load_settings(release_dir, **overrides)
+    existing_ledger(release_dir, read_only=True)  # readable, or one line naming the fix
+    requests = all(isinstance(o, ReprocessRequest) for _, o in chain)
+    mode = LockMode.SHARED if requests else LockMode.EXCLUSIVE
+    lock = ReleaseLayout(settings.release_dir).release_lock
+    with release_lock(lock, str(release_dir), mode, wait=settings.lock_wait):
+        _execute(settings, chain, verbose)
+
+
+def _execute(
+    settings: Settings,
+    chain: Sequence[tuple[str, PhaseOptions | ReprocessRequest]],
+    verbose: bool,
+) -> None:
+    """:func:`execute` once the release is held: logs, server, cluster, the phases, the report."""
     from lsdr.infra.connect import connect_prefect
     from lsdr.runlog import route_logs
-    from lsdr.survey.core.layout import ReleaseLayout
 
     # Before Prefect is imported and the cluster starts: both read the environment it sets.
     log_path = route_logs(ReleaseLayout(settings.release_dir).state_dir, verbose=verbose)
@@ -198,6 +221,7 @@ def run_discover(
     date_min: DateMin = None,
     date_max: DateMax = None,
     workers: Workers = None,
+    wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
     """Find CP images, trim dates and duplicates, write image-list.txt."""
@@ -211,6 +235,7 @@ def run_zeropoints(
     workers: Workers = None,
     batch_size: BatchSize = None,
     threads: Threads = None,
+    wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
     """Zeropoints, PSF and spline sky for every CCD of every listed image."""
@@ -223,6 +248,7 @@ def run_merge(
     cut: Cut = None,
     cut_expnum: CutExpnum = None,
     workers: Workers = None,
+    wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
     """Merge calibs per exposure and zeropoint tables into survey-ccds / ccds-annotated."""
@@ -230,19 +256,21 @@ def run_merge(
 
 
 @run_app.command("kdtree")
-def run_kdtree(release_dir: ReleaseDir, verbose: Verbose = False) -> None:
+def run_kdtree(release_dir: ReleaseDir, wait: Wait = False, verbose: Verbose = False) -> None:
     """Write the unified kd-tree CCD file survey-ccds-<dr>.kd.fits."""
     _run("kdtree", locals())
 
 
 @run_app.command("bricks")
-def run_bricks(release_dir: ReleaseDir, region: Region = None, verbose: Verbose = False) -> None:
+def run_bricks(
+    release_dir: ReleaseDir, region: Region = None, wait: Wait = False, verbose: Verbose = False
+) -> None:
     """Write the brick list: bricks of the region touched by CCDs that pass the cuts."""
     _run("bricks", locals())
 
 
 @run_app.command("depthcut")
-def run_depthcut(release_dir: ReleaseDir, verbose: Verbose = False) -> None:
+def run_depthcut(release_dir: ReleaseDir, wait: Wait = False, verbose: Verbose = False) -> None:
     """Keep, per brick, the CCDs needed to reach the target depth (optional phase)."""
     _run("depthcut", locals())
 
@@ -281,6 +309,7 @@ def run_tractor(
     launcher: Launcher = None,
     workers: Workers = None,
     threads: Threads = None,
+    wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
     """runbrick on every brick of the brick list (tractor/, coadd/ products)."""
@@ -289,20 +318,24 @@ def run_tractor(
 
 @run_app.command("brightneighbors")
 def run_brightneighbors(
-    release_dir: ReleaseDir, bricks: Bricks = None, verbose: Verbose = False
+    release_dir: ReleaseDir, bricks: Bricks = None, wait: Wait = False, verbose: Verbose = False
 ) -> None:
     """Mark neighbouring bricks' bright stars and large blobs in each brick's maskbits."""
     _run("brightneighbors", locals())
 
 
 @run_app.command("depth")
-def run_depth(release_dir: ReleaseDir, bricks: Bricks = None, verbose: Verbose = False) -> None:
+def run_depth(
+    release_dir: ReleaseDir, bricks: Bricks = None, wait: Wait = False, verbose: Verbose = False
+) -> None:
     """The release's depth histogram (<dr>-depth.fits) and its plot, from the depth maps."""
     _run("depth", locals())
 
 
 @run_app.command("summary")
-def run_summary(release_dir: ReleaseDir, bricks: Bricks = None, verbose: Verbose = False) -> None:
+def run_summary(
+    release_dir: ReleaseDir, bricks: Bricks = None, wait: Wait = False, verbose: Verbose = False
+) -> None:
     """survey-bricks-<dr>.fits.gz per RA-degree chunk, merged, with sky-map plots."""
     _run("summary", locals())
 
@@ -314,6 +347,7 @@ def run_sweeps(
     version: Annotated[
         str | None, typer.Option("--version", help=flag_help(SweepsOptions, "version"))
     ] = None,
+    wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
     """Sweep files: the primary objects' sweep columns per 5°×5° box."""
@@ -327,6 +361,7 @@ def run_external(
     radius_arcsec: Annotated[
         float | None, typer.Option("--radius", help=flag_help(ExternalOptions, "radius_arcsec"))
     ] = None,
+    wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
     """Match the release to the external catalogues (external/survey-<dr>-<name>.fits)."""
@@ -334,7 +369,9 @@ def run_external(
 
 
 @run_app.command("package")
-def run_package(release_dir: ReleaseDir, bricks: Bricks = None, verbose: Verbose = False) -> None:
+def run_package(
+    release_dir: ReleaseDir, bricks: Bricks = None, wait: Wait = False, verbose: Verbose = False
+) -> None:
     """Verify brick checksums, write the release checksum files, tar the logs."""
     _run("package", locals())
 
@@ -349,6 +386,7 @@ def run_publish(
         bool | None,
         typer.Option("--dry-run/--no-dry-run", help=flag_help(PublishOptions, "dry_run")),
     ] = None,
+    wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
     """Copy the release to its destination with rsync (no images/ links, no state/).
@@ -435,6 +473,7 @@ def run_nightly(
     ] = None,
     workers: Workers = None,
     threads: Threads = None,
+    wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
     """The nightly increment: the CP images that arrived since the last one, and what they touch.
@@ -457,6 +496,7 @@ def run_release(
     ] = None,
     workers: Workers = None,
     threads: Threads = None,
+    wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
     """Every phase in order: pre-tractor, tractor, post-processing, package (and publish)."""
@@ -480,6 +520,7 @@ def run_pretractor(
     workers: Workers = None,
     batch_size: BatchSize = None,
     threads: Threads = None,
+    wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
     """discover → zeropoints → merge → kdtree → bricks (→ depthcut), one command."""

@@ -5,6 +5,8 @@ Read-only commands (``status``) create nothing; on a release where nothing has r
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from lsdr.cli_options import ReleaseDir
+from lsdr.cli_options import ReleaseDir, Wait
 from lsdr.survey.core.layout import check_release_dir
 
 if TYPE_CHECKING:
@@ -32,10 +34,28 @@ def release_ledger(release_dir: Path) -> Ledger:
 
 
 def existing_ledger(release_dir: Path, *, read_only: bool) -> Ledger | None:
-    """The release's ledger if anything has run there, else None; creates nothing."""
-    from lsdr.infra.ledger import Ledger
+    """The release's ledger if anything has run there, else None; creates nothing.
 
-    return Ledger.existing(release_ledger(release_dir).url, read_only=read_only)
+    A damaged ledger is one line naming its file and the fix (``lsdr ledger rebuild``).
+    """
+    from lsdr.infra.ledger import Ledger, UnreadableLedgerError
+
+    try:
+        return Ledger.existing(release_ledger(release_dir).url, read_only=read_only)
+    except UnreadableLedgerError as err:
+        raise err.with_fix(release_dir) from None
+
+
+@contextmanager
+def holding_release(release_dir: Path, wait: bool) -> Iterator[None]:
+    """The release's lock, exclusive, for a command that writes its ledger (``retry`` …)."""
+    from lsdr.infra.release_lock import LockMode, release_lock
+    from lsdr.survey.core.layout import ReleaseLayout
+
+    check_release_dir(release_dir)
+    lock = ReleaseLayout(release_dir).release_lock
+    with release_lock(lock, str(release_dir), LockMode.EXCLUSIVE, wait=wait):
+        yield
 
 
 NOTHING_RUN = "nothing has run yet in {}: it has no ledger"
@@ -152,6 +172,7 @@ def retry(
     failure_class: Annotated[
         str | None, typer.Option("--class", help="Only failures of this class.")
     ] = None,
+    wait: Wait = False,
 ) -> None:
     """Re-queue a phase's failed units (after a fix); the next run reprocesses them."""
     from lsdr.survey.core.layout import ReleaseLayout
@@ -161,12 +182,13 @@ def retry(
     if ledger is None:
         print(f"{NOTHING_RUN.format(release_dir)}; no failed unit to re-queue")
         return
-    layout = ReleaseLayout(release_dir)
-    keys = [f.key for f in ledger.failed(phase) if failure_class in (None, f.failure_class)]
-    for key in keys:
-        # A failed unit's sidecar records the failure; removing it makes the run redo it.
-        sidecar_path(layout, phase, key).unlink(missing_ok=True)
-    n = ledger.retry(phase, failure_class=failure_class)
+    with holding_release(release_dir, wait):
+        layout = ReleaseLayout(release_dir)
+        keys = [f.key for f in ledger.failed(phase) if failure_class in (None, f.failure_class)]
+        for key in keys:
+            # A failed unit's sidecar records the failure; removing it makes the run redo it.
+            sidecar_path(layout, phase, key).unlink(missing_ok=True)
+        n = ledger.retry(phase, failure_class=failure_class)
     print(f"{n} failed unit(s) of {phase} re-queued; run `lsdr run {phase}` again")
 
 
@@ -174,26 +196,52 @@ def recover(
     release_dir: ReleaseDir,
     all_hosts: Annotated[
         bool,
-        typer.Option(help="Also recover units running on other hosts (no flow may be running)."),
+        typer.Option(
+            help="Also recover units running on other hosts (no flow may be running: it "
+            "takes the release's lock, as a run does)."
+        ),
     ] = False,
+    wait: Wait = False,
 ) -> None:
     """Mark units whose worker died as pending (safe at any time)."""
+    from contextlib import nullcontext
+
     ledger = existing_ledger(release_dir, read_only=False)
     if ledger is None:
         print(f"{NOTHING_RUN.format(release_dir)}; no unit to recover")
         return
-    keys = ledger.recover(all_hosts=all_hosts)
+    # Units on other hosts are only known dead when no writer runs: held, as a run holds it.
+    with holding_release(release_dir, wait) if all_hosts else nullcontext():
+        keys = ledger.recover(all_hosts=all_hosts)
     for key in keys:
         print(f"recovered {key}")
     print(f"{len(keys)} unit(s) recovered")
 
 
 @ledger_app.command("rebuild")
-def ledger_rebuild(release_dir: ReleaseDir) -> None:
-    """Rebuild the ledger from the release's provenance sidecars."""
+def ledger_rebuild(release_dir: ReleaseDir, wait: Wait = False) -> None:
+    """Rebuild the ledger from the release's provenance sidecars (a damaged one moved aside).
+
+    A ledger that is not a readable database (garbage, truncated, failing SQLite's check) is
+    renamed ledger.sqlite.corrupt-<UTC time> first; a readable one keeps what the sidecars do
+    not record (the nightly increments, the options a release ran with).
+    """
+    from lsdr.infra.ledger import Ledger, UnreadableLedgerError, move_aside
     from lsdr.tasks.sidecars import rebuild_ledger
 
     layout = check_release_dir(release_dir)
-    counts = rebuild_ledger(layout, release_ledger(release_dir))
+    with holding_release(release_dir, wait):
+        url = release_ledger(release_dir).url
+        try:
+            Ledger.existing(url, read_only=True)
+        except UnreadableLedgerError as err:
+            if err.path is None:
+                raise err.with_fix(release_dir) from None
+            Ledger(url).close()
+            aside = move_aside(err.path)
+            print(f"moved the damaged ledger aside: {aside} ({err.reason})")
+        counts = rebuild_ledger(layout, release_ledger(release_dir))
     for phase, n in sorted(counts.items()):
         print(f"{phase}: {n} units")
+    total = sum(counts.values())
+    print(f"rebuilt {total} units of {len(counts)} phases from {layout.provenance_dir}")

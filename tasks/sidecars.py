@@ -296,6 +296,5 @@ def rebuild_ledger(layout: ReleaseLayout, ledger: Any) -> dict[str, int]:
                 threads=doc.get("threads"),
             )
         )
-    for phase, rows in by_phase.items():
-        ledger.replace_phase(phase, rows, {})
+    ledger.replace_phases(by_phase, {})  # one transaction: a crash leaves the old rows
     return {phase: len(rows) for phase, rows in by_phase.items()}

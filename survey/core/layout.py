@@ -465,6 +465,11 @@ class ReleaseLayout:
         return self.state.ledger_db
 
     @property
+    def release_lock(self) -> Path:
+        """``state/release.lock``: the lock a release's writers hold, with its holders' records."""
+        return self.state.release_lock
+
+    @property
     def release_summary(self) -> Path:
         """``state/release-summary.md``: what the last whole-release run made."""
         return self.state_dir / "release-summary.md"
@@ -529,6 +534,11 @@ class StateLayout:
     def ledger_db(self) -> Path:
         """``ledger.sqlite``: the default unit ledger."""
         return Path(self.root) / "ledger.sqlite"
+
+    @property
+    def release_lock(self) -> Path:
+        """``release.lock``: the release's writers' lock (``infra/release_lock.py``)."""
+        return Path(self.root) / "release.lock"
 
     @property
     def prefect_home(self) -> Path:
