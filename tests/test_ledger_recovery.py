@@ -1,0 +1,194 @@
+"""A damaged ledger: detected by every command in one line, moved aside and rebuilt.
+
+The release is small and real (tests/small_release.py: five probe units run by lsdr's runner,
+one failed); its ``state/ledger.sqlite`` is then damaged for real: garbage written over its
+first page, the file cut in half, or a page in its middle overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from small_release import make_small_release, unit_states
+
+from lsdr.infra.ledger import Ledger, UnitFinish, default_url
+
+
+def lsdr(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run this venv's ``lsdr`` to its end."""
+    return subprocess.run(
+        [sys.executable, "-m", "lsdr", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def tree(root: Path) -> dict[str, str]:
+    """Every path under ``root`` with its file's SHA-256 ("" for a directory)."""
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        if p.is_file()
+        else ""
+        for p in sorted(root.rglob("*"))
+    }
+
+
+def garbage_header(db: Path) -> None:
+    """Overwrite the first 4 KiB (the header and schema page) with random bytes."""
+    with db.open("r+b") as f:
+        f.write(os.urandom(4096))
+
+
+def truncated(db: Path) -> None:
+    """Cut the file to half its size, as a copy or a disk that filled up would."""
+    with db.open("r+b") as f:
+        f.truncate(db.stat().st_size // 2)
+
+
+def middle_page(db: Path) -> None:
+    """Overwrite one page in the middle: the header still reads, the B-tree does not."""
+    with db.open("r+b") as f:
+        f.seek(4096 * 2)
+        f.write(os.urandom(4096))
+
+
+DAMAGE: dict[str, Callable[[Path], None]] = {
+    "garbage": garbage_header,
+    "truncated": truncated,
+    "middle page": middle_page,
+}
+
+
+def grown_release(root: Path) -> set[tuple[str, str, str]]:
+    """The small release with enough ledger rows to span several pages; its rows."""
+    make_small_release(root)
+    ledger = Ledger(default_url(root / "state"))
+    keys = [f"pad{i:05d}-{'x' * 40}" for i in range(2000)]
+    ledger.plan("padding", keys)
+    ledger.close()
+    # Checkpoint the WAL into the file, so that the damage hits the rows themselves.
+    db = sqlite3.connect(root / "state" / "ledger.sqlite")
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    db.close()
+    return unit_states(root)
+
+
+def expected_line(root: Path) -> tuple[str, str]:
+    """The start and end of the one line every command prints on the damaged ledger."""
+    start = f"lsdr: error: {root}/state/ledger.sqlite is not a readable ledger ("
+    end = (
+        f"): 'lsdr ledger rebuild --release-dir {root}' moves it aside and rebuilds it from "
+        "the provenance sidecars"
+    )
+    return start, end
+
+
+COMMANDS = [
+    ("status",),
+    ("run", "kdtree"),
+    ("run", "release"),
+    ("retry", "--phase", "probe"),
+    ("recover",),
+    ("run", "nightly"),
+]
+"""Commands that read or write the ledger: each refuses the damaged one in the same line."""
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_every_command_names_the_damaged_ledger_and_the_fix(tmp_path: Path, damage: str) -> None:
+    """Exit 2, one line naming the file and ``lsdr ledger rebuild``, nothing written."""
+    root = tmp_path / "release"
+    grown_release(root)
+    DAMAGE[damage](root / "state" / "ledger.sqlite")
+    before = tree(root)
+    start, end = expected_line(root)
+    for args in COMMANDS:
+        done = lsdr(*args, "--release-dir", str(root))
+        assert done.returncode == 2, (args, done.stdout, done.stderr)
+        assert "Traceback" not in done.stderr, (args, done.stderr)
+        lines = done.stderr.splitlines()
+        assert len(lines) == 1, (args, done.stderr)
+        assert lines[0].startswith(start) and lines[0].endswith(end), (args, lines[0])
+    assert tree(root) == before, "a command wrote beside the damaged ledger"
+
+
+def test_the_reason_is_sqlites_own(tmp_path: Path) -> None:
+    """Garbage reads as "file is not a database", a cut file as a malformed image."""
+    for damage, reason in (
+        ("garbage", "(file is not a database)"),
+        ("truncated", "(database disk image is malformed)"),
+    ):
+        root = tmp_path / damage
+        grown_release(root)
+        DAMAGE[damage](root / "state" / "ledger.sqlite")
+        assert reason in lsdr("status", "--release-dir", str(root)).stderr, damage
+
+
+@pytest.mark.parametrize("damage", list(DAMAGE))
+def test_rebuild_moves_the_damaged_ledger_aside_and_restores_the_units(
+    tmp_path: Path, damage: str
+) -> None:
+    """The rebuilt (phase, key, state) rows are the units' rows before the damage.
+
+    Only the units the sidecars record come back (the ``padding`` rows were planned, never
+    run, so no sidecar has them); the damaged file is kept, byte for byte, beside it.
+    """
+    root = tmp_path / "release"
+    before = grown_release(root)
+    db = root / "state" / "ledger.sqlite"
+    DAMAGE[damage](db)
+    damaged = hashlib.sha256(db.read_bytes()).hexdigest()
+
+    done = lsdr("ledger", "rebuild", "--release-dir", str(root))
+    assert done.returncode == 0, done.stdout + done.stderr
+    [aside] = sorted((root / "state").glob("ledger.sqlite.corrupt-*"))
+    assert hashlib.sha256(aside.read_bytes()).hexdigest() == damaged
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith(f"moved the damaged ledger aside: {aside} (")
+    assert lines[1:] == [
+        "probe: 5 units",
+        f"rebuilt 5 units of 1 phases from {root}/state/provenance",
+    ]
+    run_units = {row for row in before if row[0] == "probe"}
+    assert run_units == {("probe", f"u{i:03d}", "done") for i in range(4)} | {
+        ("probe", "u004", "failed")
+    }
+    assert unit_states(root) == run_units
+
+    status = lsdr("status", "--release-dir", str(root))
+    assert status.returncode == 0, status.stderr
+    assert "FAILED probe u004 [science, 1 start(s)]: " in status.stdout
+
+
+def test_rebuild_of_a_sound_ledger_keeps_it_in_place(tmp_path: Path) -> None:
+    """A readable ledger is not moved: its rows are replaced from the sidecars, in place."""
+    root = tmp_path / "release"
+    make_small_release(root)
+    before = unit_states(root)
+    done = lsdr("ledger", "rebuild", "--release-dir", str(root))
+    assert done.returncode == 0, done.stderr
+    assert "moved" not in done.stdout
+    assert list((root / "state").glob("ledger.sqlite.corrupt-*")) == []
+    assert unit_states(root) == before
+
+
+def test_a_rebuild_is_one_transaction(tmp_path: Path) -> None:
+    """Rows of several phases replaced at once: a failing row leaves every phase as it was."""
+    ledger = Ledger(default_url(tmp_path / "state"))
+    ledger.plan("a", ["1", "2"])
+    ledger.plan("b", ["3"])
+    good = [UnitFinish(key="9", state="done")]
+    bad = [UnitFinish(key="x", state="done"), UnitFinish(key="x", state="done")]  # same key
+    with pytest.raises(Exception, match="UNIQUE constraint failed"):
+        ledger.replace_phases({"a": good, "b": bad}, {})
+    assert {(r.phase, r.key) for p in ("a", "b") for r in ledger.rows(p)} == {
+        ("a", "1"),
+        ("a", "2"),
+        ("b", "3"),
+    }
+    ledger.close()
