@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lsdr import __version__
-from lsdr.cli_options import Verbose
+from lsdr.cli_options import Verbose, Wait
 from lsdr.helptext import tidy
 from lsdr.infra.errors import InfraError
 from lsdr.reprocess_cli import reprocess
@@ -201,6 +201,7 @@ def demo(
         bool,
         typer.Option(help="Run the whole release (tractor and after); off: pre-tractor only."),
     ] = True,
+    wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
     """The cookbook's worked example: simulate RA 180-181, Dec 32-33, then run the release.
@@ -233,10 +234,11 @@ def demo(
                 width=DEMO_BRICK_WIDTH,
                 height=DEMO_BRICK_WIDTH,
                 pixscale=DEMO_BRICK_PIXSCALE,
+                wait=wait,
                 verbose=verbose,
             )
         else:
-            run_pretractor(out, region="cookbook", workers=workers, verbose=verbose)
+            run_pretractor(out, region="cookbook", workers=workers, wait=wait, verbose=verbose)
     finally:
         from lsdr.infra.prefect_server import server_status
 
