@@ -52,30 +52,37 @@ def run_deployed(
 ) -> PhaseResult:
     """Run ``phase`` with ``options`` (over the release's record) on a cluster of its settings.
 
-    The release's lock is taken first (exclusive; refused or waited for, ``lock_wait``), so a
-    run refused because another writer holds the release starts no cluster and no unit.
+    The release's lock is taken first (exclusive; refused or waited for, ``lock_wait``), then
+    the ledger checked and the release's record read, so a refused run starts no cluster and
+    no unit.
     """
     from lsdr.flows.phases import run_phase
     from lsdr.flows.settings import writing_release
     from lsdr.infra.cluster import dask_cluster
 
-    s, chosen = _prepared(phase, release_dir, options, settings)
-    with writing_release(s), dask_cluster(s) as address:
-        return run_phase(phase, s, address, chosen)
+    s = _settings(release_dir, settings)
+    with writing_release(s):
+        chosen = _chosen(phase, s, options)
+        with dask_cluster(s) as address:
+            return run_phase(phase, s, address, chosen)
 
 
-def _prepared(
-    phase: str, release_dir: str, options: PhaseOptions | None, settings: Settings
-) -> tuple[Any, Any]:
-    """The run's settings and its options laid over the release's record (read only)."""
+def _settings(release_dir: str, settings: Settings) -> Any:
+    """The run's settings, the release directory checked first."""
     from pathlib import Path
 
     from lsdr.flows.settings import settings_for
-    from lsdr.survey.core.layout import ReleaseLayout, check_release_dir
+    from lsdr.survey.core.layout import check_release_dir
+
+    return settings_for(str(check_release_dir(Path(release_dir)).root), settings)
+
+
+def _chosen(phase: str, s: Any, options: PhaseOptions | None) -> Any:
+    """The run's options laid over the release's record (read, with the release held)."""
+    from lsdr.survey.core.layout import ReleaseLayout
     from lsdr.tasks.recorded import deployed_options
 
-    s = settings_for(str(check_release_dir(Path(release_dir)).root), settings)
-    return s, deployed_options(phase, ReleaseLayout(s.release_dir), s, options)
+    return deployed_options(phase, ReleaseLayout(s.release_dir), s, options)
 
 
 @flow(name="run-release")
@@ -84,10 +91,13 @@ def run_release(
 ) -> ReleaseResult:
     """``release``: every phase in order; the options over the ones the release last ran with."""
     from lsdr.flows.release import release
+    from lsdr.flows.settings import writing_release
 
-    s, chosen = _prepared("release", release_dir, options, settings)
-    overrides = s.model_dump(mode="json", exclude={"release_dir"})
-    result: ReleaseResult = release.fn(str(s.release_dir), chosen, overrides)
+    s = _settings(release_dir, settings)
+    with writing_release(s):
+        chosen = _chosen("release", s, options)
+        overrides = s.model_dump(mode="json", exclude={"release_dir"})
+        result: ReleaseResult = release.fn(str(s.release_dir), chosen, overrides)
     return result
 
 
@@ -97,10 +107,13 @@ def run_pretractor(
 ) -> list[PhaseResult]:
     """``pretractor``: discover … bricks (and the depth cut when asked), on one cluster."""
     from lsdr.flows.pretractor import pretractor
+    from lsdr.flows.settings import writing_release
 
-    s, chosen = _prepared("pretractor", release_dir, options, settings)
-    overrides = s.model_dump(mode="json", exclude={"release_dir"})
-    result: list[PhaseResult] = pretractor.fn(str(s.release_dir), chosen, overrides)
+    s = _settings(release_dir, settings)
+    with writing_release(s):
+        chosen = _chosen("pretractor", s, options)
+        overrides = s.model_dump(mode="json", exclude={"release_dir"})
+        result: list[PhaseResult] = pretractor.fn(str(s.release_dir), chosen, overrides)
     return result
 
 

@@ -8,7 +8,13 @@ from contextlib import contextmanager
 from typing import Any
 
 from lsdr.infra.ledger import Ledger, default_url
-from lsdr.infra.release_lock import LockHolder, LockMode, ensure_release_lock, release_lock
+from lsdr.infra.release_lock import (
+    LockHolder,
+    LockMode,
+    ensure_release_lock,
+    held_here,
+    release_lock,
+)
 from lsdr.infra.settings import Settings
 from lsdr.survey.core.layout import ReleaseLayout
 
@@ -51,10 +57,13 @@ def writing_release(
 ) -> Iterator[LockHolder]:
     """Hold the release's lock while a flow writes it (refused, or waited for: ``lock_wait``).
 
-    Held already in this process (``lsdr run`` took it before running the flow), it is
-    shared with the holder; a refusal fails the flow run with the lock's one line.
+    Held already in this process (``lsdr run`` took it before running the flow, and checked
+    the ledger), it is shared with the holder.  Taken here, the ledger is checked next: a
+    damaged one fails the run with the line naming the fix, as the CLI does.  A refusal fails
+    the flow run with the lock's one line.
     """
     path = ReleaseLayout(settings.release_dir).release_lock
+    taken_here = held_here(path) is None
     with release_lock(
         path,
         str(settings.release_dir),
@@ -63,7 +72,19 @@ def writing_release(
         command=flow_command(),
         say=log.warning,
     ) as holder:
+        if taken_here:
+            readable_ledger(settings)
         yield holder
+
+
+def readable_ledger(settings: Settings) -> None:
+    """Check the settings' ledger reads (if it exists): else the one line naming the fix."""
+    from lsdr.infra.ledger import UnreadableLedgerError
+
+    try:
+        Ledger.existing(ledger_for(settings).url)
+    except UnreadableLedgerError as err:
+        raise err.with_fix(settings.release_dir) from None
 
 
 @contextmanager

@@ -192,3 +192,24 @@ def test_a_rebuild_is_one_transaction(tmp_path: Path) -> None:
         ("b", "3"),
     }
     ledger.close()
+
+
+def test_a_flow_run_by_the_worker_fails_with_the_same_line(
+    tmp_path: Path, prefect_api: str
+) -> None:
+    """The deployable ``run-kdtree`` on a damaged ledger: FAILED, its message the line."""
+    from lsdr.deployments.phases import run_kdtree
+
+    root = tmp_path / "release"
+    grown_release(root)
+    truncated(root / "state" / "ledger.sqlite")
+    before = tree(root)
+    state = run_kdtree(release_dir=str(root), return_state=True)
+    assert state.is_failed(), state
+    start, end = expected_line(root)
+    message = str(state.message)
+    assert start.removeprefix("lsdr: error: ") in message, message
+    assert message.endswith(end), message
+    assert "Traceback" not in message
+    changed = {p for p, digest in tree(root).items() if before.get(p) != digest}
+    assert changed <= {"state/release.lock"}, changed  # its holder's record, nothing else

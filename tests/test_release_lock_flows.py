@@ -10,7 +10,9 @@ runs.
 from __future__ import annotations
 
 import contextvars
+import json
 import logging
+import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -159,3 +161,7 @@ def test_with_lock_wait_a_flow_waits_for_the_holder_then_runs_its_units(
     [notice] = [line for line in said.lines if "waiting for it to let go" in line]
     assert f"pid {holder.pid} since " in notice
     assert holders(release / "state" / "release.lock") == []
+    records = [json.loads(line) for line in (release / "state" / "release.lock").open()]
+    assert {r["event"] for r in records} == {"acquired", "released"}
+    assert {r["pid"] for r in records} == {os.getpid()}
+    assert all(r["command"].startswith("flow run probe/") for r in records), records
