@@ -159,22 +159,20 @@ def release_lock(
             if mode is LockMode.EXCLUSIVE and held.mode is LockMode.SHARED:
                 raise RuntimeError(f"{path}: held shared here; an exclusive hold cannot nest in it")
             held.count += 1
-    if held is not None:
-        try:
-            yield held.holder
-        finally:
-            with _GUARD:
-                held.count -= 1
-        return
-    held = _acquire(path, release, mode, wait, command or command_line(), say or _stderr)
-    with _GUARD:
-        _HELD[key] = held
+    if held is None:
+        held = _acquire(path, release, mode, wait, command or command_line(), say or _stderr)
+        with _GUARD:
+            _HELD[key] = held
     try:
         yield held.holder
     finally:
         with _GUARD:
-            _HELD.pop(key, None)
-        _release(held)
+            held.count -= 1
+            last = held.count == 0
+            if last:
+                _HELD.pop(key, None)
+        if last:  # the process's last hold ends: the lock goes
+            _release(held)
 
 
 @contextmanager

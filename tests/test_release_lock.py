@@ -228,3 +228,24 @@ def test_read_only_commands_run_beside_a_writer_and_write_nothing(
     server = lsdr("server", "status", "--release-dir", str(release))
     assert server.stdout == f"no Prefect server running for {release}\n", server.stdout
     assert tree(release) == before
+
+
+def test_a_process_holding_the_lock_shares_it_with_its_own_flows(tmp_path: Path) -> None:
+    """Nested holds in one process (a command, then its flows) are one hold, let go once."""
+    from lsdr.infra.release_lock import LockMode, held_here, release_lock
+
+    lock = tmp_path / "state" / "release.lock"
+    with release_lock(lock, "R", LockMode.EXCLUSIVE, command="lsdr run release"):
+        with release_lock(lock, "R", LockMode.SHARED, command="flow run reprocess-region/x"):
+            assert held_here(lock) is LockMode.EXCLUSIVE
+        assert [h.command for h in holders(lock)] == ["lsdr run release"]
+    assert held_here(lock) is None
+    assert holders(lock) == []
+    with release_lock(lock, "R", LockMode.SHARED, command="lsdr reprocess"):
+        with (
+            pytest.raises(RuntimeError, match="held shared here"),
+            release_lock(lock, "R", LockMode.EXCLUSIVE),
+        ):
+            pass
+        assert held_here(lock) is LockMode.SHARED
+    assert holders(lock) == []
