@@ -213,3 +213,42 @@ def test_a_flow_run_by_the_worker_fails_with_the_same_line(
     assert "Traceback" not in message
     changed = {p for p, digest in tree(root).items() if before.get(p) != digest}
     assert changed <= {"state/release.lock"}, changed  # its holder's record, nothing else
+
+
+def test_a_writer_killed_mid_transaction_leaves_the_ledger_as_it_was(tmp_path: Path) -> None:
+    """SIGKILL inside ``Ledger.finish``'s transaction: no row changed, the next writer writes.
+
+    The killed write had flushed rows into its open transaction; SQLite rolls them back, so
+    the ledger reads (no damage line), holds the rows from before, and rebuilds to the same.
+    """
+    import signal
+
+    root = tmp_path / "release"
+    keys = make_small_release(root)
+    before = unit_states(root)
+    writer = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("ledger_writer.py")), str(root), *keys],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert writer.stdout is not None
+    assert writer.stdout.readline().strip() == "mid-write"
+    # Its transaction has written: SQLite's write lock is its, another writer is turned away.
+    other = sqlite3.connect(root / "state" / "ledger.sqlite", timeout=0)
+    with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+        other.execute("BEGIN IMMEDIATE")
+    other.close()
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait(timeout=60)
+
+    status = lsdr("status", "--release-dir", str(root))
+    assert status.returncode == 0, status.stderr
+    assert "never committed" not in status.stdout
+    assert unit_states(root) == before
+    retried = lsdr("retry", "--release-dir", str(root), "--phase", "probe")
+    assert retried.returncode == 0, retried.stderr  # the killed writer's lock on the file is gone
+    assert retried.stdout.startswith("1 failed unit(s) of probe re-queued")
+    rebuilt = lsdr("ledger", "rebuild", "--release-dir", str(root))
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    # The re-queued unit's sidecar was removed by retry: the rebuild has the four done units.
+    assert unit_states(root) == {row for row in before if row[2] == "done"}
