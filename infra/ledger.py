@@ -250,26 +250,19 @@ def _now() -> str:
 
 
 class UnreadableLedgerError(InputFileError):
-    """The ledger's database is damaged: not a database, truncated, or failing its check.
+    """A SQLite ledger file is damaged: not a database, truncated, or failing its check."""
 
-    ``path`` is its file (a SQLite ledger: it can be moved aside and rebuilt), else None.
-    """
-
-    def __init__(self, where: str, reason: str, path: Path | None) -> None:
-        """The ledger ``where`` (a file, or a URL without its password) and what is wrong."""
-        super().__init__(f"{where} is not a readable ledger ({reason})")
-        self.where, self.reason, self.path = where, reason, path
+    def __init__(self, path: Path, reason: str) -> None:
+        """The ledger's file and what SQLite says is wrong with it."""
+        super().__init__(f"{path} is not a readable ledger ({reason})")
+        self.path, self.reason = path, reason
 
     def with_fix(self, release_dir: Path) -> InputFileError:
         """The same, naming the fix: ``lsdr ledger rebuild`` on ``release_dir``."""
-        fix = (
-            f"'lsdr ledger rebuild --release-dir {release_dir}' moves it aside and rebuilds it "
-            "from the provenance sidecars"
-            if self.path is not None
-            else f"repair the database, or 'lsdr ledger rebuild --release-dir {release_dir}' "
-            "rebuilds its rows from the provenance sidecars"
+        return InputFileError(
+            f"{self}: 'lsdr ledger rebuild --release-dir {release_dir}' moves it aside and "
+            "rebuilds it from the provenance sidecars"
         )
-        return InputFileError(f"{self}: {fix}")
 
 
 def _sqlite_check(engine: Engine) -> str | None:
@@ -387,18 +380,18 @@ class Ledger:
         path = _sqlite_path(url)
         if path is not None and not path.is_file():
             return None
-        where = str(path) if path is not None else make_url(url).render_as_string(True)
         try:
             engine = _engine(url, read_only=True)
             damage = _sqlite_check(engine) if path is not None else None
-            if damage is not None:
-                raise UnreadableLedgerError(where, damage, path)
+            if path is not None and damage is not None:
+                raise UnreadableLedgerError(path, damage)
             if not inspect(engine).has_table(UnitRow.__tablename__):
                 return None
         except SQLAlchemyError as err:
             reason = str(getattr(err, "orig", None) or err).splitlines()[0]
             if path is not None:
-                raise UnreadableLedgerError(where, reason, path) from None
+                raise UnreadableLedgerError(path, reason) from None
+            where = make_url(url).render_as_string(hide_password=True)
             raise InputFileError(f"ledger {where} cannot be read: {reason}") from None
         return cls(url, read_only=read_only)
 

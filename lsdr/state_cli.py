@@ -235,8 +235,6 @@ def ledger_rebuild(release_dir: ReleaseDir, wait: Wait = False) -> None:
         try:
             Ledger.existing(url, read_only=True)
         except UnreadableLedgerError as err:
-            if err.path is None:
-                raise err.with_fix(release_dir) from None
             Ledger(url).close()
             aside = move_aside(err.path)
             print(f"moved the damaged ledger aside: {aside} ({err.reason})")
