@@ -94,6 +94,9 @@ class _Held:
 
 _HELD: dict[Path, _Held] = {}
 _GUARD = threading.Lock()
+"""Guards ``_HELD`` (held briefly)."""
+_ACQUIRING = threading.Lock()
+"""Held while this process takes a flock (or waits for one): one acquisition at a time."""
 
 
 def holders(path: Path) -> list[LockHolder]:
@@ -153,16 +156,17 @@ def release_lock(
     already (exclusive, or shared for a shared request) shares it.
     """
     key = path.absolute()
-    with _GUARD:
-        held = _HELD.get(key)
-        if held is not None:
-            if mode is LockMode.EXCLUSIVE and held.mode is LockMode.SHARED:
-                raise RuntimeError(f"{path}: held shared here; an exclusive hold cannot nest in it")
-            held.count += 1
-    if held is None:
-        held = _acquire(path, release, mode, wait, command or command_line(), say or _stderr)
+    with _ACQUIRING:  # two threads of this process never both take the flock
         with _GUARD:
-            _HELD[key] = held
+            held = _HELD.get(key)
+            if held is not None:
+                if mode is LockMode.EXCLUSIVE and held.mode is LockMode.SHARED:
+                    raise RuntimeError(f"{path}: held shared here; an exclusive hold cannot nest")
+                held.count += 1
+        if held is None:
+            held = _acquire(path, release, mode, wait, command or command_line(), say or _stderr)
+            with _GUARD:
+                _HELD[key] = held
     try:
         yield held.holder
     finally:

@@ -249,3 +249,29 @@ def test_a_process_holding_the_lock_shares_it_with_its_own_flows(tmp_path: Path)
             pass
         assert held_here(lock) is LockMode.SHARED
     assert holders(lock) == []
+
+
+def test_two_threads_of_one_process_share_its_hold(tmp_path: Path) -> None:
+    """Two flows in threads of one process both hold the release: neither refuses the other."""
+    import threading
+
+    from lsdr.infra.release_lock import LockMode, release_lock
+
+    lock = tmp_path / "state" / "release.lock"
+    inside = threading.Barrier(2, timeout=60)
+    errors: list[BaseException] = []
+
+    def hold_it() -> None:
+        try:
+            with release_lock(lock, "R", LockMode.EXCLUSIVE, command="a flow in a thread"):
+                inside.wait()  # both are inside at once
+        except BaseException as err:  # the test reads it below
+            errors.append(err)
+
+    threads = [threading.Thread(target=hold_it) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert errors == []
+    assert holders(lock) == []
