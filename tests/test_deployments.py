@@ -198,7 +198,9 @@ def test_each_deployment_runs_from_a_rest_call_and_finds_the_release_done(
 
     No options: each run lays nothing over what the release last ran with (the demo's 1800²
     bricks at 0.524″, its region), so every unit is found done and the products stay equal;
-    the model's defaults (3600² at 0.262″) would redo every brick on another grid.
+    the model's defaults (3600² at 0.262″) would redo every brick on another grid.  Posted at
+    once, the runs are writers of one release: each waits for the release's lock
+    (``lock_wait``), so they run one after the other.
     """
     ids = deployment_ids(deployed)
     destination = tmp_path / "published"
@@ -207,14 +209,14 @@ def test_each_deployment_runs_from_a_rest_call_and_finds_the_release_done(
     for name, deployment_id in ids.items():
         if name == "reprocess-region":
             continue  # its own tests trigger it, with their own parameters
-        parameters: dict[str, Any] = {"settings": {"n_workers": 1}}
+        parameters: dict[str, Any] = {"settings": {"n_workers": 1, "lock_wait": True}}
         if name == "publish":
             parameters["options"] = {"destination": str(destination)}
         run = deployed.api(
             "POST", f"/deployments/{deployment_id}/create_flow_run", {"parameters": parameters}
         )
         runs.append(run["id"])
-    finished = wait_runs(deployed, runs)
+    finished = wait_runs(deployed, runs, timeout=1800)  # one after the other: the lock
     states = {r["name"]: (r["state"]["type"], r["state"].get("message")) for r in finished.values()}
     assert all(s == "COMPLETED" for s, _ in states.values()), states
     bricks = deployed.layout.brick_list.read_text().split()
