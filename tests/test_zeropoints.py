@@ -162,6 +162,34 @@ def test_no_stars_ccd_is_recorded_not_raised(pristine: Path, tmp_path: Path):
     assert layout.psfex_single(image, ccd.ccdname).exists()
 
 
+@pytest.mark.slow
+def test_nan_filled_ccd_is_recorded_like_one_without_stars(
+    measured: ReleaseLayout, pristine: Path, tmp_path: Path
+):
+    """A CCD whose pixels are all NaN: its row has ccdnphotom 0 and ccdzpt 0, no calibs.
+
+    The image's other CCDs measure exactly what they measure in the undisturbed image, so the
+    fault stays in its CCD (which ``ccd_cuts`` then cuts) and fails no unit.
+    """
+    layout = copy_survey(pristine, tmp_path)
+    image = next(i for i in images(layout) if "k4m_" in i)
+    ccd = list_ccds(layout.image(image))[0]
+    with fitsio.FITS(str(layout.image(image)), "rw") as f:
+        f[ccd.hdu].write(np.full_like(f[ccd.hdu].read(), np.nan))
+    assert np.isnan(fitsio.read(str(layout.image(image)), ext=ccd.hdu)).all()
+    out = measure_image(layout, image)
+    rows = fitsio.read(str(out.annotated))
+    row = rows[rows["ccdname"] == ccd.ccdname][0]
+    assert (row["ccdnphotom"], row["ccdzpt"], bool(row["annotated"])) == (0, 0.0, False)
+    assert out.n_no_stars == 1
+    assert not layout.psfex_single(image, ccd.ccdname).exists()
+    undisturbed = fitsio.read(str(measured.zpt_annotated(image)))
+    for name in ("ccdzpt", "ccdnphotom", "ccdskycounts", "fwhm"):
+        others = rows[rows["ccdname"] != ccd.ccdname][name]
+        same = undisturbed[undisturbed["ccdname"] != ccd.ccdname][name]
+        assert np.array_equal(others, same), name
+
+
 @pytest.mark.parametrize("kind", ["ooi", "oow"])
 @pytest.mark.slow
 def test_truncated_file_names_file_and_hdu(pristine: Path, tmp_path: Path, kind: str):
