@@ -201,6 +201,23 @@ UNIT_PHASES = (
     "publish",
 )
 """The phases whose units the ledger records (``lsdr status``'s names): what ``timeouts`` keys."""
+COMMAND_UNIT_PHASES: dict[str, tuple[str, ...]] = {
+    "merge": ("merge-calibs", "merge"),
+    "depth": ("depth", "depth-merge"),
+    "summary": ("summary", "summary-merge"),
+    "package": ("verify", "checksums", "logs"),
+}
+"""The phases of the units an ``lsdr run`` command runs, where not only its own name."""
+
+
+def unit_phases(command: str) -> tuple[str, ...]:
+    """The phases of the units ``lsdr run <command>`` runs (``merge``: merge-calibs, merge)."""
+    return COMMAND_UNIT_PHASES.get(command, (command,))
+
+
+def command_of(phase: str) -> str:
+    """The ``lsdr run`` command that runs a phase's units (``merge-calibs``: ``merge``)."""
+    return next((c for c, phases in COMMAND_UNIT_PHASES.items() if phase in phases), phase)
 
 
 def _phase_timeouts(value: dict[str, float]) -> dict[str, float]:

@@ -74,20 +74,13 @@ def _overrides(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
-COMMAND_UNIT_PHASES: dict[str, tuple[str, ...]] = {
-    "merge": ("merge-calibs", "merge"),
-    "depth": ("depth", "depth-merge"),
-    "summary": ("summary", "summary-merge"),
-    "package": ("verify", "checksums", "logs"),
-}
-"""The phases of the units a command runs, where not only its own name (``lsdr status``'s)."""
-
-
 def _timeouts(phase: str, seconds: float | None) -> dict[str, float] | None:
     """``--timeout``: the ``timeouts`` of the units the command runs (None: not given)."""
+    from lsdr.infra.settings import unit_phases
+
     if check.timeout(seconds) is None:
         return None
-    return dict.fromkeys(COMMAND_UNIT_PHASES.get(phase, (phase,)), float(seconds))
+    return dict.fromkeys(unit_phases(phase), float(seconds))
 
 
 def _run(phase: str, flags: dict[str, Any]) -> None:

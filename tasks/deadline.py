@@ -61,9 +61,12 @@ class UnitFailedError(Exception):
 
 def timeout_message(unit: Unit, timeout_s: float, how: str) -> str:
     """The one line of a unit stopped at its timeout: the unit, the timeout, the setting."""
+    from lsdr.infra.settings import command_of
+
     return (
-        f"{unit.phase} {unit.key}: past its timeout of {timeout_s:g} s, {how}; raise it with "
-        f"'lsdr run ... --timeout SECONDS' or the setting 'timeouts: {{{unit.phase}: SECONDS}}'"
+        f"{unit.key}: past the {unit.phase} timeout of {timeout_s:g} s, {how}; raise it with "
+        f"'lsdr run {command_of(unit.phase)} --timeout SECONDS' or the setting "
+        f"'timeouts: {{{unit.phase}: SECONDS}}'"
     )
 
 

@@ -102,8 +102,8 @@ def check_outcome(root: Path, keys: list[str], result: PhaseResult, how: str) ->
     [(key, cls, message)] = result.failed
     assert (key, cls) == ("u00002", "timeout")
     assert message == (
-        f"zeropoints u00002: past its timeout of 3 s, {how}; raise it with "
-        "'lsdr run ... --timeout SECONDS' or the setting 'timeouts: {zeropoints: SECONDS}'"
+        f"u00002: past the zeropoints timeout of 3 s, {how}; raise it with "
+        "'lsdr run zeropoints --timeout SECONDS' or the setting 'timeouts: {zeropoints: SECONDS}'"
     )
     layout = ReleaseLayout(root)
     for k in keys:
@@ -147,3 +147,101 @@ def test_a_unit_deaf_to_sigterm_is_killed_with_its_child_after_the_grace(
     for what in ("unit", "child"):
         assert gone(int(Path(timeout_units.pid_file(layout, "u00002", what)).read_text()))
     assert worker_children(dask_address) == []
+
+
+BAILOUT = 1 << 10
+"""The Legacy Surveys' MASKBITS bit 10, BAILOUT: "no fit was attempted here" (DR9/DR10 docs)."""
+BRICK_TIMEOUT_S = 60
+"""The tractor phase's timeout in the brick test: past the stages before fitblobs (seconds on
+the 600² brick), short enough for the test; the engine hangs mid-fit, so the timeout comes."""
+
+
+@pytest.mark.slow
+def test_a_brick_past_its_timeout_resumes_from_its_checkpoint_with_bail_out(
+    tmp_path_factory: pytest.TempPathFactory, dask_address: str
+) -> None:
+    """A brick hung mid-fit: stopped at the tractor timeout, rerun from its checkpoint, bailed."""
+    import fitsio
+    import hanging_engine
+    import numpy as np
+    from runbrick_survey import BRICK, prepared_survey, private_copy
+    from test_tractor_flow import checkpoint_entries
+
+    from lsdr.flows.tractor import tractor
+    from lsdr.survey.core.phase_options import TractorOptions
+    from lsdr.tasks.sidecars import read_sidecar, sidecar_path
+
+    layout = private_copy(prepared_survey(tmp_path_factory), tmp_path_factory.mktemp("hung") / "r")
+    settings = {
+        "n_workers": 2,
+        "engine": "hanging_engine:HangingEngine",
+        "timeouts": {"tractor": BRICK_TIMEOUT_S},
+    }
+    s = load_settings(layout.root, **settings)
+    result = tractor.with_options(task_runner=task_runner(s, dask_address))(
+        str(layout.root),
+        options=TractorOptions(bricks=[BRICK], width=600, height=600, keep_checkpoints=True),
+        settings=settings,
+    )
+    assert hanging_engine.hung_marker(layout, BRICK).exists(), "timed out before fitblobs"
+    assert result.counts.model_dump() == {"done": 1, "cached": 0, "failed": 0}, result
+    row = ledger_for(s).get("tractor", BRICK)
+    assert row is not None and (row.state, row.attempts) == ("done", 2)
+    sidecar = read_sidecar(sidecar_path(layout, "tractor", BRICK))
+    assert sidecar is not None and sidecar["state"] == "done"
+    stats = sidecar["summary"]
+    # The first start's checkpoint held the blobs fitted before the hang; the rerun read them
+    # and fitted nothing more, bailing out of the rest.
+    assert checkpoint_entries(layout.checkpoint(BRICK)) == hanging_engine.HANG_AFTER
+    assert stats["blobs_resumed"] == hanging_engine.HANG_AFTER, stats
+    assert stats["blobs_fitted"] == 0 and stats["blobs_bailed"] > 0, stats
+    maskbits = fitsio.read(str(layout.coadd_maskbits(BRICK)))
+    assert np.count_nonzero(maskbits & BAILOUT) > 0
+    catalogue = fitsio.read(str(layout.tractor(BRICK)), ext=1)
+    assert len(np.unique(catalogue["objid"])) == len(catalogue)  # no source written twice
+    left = [p for p in layout.root.rglob("tmp-*") if TEMPORARY_NAME.fullmatch(p.name)]
+    assert left == []
+    assert worker_children(dask_address) == []
+
+
+def test_the_timeouts_setting_merges_its_phases_over_the_sources(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file's, the environment's and the command's timeouts merge phase by phase."""
+    (tmp_path / "lsdr.yaml").write_text("timeouts:\n  zeropoints: 600\n  tractor: 14400\n")
+    monkeypatch.setenv("LSDR_TIMEOUTS", '{"merge": 60}')
+    s = load_settings(tmp_path, timeouts={"tractor": 5})
+    assert s.timeouts == {"zeropoints": 600.0, "merge": 60.0, "tractor": 5.0}
+
+
+def test_a_bad_timeout_is_one_line_naming_where_it_was_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unknown phase names the file; a timeout of 0 the variable; --timeout 0 exits 2."""
+    import subprocess
+    import sys
+
+    from lsdr.survey.core.errors import UsageError
+
+    (tmp_path / "lsdr.yaml").write_text("timeouts:\n  tracor: 600\n")
+    with pytest.raises(UsageError, match=r"lsdr\.yaml: timeouts: unknown phase 'tracor'"):
+        load_settings(tmp_path)
+    (tmp_path / "lsdr.yaml").unlink()
+    monkeypatch.setenv("LSDR_TIMEOUTS", '{"tractor": 0}')
+    with pytest.raises(
+        UsageError, match=r"^LSDR_TIMEOUTS: tractor: timeout 0\.0 s must be above 0$"
+    ):
+        load_settings(tmp_path)
+    monkeypatch.delenv("LSDR_TIMEOUTS")
+    command = ["run", "tractor", "--release-dir", str(tmp_path), "--timeout", "0"]
+    done = subprocess.run(
+        [sys.executable, "-m", "lsdr", *command],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stderr) == (
+        2,
+        "lsdr: error: --timeout 0: a timeout must be above 0 seconds\n",
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
