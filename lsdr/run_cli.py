@@ -78,9 +78,10 @@ def _timeouts(phase: str, seconds: float | None) -> dict[str, float] | None:
     """``--timeout``: the ``timeouts`` of the units the command runs (None: not given)."""
     from lsdr.infra.settings import unit_phases
 
-    if check.timeout(seconds) is None:
+    checked = check.timeout(seconds)
+    if checked is None:
         return None
-    return dict.fromkeys(unit_phases(phase), float(seconds))
+    return dict.fromkeys(unit_phases(phase), float(checked))
 
 
 def _run(phase: str, flags: dict[str, Any]) -> None:
