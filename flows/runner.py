@@ -127,6 +127,7 @@ def _run_units(
                     version,
                     settings.unit_memory_limit_mb,
                     batch_number=number,
+                    timeout_s=settings.timeouts.get(phase),
                 )
             futures[future] = batch
         todo = []

@@ -16,6 +16,7 @@ receive a ``Settings``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from dataclasses import dataclass
@@ -178,6 +179,65 @@ def _known_launcher(value: str) -> str:
     return value
 
 
+UNIT_PHASES = (
+    "discover",
+    "zeropoints",
+    "merge-calibs",
+    "merge",
+    "kdtree",
+    "bricks",
+    "depthcut",
+    "tractor",
+    "brightneighbors",
+    "depth",
+    "depth-merge",
+    "summary",
+    "summary-merge",
+    "sweeps",
+    "external",
+    "verify",
+    "checksums",
+    "logs",
+    "publish",
+)
+"""The phases whose units the ledger records (``lsdr status``'s names): what ``timeouts`` keys."""
+COMMAND_UNIT_PHASES: dict[str, tuple[str, ...]] = {
+    "merge": ("merge-calibs", "merge"),
+    "depth": ("depth", "depth-merge"),
+    "summary": ("summary", "summary-merge"),
+    "package": ("verify", "checksums", "logs"),
+}
+"""The phases of the units an ``lsdr run`` command runs, where not only its own name."""
+
+
+def unit_phases(command: str) -> tuple[str, ...]:
+    """The phases of the units ``lsdr run <command>`` runs (``merge``: merge-calibs, merge)."""
+    return COMMAND_UNIT_PHASES.get(command, (command,))
+
+
+def command_of(phase: str) -> str:
+    """The ``lsdr run`` command that runs a phase's units (``merge-calibs``: ``merge``)."""
+    return next((c for c, phases in COMMAND_UNIT_PHASES.items() if phase in phases), phase)
+
+
+def _phase_timeouts(value: dict[str, float]) -> dict[str, float]:
+    """Each key a phase whose units run (``merge-calibs``, ``tractor``…), each timeout above 0 s."""
+    for phase, seconds in value.items():
+        if phase not in UNIT_PHASES:
+            raise PydanticCustomError(
+                "timeouts",
+                "unknown phase '{phase}': the phases are {known}",
+                {"phase": phase, "known": ", ".join(UNIT_PHASES)},
+            )
+        if not seconds > 0:
+            raise PydanticCustomError(
+                "timeouts",
+                "{phase}: timeout {seconds} s must be above 0",
+                {"phase": phase, "seconds": seconds},
+            )
+    return value
+
+
 WorkerCount = Annotated[int, BeforeValidator(_workers)]
 MemorySize = Annotated[str, BeforeValidator(_memory_size)]
 ProfileName = Annotated[str, AfterValidator(_known_profile)]
@@ -186,6 +246,7 @@ Walltime = Annotated[str, AfterValidator(_walltime)]
 Duration = Annotated[str, BeforeValidator(_duration)]
 ImageReference = Annotated[str, AfterValidator(_image)]
 LauncherName = Annotated[str, AfterValidator(_known_launcher)]
+PhaseTimeouts = Annotated[dict[str, float], AfterValidator(_phase_timeouts)]
 
 
 class Settings(BaseSettings):
@@ -269,6 +330,12 @@ class Settings(BaseSettings):
     )
     max_attempts: int = Field(
         3, ge=1, description="Starts of a unit before infra failures are final."
+    )
+    timeouts: PhaseTimeouts = Field(
+        default_factory=dict,
+        description="Seconds a unit of a phase may run, by phase ({tractor: 14400}); past it the "
+        "unit is stopped and fails as class timeout (bricks: rerun from the checkpoint with "
+        "--bail-out). A phase not named has no timeout.",
     )
     ledger_url: str | None = Field(
         None, description="SQLAlchemy URL of the unit ledger; default state/ledger.sqlite."
@@ -463,6 +530,45 @@ class _Sources:
             raise UsageError(f"{where}: {err}") from None
 
 
+MAPPING_SETTINGS = ("timeouts",)
+"""Settings that are a mapping merged key by key over the sources rather than replaced: a
+``--timeout`` for one phase keeps the file's timeouts of the others."""
+
+
+def _merged_mappings(sources: _Sources, from_profile: dict[str, Any]) -> dict[str, Any]:
+    """Each mapping setting some source gives, merged key by key, each checked where given.
+
+    The profile's, then the config file's, the environment's (JSON) and the overrides' keys.
+    """
+    out: dict[str, Any] = {}
+    for name in MAPPING_SETTINGS:
+        layers: list[tuple[str, Any]] = []
+        if name in from_profile:
+            layers.append((sources.where(name), from_profile[name]))
+        if name in sources.from_file:
+            layers.append((f"{sources.config}: {name}", sources.from_file[name]))
+        if name in sources.environment:
+            where = f"{ENV_PREFIX}{name.upper()}"
+            try:
+                layers.append((where, json.loads(sources.environment[name])))
+            except ValueError:
+                raise UsageError(
+                    f"{where}: not a JSON mapping, as in '{{\"tractor\": 14400}}'"
+                ) from None
+        if name in sources.given:
+            layers.append((f"setting {name}", sources.given[name]))
+        if not layers:
+            continue
+        combined: dict[str, Any] = {}
+        for where, value in layers:
+            try:
+                combined.update(check_setting(name, value))
+            except UsageError as err:
+                raise UsageError(f"{where}: {err}") from None
+        out[name] = combined
+    return out
+
+
 def load_settings(release_dir: Path, **overrides: Any) -> Settings:
     """Settings for a release: defaults < profile files < config file < ``LSDR_*`` < overrides.
 
@@ -491,6 +597,7 @@ def load_settings(release_dir: Path, **overrides: Any) -> Settings:
     }
     merged.update(given)
     merged.update(profile)
+    merged.update(_merged_mappings(sources, from_profile))
     merged["release_dir"] = release_dir
     try:
         settings = Settings(**merged)

@@ -88,6 +88,16 @@ Launcher = Annotated[
 Workers = Annotated[int | None, typer.Option("--workers", help="Dask worker processes.")]
 BatchSize = Annotated[int | None, typer.Option("--batch-size", help="Units per Prefect task.")]
 Threads = Annotated[int | None, typer.Option("--threads", help="Threads per unit.")]
+Timeout = Annotated[
+    float | None,
+    typer.Option(
+        "--timeout",
+        metavar="SECONDS",
+        help="Seconds each of the phase's units may run; past it the unit is stopped and fails "
+        "as class timeout (a brick is rerun from its checkpoint with --bail-out). Default the "
+        "setting timeouts, else none.",
+    ),
+]
 Wait = Annotated[
     bool,
     typer.Option(

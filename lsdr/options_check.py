@@ -55,6 +55,13 @@ def _check(option: str, value: object, check: Callable[[], object]) -> None:
         raise option_error(option, value, err) from None
 
 
+def timeout(seconds: float | None) -> float | None:
+    """``--timeout``: seconds above 0 (None: not given, the ``timeouts`` setting applies)."""
+    if seconds is not None and not seconds > 0:
+        raise option_error("--timeout", seconds, UsageError("a timeout must be above 0 seconds"))
+    return seconds
+
+
 def cameras(names: list[str] | None) -> list[str] | None:
     """``--camera``: each a camera lsdr knows (90prime, mosaic, decam)."""
     from lsdr.survey.core.cameras import get_camera

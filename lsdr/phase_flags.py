@@ -32,7 +32,17 @@ SHORT_FLAGS: dict[str, str] = {"width": "-W", "height": "-H"}
 """runbrick's one-letter flags."""
 
 NOT_OPTIONS = frozenset(
-    {"release_dir", "verbose", "workers", "batch_size", "threads", "engine", "launcher", "wait"}
+    {
+        "release_dir",
+        "verbose",
+        "workers",
+        "batch_size",
+        "threads",
+        "engine",
+        "launcher",
+        "wait",
+        "timeout",
+    }
 )
 """A run command's parameters that are not phase options: the release, settings, the console."""
 

@@ -34,6 +34,7 @@ from lsdr.cli_options import (
     ReleaseDir,
     RunCalibs,
     Threads,
+    Timeout,
     Verbose,
     Wait,
     Width,
@@ -73,6 +74,16 @@ def _overrides(**given: Any) -> dict[str, Any]:
     return {k: v for k, v in given.items() if v is not None}
 
 
+def _timeouts(phase: str, seconds: float | None) -> dict[str, float] | None:
+    """``--timeout``: the ``timeouts`` of the units the command runs (None: not given)."""
+    from lsdr.infra.settings import unit_phases
+
+    checked = check.timeout(seconds)
+    if checked is None:
+        return None
+    return dict.fromkeys(unit_phases(phase), float(checked))
+
+
 def _run(phase: str, flags: dict[str, Any]) -> None:
     """Run ``phase`` with the options its command's ``flags`` give (each checked first).
 
@@ -95,6 +106,7 @@ def _run(phase: str, flags: dict[str, Any]) -> None:
         engine=flags.get("engine"),
         launcher=flags.get("launcher"),
         lock_wait=flags.get("wait") or None,
+        timeouts=_timeouts(phase, flags.get("timeout")),
     )
     execute(release_dir, overrides, [(phase, options)], verbose=bool(flags.get("verbose")))
 
@@ -221,6 +233,7 @@ def run_discover(
     date_min: DateMin = None,
     date_max: DateMax = None,
     workers: Workers = None,
+    timeout: Timeout = None,
     wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
@@ -235,6 +248,7 @@ def run_zeropoints(
     workers: Workers = None,
     batch_size: BatchSize = None,
     threads: Threads = None,
+    timeout: Timeout = None,
     wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
@@ -248,6 +262,7 @@ def run_merge(
     cut: Cut = None,
     cut_expnum: CutExpnum = None,
     workers: Workers = None,
+    timeout: Timeout = None,
     wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
@@ -256,21 +271,29 @@ def run_merge(
 
 
 @run_app.command("kdtree")
-def run_kdtree(release_dir: ReleaseDir, wait: Wait = False, verbose: Verbose = False) -> None:
+def run_kdtree(
+    release_dir: ReleaseDir, timeout: Timeout = None, wait: Wait = False, verbose: Verbose = False
+) -> None:
     """Write the unified kd-tree CCD file survey-ccds-<dr>.kd.fits."""
     _run("kdtree", locals())
 
 
 @run_app.command("bricks")
 def run_bricks(
-    release_dir: ReleaseDir, region: Region = None, wait: Wait = False, verbose: Verbose = False
+    release_dir: ReleaseDir,
+    region: Region = None,
+    timeout: Timeout = None,
+    wait: Wait = False,
+    verbose: Verbose = False,
 ) -> None:
     """Write the brick list: bricks of the region touched by CCDs that pass the cuts."""
     _run("bricks", locals())
 
 
 @run_app.command("depthcut")
-def run_depthcut(release_dir: ReleaseDir, wait: Wait = False, verbose: Verbose = False) -> None:
+def run_depthcut(
+    release_dir: ReleaseDir, timeout: Timeout = None, wait: Wait = False, verbose: Verbose = False
+) -> None:
     """Keep, per brick, the CCDs needed to reach the target depth (optional phase)."""
     _run("depthcut", locals())
 
@@ -309,6 +332,7 @@ def run_tractor(
     launcher: Launcher = None,
     workers: Workers = None,
     threads: Threads = None,
+    timeout: Timeout = None,
     wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
@@ -318,7 +342,11 @@ def run_tractor(
 
 @run_app.command("brightneighbors")
 def run_brightneighbors(
-    release_dir: ReleaseDir, bricks: Bricks = None, wait: Wait = False, verbose: Verbose = False
+    release_dir: ReleaseDir,
+    bricks: Bricks = None,
+    timeout: Timeout = None,
+    wait: Wait = False,
+    verbose: Verbose = False,
 ) -> None:
     """Mark neighbouring bricks' bright stars and large blobs in each brick's maskbits."""
     _run("brightneighbors", locals())
@@ -326,7 +354,11 @@ def run_brightneighbors(
 
 @run_app.command("depth")
 def run_depth(
-    release_dir: ReleaseDir, bricks: Bricks = None, wait: Wait = False, verbose: Verbose = False
+    release_dir: ReleaseDir,
+    bricks: Bricks = None,
+    timeout: Timeout = None,
+    wait: Wait = False,
+    verbose: Verbose = False,
 ) -> None:
     """The release's depth histogram (<dr>-depth.fits) and its plot, from the depth maps."""
     _run("depth", locals())
@@ -334,7 +366,11 @@ def run_depth(
 
 @run_app.command("summary")
 def run_summary(
-    release_dir: ReleaseDir, bricks: Bricks = None, wait: Wait = False, verbose: Verbose = False
+    release_dir: ReleaseDir,
+    bricks: Bricks = None,
+    timeout: Timeout = None,
+    wait: Wait = False,
+    verbose: Verbose = False,
 ) -> None:
     """survey-bricks-<dr>.fits.gz per RA-degree chunk, merged, with sky-map plots."""
     _run("summary", locals())
@@ -347,6 +383,7 @@ def run_sweeps(
     version: Annotated[
         str | None, typer.Option("--version", help=flag_help(SweepsOptions, "version"))
     ] = None,
+    timeout: Timeout = None,
     wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
@@ -361,6 +398,7 @@ def run_external(
     radius_arcsec: Annotated[
         float | None, typer.Option("--radius", help=flag_help(ExternalOptions, "radius_arcsec"))
     ] = None,
+    timeout: Timeout = None,
     wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
@@ -370,7 +408,11 @@ def run_external(
 
 @run_app.command("package")
 def run_package(
-    release_dir: ReleaseDir, bricks: Bricks = None, wait: Wait = False, verbose: Verbose = False
+    release_dir: ReleaseDir,
+    bricks: Bricks = None,
+    timeout: Timeout = None,
+    wait: Wait = False,
+    verbose: Verbose = False,
 ) -> None:
     """Verify brick checksums, write the release checksum files, tar the logs."""
     _run("package", locals())
@@ -386,6 +428,7 @@ def run_publish(
         bool | None,
         typer.Option("--dry-run/--no-dry-run", help=flag_help(PublishOptions, "dry_run")),
     ] = None,
+    timeout: Timeout = None,
     wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:

@@ -34,13 +34,15 @@ def run_batch_now(
     engine_version: str,
     memory_limit_mb: int | None = None,
     on_wait: OnWait | None = None,
+    timeout_s: float | None = None,
 ) -> list[UnitResult]:
     """Run units one after the other here, holding their locks, recording them in the ledger.
 
     The units' locks (``tasks/locks.py``) are taken before the ledger records their start, so
     a unit another run is running is waited for, not counted as a lost start.  A unit that had
     to wait is checked again once its lock is free: the other run may have done it (it is then
-    cached here), unless it is forced.
+    cached here), unless it is forced.  ``timeout_s``: each unit's timeout (its phase's), past
+    which it is stopped and recorded as class ``timeout`` (``tasks/deadline.py``).
     """
     if not units:
         return []
@@ -60,7 +62,14 @@ def run_batch_now(
         if todo:
             ledger.start(phase, [u.key for u in todo], threads=todo[0].threads)
             ran = [
-                execute_unit(fn, layout, u, engine_version, memory_limit_mb=memory_limit_mb)
+                execute_unit(
+                    fn,
+                    layout,
+                    u,
+                    engine_version,
+                    memory_limit_mb=memory_limit_mb,
+                    timeout_s=timeout_s,
+                )
                 for u in todo
             ]
             ledger.finish(phase, [r.ledger_finish() for r in ran])
@@ -77,6 +86,7 @@ def run_batch(
     engine_version: str,
     memory_limit_mb: int | None = None,
     batch_number: int = 0,
+    timeout_s: float | None = None,
 ) -> list[UnitResult]:
     """A Prefect task running one batch of a phase's units (see :func:`run_batch_now`).
 
@@ -102,7 +112,14 @@ def run_batch(
         say(line, logging.WARNING)
 
     results = run_batch_now(
-        fn, units, release_dir, ledger_url, engine_version, memory_limit_mb, on_wait=waiting
+        fn,
+        units,
+        release_dir,
+        ledger_url,
+        engine_version,
+        memory_limit_mb,
+        on_wait=waiting,
+        timeout_s=timeout_s,
     )
     for r in results:
         say(f"unit {r.phase} {r.key}: {r.state}{_why(r)}")

@@ -15,9 +15,10 @@ from typing import Any
 from lsdr.survey.core.errors import InputFileError
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.engines.base import Outcome
+from lsdr.tasks.deadline import UnitFailedError, run_unit_function
 from lsdr.tasks.failures import classify, one_line
 from lsdr.tasks.fingerprints import identity, input_digests
-from lsdr.tasks.sandbox import memory_limit, peak_rss_mb
+from lsdr.tasks.sandbox import peak_rss_mb
 from lsdr.tasks.sidecars import FORCED_RERUN, settle, write_sidecar
 from lsdr.tasks.unit import FORCE, Unit, UnitOutput, UnitResult
 
@@ -29,13 +30,16 @@ def execute_unit(
     engine_version: str,
     *,
     memory_limit_mb: int | None = None,
+    timeout_s: float | None = None,
 ) -> UnitResult:
     """Run one unit unless its sidecar says it is done; never raises for a unit's failure.
 
     The inputs are fingerprinted before the unit runs (reusing the planner's digests of
     unchanged files), and those digests are what its sidecar records as read.  A unit with the
     ``force`` flag runs even when done: a forced rerun, recorded as one in its sidecar
-    (``forced``) and as its ledger message.
+    (``forced``) and as its ledger message.  With ``timeout_s`` (its phase's timeout) the unit
+    runs in a child process, stopped past it and recorded as class ``timeout``
+    (``tasks/deadline.py``).
     """
     settled = settle(layout, unit, engine_version)
     done = (
@@ -62,8 +66,20 @@ def execute_unit(
     try:
         if unit.plan_error is not None:
             raise InputFileError(unit.plan_error)
-        with memory_limit(memory_limit_mb):
-            output = fn(layout, unit)
+        output, peak = run_unit_function(
+            fn, layout, unit, memory_limit_mb=memory_limit_mb, timeout_s=timeout_s
+        )
+    except UnitFailedError as err:
+        # The unit's child process failed, or was stopped at its timeout: its own report.
+        result = failed(
+            failure_class=err.failure_class,
+            message=err.message,
+            wall_s=time.monotonic() - start,
+            peak_mem_mb=err.peak_mem_mb,
+            threads=unit.threads,
+        )
+        write_sidecar(layout, result, err.trace, **provenance)
+        return result
     except Exception as err:
         # MemoryError is an Exception too; anything else (KeyboardInterrupt) propagates.
         result = failed(
@@ -81,7 +97,7 @@ def execute_unit(
             failure_class=output.failure_class,
             message=output.message or f"{unit.phase} {unit.key} failed ({output.failure_class})",
             wall_s=time.monotonic() - start,
-            peak_mem_mb=peak_rss_mb(),
+            peak_mem_mb=peak,
             summary=dict(output.summary),
             threads=unit.threads,
         )
@@ -93,7 +109,7 @@ def execute_unit(
         state="done",
         fingerprint=digests.fingerprint,
         wall_s=time.monotonic() - start,
-        peak_mem_mb=peak_rss_mb(),
+        peak_mem_mb=peak,
         message=FORCED_RERUN if forced else None,
         outputs=tuple(str(p) for p in output.paths),
         summary=dict(output.summary),

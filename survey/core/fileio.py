@@ -8,6 +8,18 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+_TEMPORARIES: list[int] = []
+"""A file descriptor where each temporary name is listed as it is made, when one is set."""
+
+
+def list_temporaries(fd: int) -> None:
+    """List every temporary name this process makes on ``fd``, one a line.
+
+    A unit's child process does (``tasks/deadline.py``): when it is killed at its timeout, the
+    worker removes the temporaries it left, which no ``finally`` could.
+    """
+    _TEMPORARIES[:] = [fd]
+
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -21,6 +33,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
     tmp.unlink(missing_ok=True)
+    for fd in _TEMPORARIES:
+        os.write(fd, f"{tmp}\n".encode())
     try:
         yield tmp
         os.replace(tmp, path)
