@@ -39,7 +39,7 @@ rsync:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends rsync; }
 
 pytest: install legacypipe rsync
-	LSDR_REQUIRE_LEGACYPIPE=1 $(BIN)/python -m pytest -m "slow or cluster or legacypipe or not slow" -n 2 --dist loadfile --durations=15
+	LSDR_REQUIRE_LEGACYPIPE=1 LSDR_TEST_DEMO_AHEAD=1 $(BIN)/python -m pytest -m "slow or cluster or legacypipe or not slow" -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 test: lint typecheck pytest
 

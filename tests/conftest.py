@@ -17,6 +17,10 @@ from demo_release import DemoRun, shared_demo
 from required_in_ci import pytest_make_collect_report as pytest_make_collect_report
 from required_in_ci import pytest_runtest_makereport as pytest_runtest_makereport
 from required_in_ci import unavailable
+from session_plan import pytest_collection_modifyitems as pytest_collection_modifyitems
+from session_plan import pytest_runtest_logreport as pytest_runtest_logreport
+from session_plan import pytest_sessionfinish as pytest_sessionfinish
+from session_plan import pytest_sessionstart as pytest_sessionstart
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild, find_build
 

@@ -89,28 +89,74 @@ def shared_demo(shared: Path) -> DemoRun:
     """The session's demo release in ``shared`` (made by the first caller, under a lock).
 
     ``LSDR_TEST_DEMO=DIR`` reuses a finished demo release instead (a developer's shortcut).
+    The demo may be being made ahead (:func:`start_demo_ahead`): its lock is then waited for.
     """
     shared.mkdir(parents=True, exist_ok=True)
-    record = shared / "demo-run.json"
+    record = shared / RECORD
     made = os.environ.get("LSDR_TEST_DEMO")
-    with open(shared / "demo.lock", "w") as lock:
+    with open(shared / LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not record.exists():
-            run = reuse_demo(Path(made)) if made else make_demo(shared)
-            doc = {
-                "out": str(run.out),
-                "args": list(run.first.args),
-                "returncode": run.first.returncode,
-                "stdout": run.first.stdout,
-                "stderr": run.first.stderr,
-                "mtimes": run.mtimes,
-            }
-            record.write_text(json.dumps(doc))
+            write_record(record, reuse_demo(Path(made)) if made else make_demo(shared))
     doc = json.loads(record.read_text())
     first = subprocess.CompletedProcess(
         doc["args"], doc["returncode"], doc["stdout"], doc["stderr"]
     )
     return DemoRun(Path(doc["out"]), first, {k: int(v) for k, v in doc["mtimes"].items()})
+
+
+RECORD = "demo-run.json"
+"""The finished demo's record, in the shared directory: its path, first console, mtimes."""
+LOCK = "demo.lock"
+"""Held while the demo is being made."""
+
+
+def write_record(record: Path, run: DemoRun) -> None:
+    """Record a finished demo for every worker of the session."""
+    doc = {
+        "out": str(run.out),
+        "args": list(run.first.args),
+        "returncode": run.first.returncode,
+        "stdout": run.first.stdout,
+        "stderr": run.first.stderr,
+        "mtimes": run.mtimes,
+    }
+    record.write_text(json.dumps(doc))
+
+
+def start_demo_ahead(shared: Path) -> subprocess.Popen[bytes]:
+    """Start making the demo in a process of its own that holds the demo's lock until done.
+
+    The lock is taken here, before the workers start, and passed to the child (the same open
+    file), so a worker that asks for the demo waits for it instead of making a second one. If
+    the child fails it writes no record, and the first worker to ask makes the demo itself
+    (and its test shows why it fails). Its console goes to ``demo-ahead.log``.
+    """
+    shared.mkdir(parents=True, exist_ok=True)
+    lock = open(shared / LOCK, "w")  # noqa: SIM115 - handed to the child, closed here after
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    with open(shared / "demo-ahead.log", "wb") as log:
+        child = subprocess.Popen(
+            [sys.executable, __file__, str(shared), str(lock.fileno())],
+            pass_fds=(lock.fileno(),),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    lock.close()
+    return child
+
+
+def _make_ahead(shared: Path) -> None:
+    """The child of :func:`start_demo_ahead`: the demo, reporting to a Prefect server of its own."""
+    from lsdr.infra.prefect_server import client_environment, running_server
+
+    record = shared / RECORD
+    if record.exists():
+        return
+    with running_server(shared / "prefect-state") as info:
+        os.environ.update(client_environment(info))
+        write_record(record, make_demo(shared))
 
 
 SERVER_STATE = ("prefect", "prefect.db", "prefect-server.log", "server.json", "server.lock", "logs")
@@ -130,3 +176,7 @@ def copy_release(src: Path, dst: Path) -> Path:
 
     shutil.copytree(src, dst, symlinks=True, ignore=ignore)
     return dst
+
+
+if __name__ == "__main__":
+    _make_ahead(Path(sys.argv[1]))  # sys.argv[2]: the held lock's descriptor, kept open to exit

@@ -14,6 +14,7 @@ import pytest
 from dask.utils import parse_bytes
 from distributed import Client
 from test_cli_exit_status import lsdr, one_error_line, tree
+from test_site_profiles import fork_pool_sum
 
 from lsdr.infra.cluster import dask_cluster, task_runner
 from lsdr.infra.profiles import (
@@ -300,6 +301,16 @@ def test_the_local_profile_starts_workers_sized_by_its_profile_file(tmp_path: Pa
     assert worker["nthreads"] == 2
     assert worker["memory_limit"] == parse_bytes("1.5GiB")
     assert worker["resources"] == {MEMORY_RESOURCE: 1536}
+
+
+def test_a_unit_on_a_local_worker_may_start_a_process_pool(tmp_path: Path) -> None:
+    """The lite fit's fork pool (a brick with ``unit_threads`` > 1) starts in a local worker.
+
+    Dask's workers are daemonic by default, and multiprocessing refuses children there.
+    """
+    settings = load_settings(tmp_path, n_workers=1)
+    with dask_cluster(settings) as address, Client(address) as client:
+        assert client.submit(fork_pool_sum, pure=False).result() == 6
 
 
 # -- the CLI: refused before anything starts ------------------------------------------------------

@@ -1,12 +1,12 @@
 """The SLURM path for real: a local slurmctld + slurmd, ``local-slurm`` workers as batch jobs.
 
 The project's own ``LocalSlurm`` (``lsdr slurm up``) starts the cluster once for the module and
-stops it at the end, also when a test fails.  On it: the demo release, whose products must
-equal the ``local`` profile's; a brick whose worker job is ``scancel``led while it fits, which
-resumes from its checkpoint on another job; a unit longer than its jobs' walltime, which
-completes over replacement jobs; and a real legacypipe test case with the real runbrick.
-Every worker is a SLURM job: ``sacct`` (the cluster's own accounting: MariaDB and slurmdbd)
-lists it, and the run log names the job each unit ran in.
+stops it at the end, also when a test fails.  On it: an image and bricks of the demo release
+redone, whose products must equal the ``local`` profile's; a brick whose worker job is
+``scancel``led while it fits, which resumes from its checkpoint on another job; a unit longer
+than its jobs' walltime, which completes over replacement jobs; and a real legacypipe test case
+with the real runbrick.  Every worker is a SLURM job: ``sacct`` (the cluster's own accounting:
+MariaDB and slurmdbd) lists it, and the run log names the job each unit ran in.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ import fitsio
 import numpy as np
 import probe_units as probe
 import pytest
-from demo_release import DemoRun, lsdr
+from demo_release import DemoRun, copy_release, lsdr
 from legacypipe_cases import CASES, release_copy
 from prefect import flow
 from release_values import compare_releases
+from reprocess_runs import cheapest_bricks
 from required_in_ci import unavailable
 from runbrick_survey import BRICK, prepared_survey, private_copy
 
@@ -114,23 +115,40 @@ def test_up_twice_is_a_no_op_and_jobs_run(slurm: LocalSlurm) -> None:
     assert shown.returncode == 0 and f"slurmctld: pid {before.daemons['slurmctld']}" in shown.stdout
 
 
-@pytest.mark.timeout(2400)  # the shared demo (made here if first) and the demo on SLURM
+REDONE_BRICKS = 2
+"""Bricks of the demo redone on SLURM (the cheapest): a whole demo there costs 16 CI minutes."""
+
+
+@pytest.mark.timeout(2400)  # the shared demo (made here if first) and its rerun on SLURM
 def test_demo_release_on_local_slurm_equals_the_local_profiles(
     slurm: LocalSlurm, demo_release: DemoRun, tmp_path: Path
 ) -> None:
-    """``lsdr demo`` with ``cluster: local-slurm``: workers are SLURM jobs; same products."""
-    out = tmp_path / "demo"
+    """``lsdr demo`` with ``cluster: local-slurm`` redoes an image and bricks: same products.
+
+    A copy of the demo release (made with the ``local`` profile) loses one image's zeropoint
+    products and two bricks' catalogues; ``lsdr demo`` on it with ``LSDR_CLUSTER=local-slurm``
+    redoes them (and what reads them) with workers that are SLURM jobs, and every product
+    equals the local profile's by value.
+    """
+    out = copy_release(demo_release.out, tmp_path / "demo")
+    bricks = cheapest_bricks(out, REDONE_BRICKS)
+    photom = sorted(out.glob("zpt/90prime/**/*-photom.fits"))[0]
+    image = photom.name.removesuffix("-photom.fits")
+    removed = [photom] + [out / "tractor-i" / b[:3] / f"tractor-i-{b}.fits" for b in bricks]
+    for path in removed:
+        path.unlink()  # raises if the demo's layout moved: the test would prove nothing
     env = {**os.environ, "LSDR_CLUSTER": "local-slurm"}
     done = lsdr("demo", "--out", str(out), env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     comparison = compare_releases(demo_release.out, out)
     assert comparison.values_equal, [str(d) for d in comparison.differences[:10]]
+    assert all(path.is_file() for path in removed)
     layout = ReleaseLayout(out)
     jobs = worker_jobs(slurm)
-    assert len(jobs) >= 2, jobs
+    assert jobs, "no worker job in the cluster's accounting"
     ran = units_by_job(layout.state_dir / "logs")
-    bricks = [key for phase, key in ran if phase == "tractor"]
-    assert sorted(bricks) == sorted(layout.brick_list.read_text().split())
+    assert sorted(key for phase, key in ran if phase == "tractor") == sorted(bricks), ran
+    assert [key for phase, key in ran if phase == "zeropoints" and image in key], ran
     assert set().union(*ran.values()) <= set(jobs), (ran, jobs)
     # Each job's own output file (its worker's stderr) names the units the run log gives it.
     outputs = {

@@ -27,7 +27,12 @@ from test_cli_exit_status import lsdr, one_error_line, tree
 from lsdr.infra.cluster import task_runner
 from lsdr.infra.profiles import SlurmProfile, get_profile, worker_resources
 from lsdr.infra.profiles.registry import PROFILE_DIR
-from lsdr.infra.profiles.slurm import KEEP_GLIBC_MALLOC, SLURM_KNOBS, walltime_seconds
+from lsdr.infra.profiles.slurm import (
+    KEEP_GLIBC_MALLOC,
+    SLURM_KNOBS,
+    WORKERS_MAY_FORK,
+    walltime_seconds,
+)
 from lsdr.infra.settings import Settings, load_settings
 from lsdr.survey.core.errors import UsageError
 
@@ -107,6 +112,8 @@ KEEP_MALLOC = (
     "export DASK_DISTRIBUTED__NANNY__PRE_SPAWN_ENVIRON=\"{'MALLOC_TRIM_THRESHOLD_': None}\""
 )
 """Every script's prologue: workers keep glibc's malloc defaults, as the local profile's do."""
+MAY_FORK = "export DASK_DISTRIBUTED__WORKER__DAEMON=False"
+"""... and are not daemonic processes, so a unit may start processes (the lite fit's pool)."""
 
 
 def worker_line(memory_limit: str, workers: int, memory_mb: int, tail: str) -> str:
@@ -133,6 +140,7 @@ GOLDEN = {
         "#SBATCH --account=desi",
         "#SBATCH --image=docker:legacysurvey/legacypipe:DR10.3.4",
         KEEP_MALLOC,
+        MAY_FORK,
         worker_line(
             "119.21GiB", 4, 122070, "--lifetime 110m --lifetime-stagger 5m --interface hsn0"
         ),
@@ -150,6 +158,7 @@ GOLDEN = {
         "#SBATCH --account=desi",
         "#SBATCH --image=docker:legacysurvey/legacypipe:DR10.3.4",
         KEEP_MALLOC,
+        MAY_FORK,
         worker_line(
             "59.60GiB", 2, 61035, "--lifetime 110m --lifetime-stagger 5m --interface ipogif0"
         ),
@@ -167,6 +176,7 @@ GOLDEN = {
         "#SBATCH --account=desi",
         "#SBATCH --image=docker:legacysurvey/legacypipe:DR10.3.4",
         KEEP_MALLOC,
+        MAY_FORK,
         worker_line(
             "22.35GiB", 4, 22888, "--lifetime 110m --lifetime-stagger 5m --interface ipogif0"
         ),
@@ -207,6 +217,7 @@ def test_the_cookbook_worked_example_on_cori_haswell(tmp_path: Path, job_script:
         "#SBATCH -C haswell",
         "#SBATCH --qos=regular",
         KEEP_MALLOC,
+        MAY_FORK,
         worker_line(
             "59.60GiB", 2, 61035, "--lifetime 2860m --lifetime-stagger 10m --interface ipogif0"
         ),
@@ -231,20 +242,38 @@ def test_podman_hpc_and_the_shared_qos_on_perlmutter(tmp_path: Path, job_script:
         "#SBATCH --qos=shared",
         "#SBATCH --account=desi",
         KEEP_MALLOC,
+        MAY_FORK,
         "PYTHON -m distributed.cli.dask_worker tcp://SCHEDULER --name dummy-name --nthreads 1 "
         "--memory-limit 119.21GiB --nanny --death-timeout 60 --resources MEMORY_MB=122070 "
         "--lifetime 110m --lifetime-stagger 5m --interface hsn0",
     ]
 
 
-def test_the_prologue_keeps_glibc_defaults_in_a_real_worker() -> None:
-    """Run by bash before a real nanny worker, the prologue leaves MALLOC_TRIM_THRESHOLD_ unset.
+def fork_pool_sum() -> int:
+    """What a unit that starts a process pool computes (the lite fitblobs' fork pool)."""
+    import multiprocessing
 
-    A worker started the same way without it gets Dask's 65536, so the line is what changes it.
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        return sum(pool.map(abs, [-1, -2, -3]))
+
+
+def test_the_prologue_keeps_glibc_defaults_and_lets_units_fork_in_a_real_worker() -> None:
+    """Run by bash before a real nanny worker, the prologue's lines take effect in the worker.
+
+    MALLOC_TRIM_THRESHOLD_ is left unset and the worker is not daemonic, so a unit's process
+    pool starts. A worker started the same way without it gets Dask's 65536 and is daemonic (a
+    pool there fails: "daemonic processes are not allowed to have children").
     """
+    import multiprocessing
+
     from distributed import Client, LocalCluster
 
-    environment = {k: v for k, v in os.environ.items() if k != "MALLOC_TRIM_THRESHOLD_"}
+    environment = {
+        k: v
+        for k, v in os.environ.items()
+        if k != "MALLOC_TRIM_THRESHOLD_" and not k.startswith("DASK_")
+    }
+    prologue = "\n".join((KEEP_GLIBC_MALLOC, WORKERS_MAY_FORK))
     with (
         LocalCluster(n_workers=0, host="127.0.0.1", dashboard_address=":0") as cluster,
         Client(cluster) as client,
@@ -254,19 +283,25 @@ def test_the_prologue_keeps_glibc_defaults_in_a_real_worker() -> None:
             f"{cluster.scheduler_address} --nthreads 1 --nanny --death-timeout 30 --name"
         )
         started = [
-            subprocess.Popen(["bash", "-c", f"{prologue}\n{worker} {name}"], env=environment)
-            for name, prologue in (("plain", ""), ("kept", KEEP_GLIBC_MALLOC))
+            subprocess.Popen(["bash", "-c", f"{lines}\n{worker} {name}"], env=environment)
+            for name, lines in (("plain", ""), ("kept", prologue))
         ]
         try:
             client.wait_for_workers(2, timeout=60)
             names = {a: w["name"] for a, w in client.scheduler_info()["workers"].items()}
             found = client.run(lambda: os.environ.get("MALLOC_TRIM_THRESHOLD_"))
             seen = {names[address]: value for address, value in found.items()}
+            daemonic = client.run(lambda: multiprocessing.current_process().daemon)
+            daemons = {names[address]: value for address, value in daemonic.items()}
+            kept = next(a for a, name in names.items() if name == "kept")
+            pooled = client.submit(fork_pool_sum, workers=[kept], pure=False).result()
         finally:
             for process in started:
                 process.terminate()
                 process.wait(timeout=30)
     assert seen == {"plain": "65536", "kept": None}
+    assert daemons == {"plain": True, "kept": False}
+    assert pooled == 6
 
 
 def test_the_task_runner_keeps_a_pool_of_nodes_jobs(tmp_path: Path) -> None:

@@ -28,14 +28,22 @@ without (docs/benchmarks.md).  lsdr's units are long and allocate the same sizes
 over, so lsdr's workers keep glibc's defaults."""
 
 
-def configure_worker_environment() -> None:
-    """Unset Dask's ``MALLOC_TRIM_THRESHOLD_`` for the worker processes this process starts.
+WORKER_DAEMON_KEY = "distributed.worker.daemon"
+"""Dask starts its worker processes as daemonic ones, and ``multiprocessing`` refuses children in
+a daemonic process ("daemonic processes are not allowed to have children"): the lite fitblobs'
+fork pool (a brick with ``unit_threads`` > 1) would fail in every worker.  lsdr's workers are
+started non-daemonic; the nanny still stops its worker when it closes."""
 
-    A value already in this process's environment (set by the user) is inherited and kept.
+
+def configure_worker_environment() -> None:
+    """Configure the worker processes this process starts: glibc's malloc, may have children.
+
+    Unsets Dask's ``MALLOC_TRIM_THRESHOLD_`` (a value already in this process's environment, set
+    by the user, is inherited and kept) and starts the workers non-daemonic.
     """
     import dask
 
-    dask.config.set({TRIM_THRESHOLD_KEY: None})
+    dask.config.set({TRIM_THRESHOLD_KEY: None, WORKER_DAEMON_KEY: False})
 
 
 class LocalProfile:

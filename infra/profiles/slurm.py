@@ -42,6 +42,10 @@ KEEP_GLIBC_MALLOC = (
 (``local.TRIM_THRESHOLD_KEY`` says why): Dask reads the variable as its config value, a dict
 that merges into ``distributed.nanny.pre-spawn-environ``, and a ``None`` there is not set."""
 
+WORKERS_MAY_FORK = "export DASK_DISTRIBUTED__WORKER__DAEMON=False"
+"""The job's line that starts its workers non-daemonic, as ``local`` does
+(``local.WORKER_DAEMON_KEY`` says why: a unit may start processes of its own)."""
+
 SLURM_KNOBS: Mapping[str, str] = MappingProxyType(
     {
         "nodes": "worker jobs, one node each; the pool is kept at this size",
@@ -226,7 +230,7 @@ class SlurmProfile:
             "interface": self.site.interface,
             "death_timeout": 60,
             "job_extra_directives": self.directives(settings),
-            "job_script_prologue": [KEEP_GLIBC_MALLOC],
+            "job_script_prologue": [KEEP_GLIBC_MALLOC, WORKERS_MAY_FORK],
             "worker_extra_args": [
                 "--resources",
                 ",".join(worker_args),
