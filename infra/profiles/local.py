@@ -28,14 +28,23 @@ without (docs/benchmarks.md).  lsdr's units are long and allocate the same sizes
 over, so lsdr's workers keep glibc's defaults."""
 
 
-def configure_worker_environment() -> None:
-    """Unset Dask's ``MALLOC_TRIM_THRESHOLD_`` for the worker processes this process starts.
+PRELOAD_KEY = "distributed.worker.preload"
+SIGNALS_PRELOAD = "lsdr.infra.worker_signals"
+"""The preload that makes the workers ignore a Ctrl-C or SIGTERM sent to them with the run."""
 
-    A value already in this process's environment (set by the user) is inherited and kept.
+
+def configure_worker_environment() -> None:
+    """Unset Dask's ``MALLOC_TRIM_THRESHOLD_`` and add lsdr's signal preload for new workers.
+
+    A value already in this process's environment (set by the user) is inherited and kept;
+    so are preloads of one's own.
     """
     import dask
 
-    dask.config.set({TRIM_THRESHOLD_KEY: None})
+    preloads = list(dask.config.get(PRELOAD_KEY, []))
+    if SIGNALS_PRELOAD not in preloads:
+        preloads.append(SIGNALS_PRELOAD)
+    dask.config.set({TRIM_THRESHOLD_KEY: None, PRELOAD_KEY: preloads})
 
 
 class LocalProfile:
