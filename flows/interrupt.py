@@ -199,12 +199,13 @@ def completing(
             pending.difference_update(queued)
             cancelled.extend(queued)
             log.warning(
-                "%s: %s: no more units start; waiting up to %.0f s for the %d running batches "
-                "(again to stop them now)",
+                "%s: %s: no more units start; waiting up to %.0f s for the running ones "
+                "(%d %s; again to stop them now)",
                 phase,
                 asked.name,
                 max(0.0, asked.deadline - time.monotonic()),
                 len(pending),
+                "batch" if len(pending) == 1 else "batches",
             )
         if asked is not None and time.monotonic() >= asked.deadline:
             _cancel(pending)

@@ -42,7 +42,7 @@ def finish_interrupted(settings: Settings, stop: RunInterrupted) -> None:
     finished = stop.finished + sum(1 for k in stop.keys if rows.get(k) in ("done", "failed"))
     cleaned = f", {len(removed)} temporary files removed" if removed else ""
     print(
-        f"lsdr: interrupted by {name}: {stop.phase}: {len(workers)} units stopped mid-run "
+        f"lsdr: interrupted by {name}: {stop.phase}: {_units(len(workers))} stopped mid-run "
         f"(interrupted), {not_started} not started, {finished} finished{cleaned}; "
         f"'{command_line()}' resumes",
         file=sys.stderr,
@@ -105,3 +105,8 @@ def _our_child(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return fields[0] != "Z" and int(fields[1]) == os.getpid()
+
+
+def _units(n: int) -> str:
+    """``1 unit``, ``2 units``."""
+    return f"{n} unit" if n == 1 else f"{n} units"

@@ -158,7 +158,7 @@ def test_ctrl_c_marks_the_running_unit_interrupted_and_the_next_run_resumes_it(
     assert "Traceback" not in out + err, err
     last = err.strip().splitlines()[-1]
     assert last == (
-        f"lsdr: interrupted by SIGINT: {PHASE}: 1 units stopped mid-run (interrupted), "
+        f"lsdr: interrupted by SIGINT: {PHASE}: 1 unit stopped mid-run (interrupted), "
         f"1 not started, 1 finished; {resume_line(release)}"
     ), err
     now = states(release)
@@ -219,9 +219,7 @@ def test_a_second_ctrl_c_stops_the_running_unit_at_once(release: Path) -> None:
     assert (
         rest.strip()
         .splitlines()[-1]
-        .startswith(
-            f"lsdr: interrupted by SIGINT: {PHASE}: 1 units stopped mid-run (interrupted), "
-        )
+        .startswith(f"lsdr: interrupted by SIGINT: {PHASE}: 1 unit stopped mid-run (interrupted), ")
     ), rest
     assert sorted(s for s, _ in states(release).values()) == ["done", "interrupted", "pending"]
     assert temporaries(release) == []
