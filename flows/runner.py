@@ -17,6 +17,7 @@ from typing import Any
 
 from lsdr.flows.artifacts import PhaseArtifacts, show_cached
 from lsdr.flows.batching import batch_size_for, batches, memory_capacity_mb, memory_request
+from lsdr.flows.interrupt import completing, stop_if_asked
 from lsdr.flows.progress import phase_progress, report_progress
 from lsdr.flows.report import PhaseReport
 from lsdr.flows.retry_policy import TimeoutPolicy, after_lost_batch, resubmission
@@ -72,7 +73,6 @@ def _run_units(
 ) -> PhaseReport:
     """:func:`run_units`, the release's lock held."""
     from dask.base import annotate
-    from prefect.futures import as_completed
 
     from lsdr.tasks.batch import run_batch, run_batch_now
 
@@ -114,6 +114,7 @@ def _run_units(
     lost: dict[str, int] = {}
     capacity = memory_capacity_mb() if any(u.memory_mb for u in todo) else None
     while todo:
+        stop_if_asked(phase, [u.key for u in todo], len(results))  # Ctrl-C: submit no more
         futures: dict[Any, list[Unit]] = {}
         for batch in batches(todo, batch_size or batch_size_for(len(todo), settings)):
             number += 1
@@ -131,7 +132,7 @@ def _run_units(
                 )
             futures[future] = batch
         todo = []
-        for future in as_completed(list(futures)):
+        for future in completing(phase, futures, todo, results, ledger):  # Ctrl-C: stops
             batch = futures[future]
             try:
                 batch_results: list[UnitResult] = future.result()

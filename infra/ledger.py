@@ -64,6 +64,8 @@ class UnitState(StrEnum):
     """Finished with valid outputs (or found done)."""
     FAILED = "failed"
     """Finished with a failure class and a reason."""
+    INTERRUPTED = "interrupted"
+    """Started, then stopped by Ctrl-C or SIGTERM before it finished: to do, as pending."""
 
 
 STATES = tuple(UnitState)
@@ -586,6 +588,28 @@ class Ledger:
         with Session(self.engine) as session, session.begin():
             result = session.execute(query.values(state=UnitState.PENDING, updated=_now()))
             return int(getattr(result, "rowcount", 0) or 0)
+
+    def interrupt(self, phase: str, keys: Sequence[str], reason: str) -> list[tuple[str, int]]:
+        """Mark these units ``interrupted`` where still ``running``; their workers' (host, pid).
+
+        Only a row still running changes: a unit whose worker finished it first stays as its
+        worker recorded it, and one never started stays pending.
+        """
+        workers: list[tuple[str, int]] = []
+        with Session(self.engine) as session, session.begin():
+            for chunk in _chunks(list(keys)):
+                query = select(UnitRow).where(
+                    UnitRow.phase == phase,
+                    UnitRow.key.in_(chunk),
+                    UnitRow.state == UnitState.RUNNING,
+                )
+                for row in session.scalars(query):
+                    row.state = UnitState.INTERRUPTED
+                    row.message = reason
+                    row.updated = _now()
+                    if row.host is not None and row.pid is not None:
+                        workers.append((row.host, row.pid))
+        return workers
 
     def recover(self, *, phase: str | None = None, all_hosts: bool = False) -> list[str]:
         """Mark running units whose worker process is gone as pending; return their keys.

@@ -9,6 +9,23 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+"""A terminal's Ctrl-C and SLURM's (or ``kill``'s) polite stop: what interrupts a run."""
+
+
+def ignore_stop_signals() -> None:
+    """Make SIGINT and SIGTERM do nothing in this process (call it from its main thread).
+
+    A handler that does nothing rather than ``SIG_IGN``: the commands this process starts get
+    the default actions back (an ignored signal would stay ignored in them).
+    """
+    for number in STOP_SIGNALS:
+        signal.signal(number, _ignore)
+
+
+def _ignore(_signum: int, _frame: object) -> None:
+    """A signal handler that does nothing."""
+
 
 def pid_alive(pid: int) -> bool:
     """True if ``pid`` is a live process on this host; a zombie (exited, unreaped) is dead."""

@@ -352,6 +352,13 @@ class Settings(BaseSettings):
         description="When another writer holds the release's lock (state/release.lock), wait "
         "for it rather than refuse (lsdr's --wait; infra/release_lock.py).",
     )
+    interrupt_grace_s: float = Field(
+        20.0,
+        ge=0,
+        description="After Ctrl-C or SIGTERM, seconds the running units may take to finish "
+        "before they are stopped (SLURM's KillWait, 30 s by default, bounds it; "
+        "flows/interrupt.py).",
+    )
     reprocess_max_bricks: int = Field(
         1000,
         ge=1,

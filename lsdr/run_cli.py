@@ -142,7 +142,28 @@ def execute(
     mode = LockMode.SHARED if requests else LockMode.EXCLUSIVE
     lock = ReleaseLayout(settings.release_dir).release_lock
     with release_lock(lock, str(release_dir), mode, wait=settings.lock_wait):
-        _execute(settings, chain, verbose)
+        _interruptible(settings, chain, verbose)
+
+
+def _interruptible(
+    settings: Settings,
+    chain: Sequence[tuple[str, PhaseOptions | ReprocessRequest]],
+    verbose: bool,
+) -> None:
+    """:func:`_execute`, Ctrl-C and SIGTERM caught: the run stops cleanly (flows/interrupt.py).
+
+    The flows raise :class:`RunInterrupted` once the running units have had their grace
+    period; :func:`_execute` has closed the cluster by then, so the units it names are recorded
+    and their temporary files removed with nothing writing (:mod:`lsdr.interrupted`).
+    """
+    from lsdr.flows.interrupt import RunInterrupted, handling_signals
+    from lsdr.interrupted import finish_interrupted
+
+    with handling_signals(settings.interrupt_grace_s):
+        try:
+            _execute(settings, chain, verbose)
+        except RunInterrupted as stop:
+            finish_interrupted(settings, stop)
 
 
 def _execute(
@@ -151,6 +172,7 @@ def _execute(
     verbose: bool,
 ) -> None:
     """:func:`execute` once the release is held: logs, server, cluster, the phases, the report."""
+    from lsdr.flows.interrupt import bridge_prefect
     from lsdr.infra.connect import connect_prefect
     from lsdr.runlog import route_logs
 
@@ -158,12 +180,14 @@ def _execute(
     log_path = route_logs(ReleaseLayout(settings.release_dir).state_dir, verbose=verbose)
     console.print(f"log: {log_path}", soft_wrap=True, highlight=False)
     url = connect_prefect(settings)
+    bridge_prefect()  # SIGTERM stays this command's to handle inside its flows
     console.print(f"Prefect server: {url.removesuffix('/api')}", soft_wrap=True, highlight=False)
 
     from lsdr.console import RunProgress
     from lsdr.flows.phases import run_phase
     from lsdr.flows.progress import add_progress_hook, remove_progress_hook
     from lsdr.infra.cluster import dask_cluster
+    from lsdr.interrupted import stop_running_units
 
     # With --verbose the INFO records scroll past: a live table would only be torn by them.
     live = settings.progress and console.is_terminal and not console.is_dumb_terminal
@@ -175,6 +199,7 @@ def _execute(
             # An increment opens its own cluster, only when images arrived (a no-op in seconds).
             nightly_only = all(isinstance(o, NightlyOptions) for _, o in chain)
             address = None if nightly_only else stack.enter_context(dask_cluster(settings))
+            stack.push(stop_running_units(settings))  # before it closes: no unit writes on
             stack.enter_context(display)
             for name, options in chain:
                 if isinstance(options, NightlyOptions):

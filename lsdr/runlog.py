@@ -64,10 +64,18 @@ itself fails and says so.  These records still go to the run's log file.
 
 
 class ShutdownNoiseFilter(logging.Filter):
-    """Keeps the :data:`SHUTDOWN_NOISE` records off the console (the log file still has them)."""
+    """Keeps the :data:`SHUTDOWN_NOISE` records off the console (the log file still has them).
+
+    And, while a run is interrupted, the records of the workers being stopped and of the
+    flow that stopped (``flows/interrupt.quiet_on_console``).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
         """False for a shutdown-race record, True for every other."""
+        from lsdr.flows.interrupt import quiet_on_console
+
+        if quiet_on_console(record):
+            return False
         message = str(record.msg)
         return not any(
             record.name == name and message.startswith(start) for name, start in SHUTDOWN_NOISE

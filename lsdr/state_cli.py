@@ -83,18 +83,19 @@ def status(
     if ledger is None:
         print(NOTHING_RUN.format(release_dir))
         return
+    from lsdr.infra.ledger import STATES
+
     table = Table(title=f"units of {release_dir}")
-    for column in ("phase", "pending", "running", "done", "failed", "total"):
+    for column in ("phase", *STATES, "total"):
         table.add_column(column, justify="right" if column != "phase" else "left")
     rows = ledger.counts(phase)
     for pc in rows:
         c = pc.counts
-        table.add_row(
-            pc.phase,
-            *(str(c.get(s, 0)) for s in ("pending", "running", "done", "failed")),
-            str(pc.total),
-        )
+        table.add_row(pc.phase, *(str(c.get(s, 0)) for s in STATES), str(pc.total))
     Console().print(table)
+    stopped = {pc.phase: pc.counts.get("interrupted", 0) for pc in rows}
+    if any(stopped.values()):
+        print(interrupted_line(release_dir, stopped))
     if phase in (None, "tractor"):
         rows_t = ledger.rows("tractor")
         if rows_t and (bricks or len(rows_t) <= BRICK_TABLE_MAX):
@@ -112,6 +113,15 @@ def status(
         print(f"FAILED {f.phase} {f.key} [{f.failure_class}, {f.attempts} start(s)]: {f.message}")
     if failed:
         print(f"failed units by class: {classes_line([f.failure_class for f in failed])}")
+
+
+def interrupted_line(release_dir: Path, per_phase: dict[str, int]) -> str:
+    """``INTERRUPTED zeropoints 1: …``: the units an interrupt stopped; a rerun resumes them."""
+    counts = ", ".join(f"{phase} {n}" for phase, n in per_phase.items() if n)
+    return (
+        f"INTERRUPTED {counts}: stopped by Ctrl-C or SIGTERM before they finished; "
+        f"'lsdr run <phase> --release-dir {release_dir}' runs them again"
+    )
 
 
 RETRIES_SHOWN = 10

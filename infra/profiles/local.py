@@ -34,16 +34,24 @@ a daemonic process ("daemonic processes are not allowed to have children"): the 
 fork pool (a brick with ``unit_threads`` > 1) would fail in every worker.  lsdr's workers are
 started non-daemonic; the nanny still stops its worker when it closes."""
 
+PRELOAD_KEY = "distributed.worker.preload"
+SIGNALS_PRELOAD = "lsdr.infra.worker_signals"
+"""The preload that makes the workers ignore a Ctrl-C or SIGTERM sent to them with the run."""
+
 
 def configure_worker_environment() -> None:
-    """Configure the worker processes this process starts: glibc's malloc, may have children.
+    """Configure the worker processes this process starts: malloc, children, signals.
 
     Unsets Dask's ``MALLOC_TRIM_THRESHOLD_`` (a value already in this process's environment, set
-    by the user, is inherited and kept) and starts the workers non-daemonic.
+    by the user, is inherited and kept), starts the workers non-daemonic, and adds lsdr's
+    signal preload (preloads of one's own are kept).
     """
     import dask
 
-    dask.config.set({TRIM_THRESHOLD_KEY: None, WORKER_DAEMON_KEY: False})
+    preloads = list(dask.config.get(PRELOAD_KEY, []))
+    if SIGNALS_PRELOAD not in preloads:
+        preloads.append(SIGNALS_PRELOAD)
+    dask.config.set({TRIM_THRESHOLD_KEY: None, WORKER_DAEMON_KEY: False, PRELOAD_KEY: preloads})
 
 
 class LocalProfile:

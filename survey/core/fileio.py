@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Callable, Iterator
+import re
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -40,6 +41,33 @@ def atomic_path(path: Path) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+_TEMPORARY = re.compile(r"tmp-(\d+)-")
+
+
+def remove_temporaries(root: Path, pids: Collection[int], skip: Collection[str] = ()) -> list[Path]:
+    """Remove the temporary files (``tmp-<pid>-<name>``) the processes ``pids`` left under ``root``.
+
+    For a writer stopped before :func:`atomic_path` could rename or remove its file (a worker
+    killed mid-unit).  The top-level directories named in ``skip`` (the release's ``images/``,
+    which nothing writes) are not walked; symbolic links are not followed.  Returns what was
+    removed.
+    """
+    wanted = {str(pid) for pid in pids}
+    removed: list[Path] = []
+    if not wanted:
+        return removed
+    for here, dirs, files in os.walk(root):
+        if Path(here) == Path(root):
+            dirs[:] = [d for d in dirs if d not in skip]
+        for name in files:
+            found = _TEMPORARY.match(name)
+            if found and found.group(1) in wanted:
+                path = Path(here, name)
+                path.unlink(missing_ok=True)
+                removed.append(path)
+    return removed
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> Path:
