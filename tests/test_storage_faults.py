@@ -298,3 +298,46 @@ def test_permission_denied_is_environment_naming_the_path(shared_dir: Path) -> N
     ]
     assert list(closed.iterdir()) == []
     assert as_nobody("u00002")[:2] == ["done", None]  # the same command, a path it may use
+
+
+def lsdr(
+    *args: str, user: list[str] | None = None, home: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real CLI, in its own process (as ``user``: a ``setpriv`` prefix; with ``home``)."""
+    argv = [*(user or []), sys.executable, "-m", "lsdr", *args]
+    env = {**os.environ, **({"HOME": str(home)} if home else {})}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
+
+
+def test_a_read_only_state_dir_is_exit_2_with_one_line(tmp_path: Path) -> None:
+    """``state/`` on a read-only mount: ``lsdr run`` exits 2, one line naming it and the fix."""
+    root = make_release(tmp_path / "release")
+    (root / "images").mkdir()
+    state = ReleaseLayout(root).state_dir
+    with su.tmpfs(state, "1m") as mount:
+        su.read_only(mount)
+        done = lsdr("run", "kdtree", "--release-dir", str(root))
+        assert list(mount.iterdir()) == []  # nothing written (it could not be, either)
+    assert done.returncode == 2, done.stderr
+    assert done.stdout == ""
+    assert done.stderr == (
+        f"lsdr: error: {state} is not writable (a read-only file system (EROFS)): lsdr writes "
+        f"the release's lock, ledger and logs in {state}; remount it read-write, then rerun\n"
+    )
+
+
+def test_a_state_dir_this_user_may_not_write_is_exit_2_with_one_line(shared_dir: Path) -> None:
+    """``state/`` root's, the run as ``nobody`` (EACCES): exit 2, one line, no traceback."""
+    root = make_release(shared_dir / "release")
+    (root / "images").mkdir()
+    state = ReleaseLayout(root).state_dir
+    state.mkdir(mode=0o755)
+    # HOME: nobody's own is /nonexistent
+    done = lsdr("run", "kdtree", "--release-dir", str(root), user=NOBODY, home=shared_dir)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == (
+        f"lsdr: error: {state} is not writable (permission denied to uid 65534 (EACCES)): lsdr "
+        f"writes the release's lock, ledger and logs in {state}; give this user write access, "
+        "then rerun\n"
+    )
+    assert list(state.iterdir()) == []
