@@ -53,8 +53,9 @@ def storage_flow(release_dir: str, keys: list[str], settings: dict[str, Any]) ->
 ADDRESS: list[str] = []
 
 
-@pytest.fixture(autouse=True)
-def _cluster(dask_address: str) -> None:
+@pytest.fixture
+def cluster(dask_address: str) -> None:
+    """The session's Dask cluster for :func:`run` (the other tests need none)."""
     ADDRESS[:] = [dask_address]
 
 
@@ -90,7 +91,7 @@ def leftovers(root: Path) -> list[Path]:
 
 
 @pytest.fixture
-def undisturbed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarray]:
+def undisturbed(tmp_path_factory: pytest.TempPathFactory, cluster: None) -> dict[str, np.ndarray]:
     """The tables of a run on a file system with room."""
     root = make_release(tmp_path_factory.mktemp("undisturbed"))
     assert run(root).counts.model_dump() == {"done": 4, "cached": 0, "failed": 0}
@@ -98,7 +99,7 @@ def undisturbed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, np.ndarra
 
 
 @pytest.fixture
-def full_fs(tmp_path: Path) -> Iterator[tuple[Path, Path]]:
+def full_fs(tmp_path: Path, cluster: None) -> Iterator[tuple[Path, Path]]:
     """A release whose victim's output directory is a 1 MiB tmpfs, full: (release, filler)."""
     root = make_release(tmp_path / "release")
     with su.tmpfs(su.table_of(ReleaseLayout(root), VICTIM).parent, "1m") as mount:
@@ -194,7 +195,9 @@ def test_a_disk_that_stays_full_is_a_recorded_infra_failure_naming_path_space_an
     assert all(su.table_of(ReleaseLayout(root), k).is_file() for k in KEYS if k != VICTIM)
 
 
-def test_a_read_only_output_directory_is_environment_naming_the_path(tmp_path: Path) -> None:
+def test_a_read_only_output_directory_is_environment_naming_the_path(
+    tmp_path: Path, cluster: None
+) -> None:
     """EROFS: a tmpfs remounted read-only; the unit fails ``environment``, the others complete."""
     root = make_release(tmp_path / "release")
     out = su.table_of(ReleaseLayout(root), VICTIM)
@@ -341,3 +344,28 @@ def test_a_state_dir_this_user_may_not_write_is_exit_2_with_one_line(shared_dir:
         "then rerun\n"
     )
     assert list(state.iterdir()) == []
+
+
+def test_the_space_settings_read_from_the_environment_and_refuse_a_bad_value(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``LSDR_SPACE_*`` set the back-off; a wait with no unit is one line naming the variable."""
+    from lsdr.infra.settings import load_settings
+    from lsdr.survey.core.errors import UsageError
+
+    defaults = load_settings(tmp_path)
+    assert (defaults.space_backoff, defaults.space_backoffs, defaults.space_min_free_mb) == (
+        "1m",
+        3,
+        1024,
+    )
+    monkeypatch.setenv("LSDR_SPACE_BACKOFF", "0.5s")
+    monkeypatch.setenv("LSDR_SPACE_MIN_FREE_MB", "1")
+    s = load_settings(tmp_path)
+    assert (s.space_backoff, s.space_min_free_mb) == ("0.5s", 1)
+    monkeypatch.setenv("LSDR_SPACE_BACKOFF", "30")
+    with pytest.raises(UsageError) as refused:
+        load_settings(tmp_path)
+    assert str(refused.value) == (
+        "LSDR_SPACE_BACKOFF: '30' is not a duration with its unit, as in '110m' or '1h'"
+    )
