@@ -17,6 +17,7 @@ from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.engines.base import Outcome
 from lsdr.tasks.failures import (
     ENVIRONMENT,
+    INFRA,
     SCIENCE,
     classify,
     missing_input_directory,
@@ -87,7 +88,7 @@ def execute_unit(
         gone = missing_input_directory(unit.inputs) if failure_class == SCIENCE else None
         if gone is not None and isinstance(err, InputFileError | FileNotFoundError):
             failure_class, message = ENVIRONMENT, gone  # its input directory is not there
-        full = no_space_path(err)
+        full = no_space_path(err) if failure_class == INFRA else None
         result = failed(
             failure_class=failure_class,
             message=message,

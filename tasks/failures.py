@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lsdr.survey.core.errors import FailureClass, MissingDependencyError, SurveyError, UsageError
+from lsdr.survey.core.fileio import NO_SPACE_ERRNOS
 
 # -- failure classes: the one list of their names (policies in docs/orchestration.md) -----------
 INFRA = FailureClass.INFRA
@@ -44,11 +45,6 @@ Not ``environment``: its inputs did not change but the environment did (the tool
 
 # -- classifying failures ----------------------------------------------------------------------
 INFRA_ERRNOS = {errno.ENOSPC, errno.EIO, errno.ESTALE, errno.EDQUOT}
-NO_SPACE_ERRNOS = {errno.ENOSPC, errno.EDQUOT}
-"""A write refused for want of space: resubmitted once its file system has room
-(``flows/space_policy.py``)."""
-PATH_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS}
-"""A path the run may not read or write: the environment's fault, named with the path."""
 
 
 def classify(err: BaseException) -> str:
@@ -176,6 +172,8 @@ def unusable_path(err: BaseException) -> str | None:
 def no_space_path(err: BaseException) -> str | None:
     """The file a write could not make for want of space (ENOSPC, EDQUOT), or None.
 
+    Such a unit is resubmitted once its file system has room (``flows/space_policy.py``).
+
     ``atomic_path`` names the product it was writing; an error without a file name (a plain
     ``write``) is ``""``: the caller names the release.
     """
@@ -204,7 +202,8 @@ def missing_input_directory(inputs: Sequence[str]) -> str | None:
 def one_line(err: BaseException) -> str:
     """A one-line reason: the message, plus where it was raised for unexpected errors.
 
-    A missing dependency is named with the command that installs it, where lsdr knows one.
+    A missing dependency is named with the command that installs it, where lsdr knows one; a
+    path the run may not use with the path and the fix; a full disk with the file it refused.
     """
     text = " ".join(str(err).split()) or type(err).__name__
     missing = missing_dependency(err)
