@@ -22,6 +22,7 @@ from lsdr.flows.progress import phase_progress, report_progress
 from lsdr.flows.report import PhaseReport
 from lsdr.flows.retry_policy import TimeoutPolicy, after_lost_batch, resubmission
 from lsdr.flows.settings import ledger_for, writing_units
+from lsdr.flows.space_policy import wait_for_space
 from lsdr.infra.ledger import Ledger
 from lsdr.infra.settings import Settings
 from lsdr.survey.core.layout import ReleaseLayout
@@ -132,6 +133,7 @@ def _run_units(
                 )
             futures[future] = batch
         todo = []
+        short: list[tuple[Unit, UnitResult]] = []  # their file system was full
         for future in completing(phase, futures, todo, results, ledger):  # Ctrl-C: stops
             batch = futures[future]
             try:
@@ -142,6 +144,9 @@ def _run_units(
                 todo.extend(after_lost_batch(phase, batch, err, ledger, settings, results, lost))
             else:
                 for r in batch_results:
+                    if r.no_space is not None:
+                        short.append((next(u for u in batch if u.key == r.key), r))
+                        continue
                     retry = resubmission(
                         phase,
                         r,
@@ -156,6 +161,12 @@ def _run_units(
                         results[r.key] = r
             report_progress(phase_progress(phase, results.values(), len(units)))
             artifacts.update(len(results))
+        if short:
+            again, failed = wait_for_space(
+                phase, short, settings, ledger, partial(_starts, ledger, phase)
+            )
+            todo.extend(again)
+            results.update((r.key, r) for r in failed)
 
     report = PhaseReport(phase, [results[u.key] for u in units])
     report_progress(phase_progress(phase, report.results, len(units), finished=True))

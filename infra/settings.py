@@ -337,6 +337,24 @@ class Settings(BaseSettings):
         "unit is stopped and fails as class timeout (bricks: rerun from the checkpoint with "
         "--bail-out). A phase not named has no timeout.",
     )
+    space_backoff: Duration = Field(
+        "1m",
+        description="A unit that found its file system full (ENOSPC, EDQUOT) is resubmitted "
+        "after this wait, doubled at each next one, once that file system has "
+        "space_min_free_mb free (flows/space_policy.py).",
+    )
+    space_backoffs: int = Field(
+        3,
+        ge=0,
+        description="Waits for free space before a unit whose file system stays full is a "
+        "recorded infra failure.",
+    )
+    space_min_free_mb: int = Field(
+        1024,
+        ge=0,
+        description="Free space (MB, df's Available) a full file system must have again before "
+        "its units are resubmitted.",
+    )
     ledger_url: str | None = Field(
         None, description="SQLAlchemy URL of the unit ledger; default state/ledger.sqlite."
     )

@@ -10,6 +10,7 @@ is touched, so a bad option exits with status 2 and writes nothing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
@@ -126,6 +127,32 @@ def output_dir(option: str, path: Path) -> Path:
     if path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path}: exists and is not a directory")
     return path
+
+
+def writable_state(release_dir: Path) -> None:
+    """The release's ``state/`` is writable (or, before a first run, its parent), else one line.
+
+    Every writer writes there first (the lock, the ledger, the logs): a read-only mount (EROFS)
+    or a directory this user may not write (EACCES) is refused before anything starts, naming
+    the directory and the fix, rather than as a traceback from the first file opened.
+    """
+    from lsdr.survey.core.layout import ReleaseLayout
+
+    state = ReleaseLayout(release_dir).state_dir
+    where = state if state.exists() else state.parent
+    if os.access(where, os.W_OK | os.X_OK):
+        return
+    if os.statvfs(where).f_flag & os.ST_RDONLY:
+        why, fix = "a read-only file system (EROFS)", "remount it read-write"
+    else:
+        why, fix = (
+            f"permission denied to uid {os.geteuid()} (EACCES)",
+            "give this user write access",
+        )
+    raise UsageError(
+        f"{where} is not writable ({why}): lsdr writes the release's lock, ledger and logs in "
+        f"{state}; {fix}, then rerun"
+    )
 
 
 # -- what the CLI library itself refuses (a value of the wrong type, an unknown option) --------

@@ -120,7 +120,8 @@ def execute(
     """Connect, open one cluster, run the phases, print the outcome, exit with its code.
 
     First, with nothing started or written: the settings given as options, the release
-    directory (:func:`check_release_dir`), then the settings as a whole; the commands have
+    directory (:func:`check_release_dir`) and its ``state/`` writable
+    (:func:`~lsdr.options_check.writable_state`), then the settings as a whole; the commands have
     checked their other options already.  Log records go to the run's log file
     (:mod:`lsdr.runlog`); the console shows the progress (:mod:`lsdr.console`), warnings, and
     INFO records too when ``verbose``.
@@ -136,6 +137,7 @@ def execute(
 
     check.setting_overrides(overrides)
     check_release_dir(release_dir)
+    check.writable_state(release_dir)
     settings = load_settings(release_dir, **overrides)
     existing_ledger(release_dir, read_only=True)  # readable, or one line naming the fix
     requests = all(isinstance(o, ReprocessRequest) for _, o in chain)

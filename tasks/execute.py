@@ -16,7 +16,15 @@ from lsdr.survey.core.errors import InputFileError
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.engines.base import Outcome
 from lsdr.tasks.deadline import UnitFailedError, run_unit_function
-from lsdr.tasks.failures import classify, one_line
+from lsdr.tasks.failures import (
+    ENVIRONMENT,
+    INFRA,
+    SCIENCE,
+    classify,
+    missing_input_directory,
+    no_space_path,
+    one_line,
+)
 from lsdr.tasks.fingerprints import identity, input_digests
 from lsdr.tasks.sandbox import peak_rss_mb
 from lsdr.tasks.sidecars import FORCED_RERUN, settle, write_sidecar
@@ -48,7 +56,17 @@ def execute_unit(
     forced = done is not None and bool(unit.flag(FORCE, False))
     if done is not None and not forced:
         return done
-    digests = input_digests(settled.unit, engine_version, root=layout.root)
+    try:
+        digests = input_digests(settled.unit, engine_version, root=layout.root)
+    except OSError as err:  # an input it may not read (EACCES): its failure, with no sidecar
+        return UnitResult(
+            phase=unit.phase,
+            key=unit.key,
+            state="failed",
+            failure_class=classify(err),
+            message=one_line(err),
+            threads=unit.threads,
+        )
     start_time = time.time()
     provenance: dict[str, Any] = {
         "unit_identity": identity(unit, engine_version, layout.root),
@@ -82,12 +100,18 @@ def execute_unit(
         return result
     except Exception as err:
         # MemoryError is an Exception too; anything else (KeyboardInterrupt) propagates.
+        failure_class, message = classify(err), one_line(err)
+        gone = missing_input_directory(unit.inputs) if failure_class == SCIENCE else None
+        if gone is not None and isinstance(err, InputFileError | FileNotFoundError):
+            failure_class, message = ENVIRONMENT, gone  # its input directory is not there
+        full = no_space_path(err) if failure_class == INFRA else None
         result = failed(
-            failure_class=classify(err),
-            message=one_line(err),
+            failure_class=failure_class,
+            message=message,
             wall_s=time.monotonic() - start,
             peak_mem_mb=peak_rss_mb(),
             threads=unit.threads,
+            no_space=(full or str(layout.root)) if full is not None else None,
         )
         write_sidecar(layout, result, traceback.format_exc(), **provenance)
         return result

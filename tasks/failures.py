@@ -12,9 +12,11 @@ import errno
 import os
 import subprocess
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
 
 from lsdr.survey.core.errors import FailureClass, MissingDependencyError, SurveyError, UsageError
+from lsdr.survey.core.fileio import NO_SPACE_ERRNOS
 
 # -- failure classes: the one list of their names (policies in docs/orchestration.md) -----------
 INFRA = FailureClass.INFRA
@@ -28,8 +30,9 @@ SCIENCE = FailureClass.SCIENCE
 USAGE = FailureClass.USAGE
 """Bad parameters or configuration."""
 ENVIRONMENT = FailureClass.ENVIRONMENT
-"""A missing program, Python module or shared library: not the data's fault; not retried
-within the run, retried by the next run (after the user installed it)."""
+"""A missing program, Python module or shared library, or a path the run may not use
+(EACCES, EROFS, a missing input directory): not the data's fault; not retried within the run,
+retried by the next run (after the user installed it or fixed the path)."""
 FAILURE_CLASSES = tuple(FailureClass)
 """Every failure class, each with its own policy."""
 
@@ -52,6 +55,8 @@ def classify(err: BaseException) -> str:
         return ENVIRONMENT
     if isinstance(err, UsageError):
         return USAGE
+    if unusable_path(err) is not None:  # before SurveyError: a reader's error from EACCES
+        return ENVIRONMENT
     if isinstance(err, SurveyError | subprocess.CalledProcessError):
         return SCIENCE
     if isinstance(err, TimeoutError | subprocess.TimeoutExpired):
@@ -126,15 +131,91 @@ def _failed_exec(err: OSError) -> bool:
     return bool(err.filename != frame.f_locals.get("cwd"))
 
 
+def _chain(err: BaseException) -> list[BaseException]:
+    """``err`` and the exceptions it was raised from (``raise … from``), outermost first."""
+    out: list[BaseException] = []
+    while err is not None and err not in out:
+        out.append(err)
+        err = err.__cause__  # type: ignore[assignment]
+    return out
+
+
+def unusable_path(err: BaseException) -> str | None:
+    """One line naming the path and the fix when ``err`` (or its cause) is a path not usable.
+
+    Permission denied (EACCES, EPERM), a read-only file system (EROFS), or a file whose
+    directory does not exist (an input directory not mounted or moved); else None.
+
+    A ``PermissionError`` from exec'ing a program is a missing dependency, not this.
+    """
+    for e in _chain(err):
+        if not isinstance(e, OSError) or e.filename is None:
+            continue
+        path = os.fsdecode(e.filename)
+        if e.errno in (errno.EACCES, errno.EPERM):
+            return (
+                f"permission denied: {path} ({errno.errorcode[e.errno]}, uid {os.geteuid()}): "
+                "give the user running lsdr access to it, then rerun"
+            )
+        if e.errno == errno.EROFS:
+            return (
+                f"read-only file system: {path} (EROFS): remount it read-write or move the "
+                "release to a writable file system, then rerun"
+            )
+        if e.errno == errno.ENOENT:
+            missing = missing_input_directory([path])
+            if missing is not None:
+                return missing
+    return None
+
+
+def no_space_path(err: BaseException) -> str | None:
+    """The file a write could not make for want of space (ENOSPC, EDQUOT), or None.
+
+    Such a unit is resubmitted once its file system has room (``flows/space_policy.py``).
+
+    ``atomic_path`` names the product it was writing; an error without a file name (a plain
+    ``write``) is ``""``: the caller names the release.
+    """
+    for e in _chain(err):
+        if isinstance(e, OSError) and e.errno in NO_SPACE_ERRNOS:
+            return os.fsdecode(e.filename) if e.filename is not None else ""
+    return None
+
+
+def missing_input_directory(inputs: Sequence[str]) -> str | None:
+    """One line naming the first input directory that does not exist, and the fix; else None.
+
+    For a unit that failed reading its inputs: a directory gone (a file system not mounted,
+    a tree moved) is the environment's fault, unlike one missing or bad file in it.
+    """
+    for path in inputs:
+        parent = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(parent):
+            return (
+                f"directory {parent} does not exist (reading {path}): mount or restore it, "
+                "then rerun"
+            )
+    return None
+
+
 def one_line(err: BaseException) -> str:
     """A one-line reason: the message, plus where it was raised for unexpected errors.
 
-    A missing dependency is named with the command that installs it, where lsdr knows one.
+    A missing dependency is named with the command that installs it, where lsdr knows one; a
+    path the run may not use with the path and the fix; a full disk with the file it refused.
     """
     text = " ".join(str(err).split()) or type(err).__name__
     missing = missing_dependency(err)
     if missing is not None:
         return str(missing)
+    unusable = unusable_path(err)
+    if unusable is not None:
+        return unusable
+    full = no_space_path(err)
+    if full is not None:
+        code = next(e.errno for e in _chain(err) if isinstance(e, OSError) and e.errno)
+        return f"{os.strerror(code).lower()} ({errno.errorcode[code]}) writing {full or 'a file'}"
     if isinstance(err, SurveyError):
         return text
     if isinstance(err, MemoryError):

@@ -117,6 +117,9 @@ class UnitResult:
     outputs: tuple[str, ...] = ()
     summary: Mapping[str, Any] = field(default_factory=dict)
     threads: int = 1
+    no_space: str | None = None
+    """The file a failed unit could not write for want of space (ENOSPC, EDQUOT): the runner
+    resubmits it once that file system has room (``flows/space_policy.py``)."""
 
     def ledger_finish(self) -> UnitFinish:
         """The ledger's record of this result (cached counts as done)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -28,19 +29,80 @@ def atomic_path(path: Path) -> Iterator[Path]:
 
     The temporary name keeps the final suffix (``tmp-<pid>-<name>``) so writers that choose a
     format from the extension (``.fits.gz``, ``.fits.fz``) behave the same.  On error the
-    temporary file is removed and ``path`` is left untouched.
+    temporary file is removed and ``path`` is left untouched.  A write refused for want of space
+    or of permission is raised as ``OSError(errno, strerror, path)`` (ENOSPC, EDQUOT, EACCES,
+    EROFS), also when the writer lost the errno (:func:`no_space_error`, :func:`open_error`).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"tmp-{os.getpid()}-{path.name}")
-    tmp.unlink(missing_ok=True)
     for fd in _TEMPORARIES:
         os.write(fd, f"{tmp}\n".encode())
     try:
+        tmp.unlink(missing_ok=True)  # a read-only file system refuses even this: EROFS
         yield tmp
         os.replace(tmp, path)
+    except OSError as err:
+        known = no_space_error(err, tmp, path) or open_error(err, tmp, path)
+        if known is None:
+            raise
+        raise known from err
     finally:
+        _remove(tmp)
+
+
+def _remove(tmp: Path) -> None:
+    """Remove ``tmp`` if it is there (a file system that refuses the unlink of nothing: fine)."""
+    try:
         tmp.unlink(missing_ok=True)
+    except OSError:
+        if os.path.lexists(tmp):
+            raise
+
+
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+"""The errnos of a write refused for want of space: the file system full, the user's quota."""
+
+FULL_BELOW_BYTES = 1 << 20
+"""A write error without an errno on a file system with less free space than this is a full
+disk: CFITSIO (``fitsio``) reports a failed write as ``FITSIO status = 106: error writing to
+FITS file``, its errno lost, and its buffered writes fail with up to ~115 KiB still free."""
+
+
+def free_bytes(path: Path) -> int:
+    """The bytes free to an unprivileged user (``df``'s *Available*) on ``path``'s file system.
+
+    ``path`` need not exist: its nearest existing parent is measured.
+    """
+    where = Path(path)
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    st = os.statvfs(where)
+    return st.f_bavail * st.f_frsize
+
+
+def _free_or_inf(path: Path) -> float:
+    """:func:`free_bytes`, or infinity when the file system cannot say (a stale NFS handle)."""
+    try:
+        return free_bytes(path)
+    except OSError:
+        return float("inf")
+
+
+def no_space_error(err: OSError, tmp: Path, path: Path) -> OSError | None:
+    """``err`` as ``OSError(ENOSPC|EDQUOT, strerror, path)`` when writing ``tmp`` ran out of space.
+
+    An error with that errno keeps it; an error without an errno (``fitsio``'s) is ENOSPC when
+    the file system holding ``tmp`` has less than :data:`FULL_BELOW_BYTES` free; else None.
+    The path named is the product's (``tmp`` is removed).
+    """
+    if err.errno in NO_SPACE_ERRNOS:
+        code = err.errno
+    elif err.errno is None and _free_or_inf(tmp.parent) < FULL_BELOW_BYTES:
+        code = errno.ENOSPC
+    else:
+        return None
+    return OSError(code, os.strerror(code), str(path))
 
 
 _TEMPORARY = re.compile(r"tmp-(\d+)-")
@@ -80,6 +142,31 @@ def write_bytes_atomic(path: Path, data: bytes) -> Path:
 def write_text_atomic(path: Path, text: str) -> Path:
     """Write text to ``path`` atomically."""
     return write_bytes_atomic(path, text.encode())
+
+
+REFUSED_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS})
+"""The errnos of a write refused for want of permission: the directory's mode, a read-only mount."""
+
+
+def open_error(err: OSError, tmp: Path, path: Path) -> OSError | None:
+    """``err`` as ``OSError(EACCES|EPERM|EROFS, strerror, path)`` when writing ``tmp`` was refused.
+
+    An error with that errno keeps it, naming the product rather than ``tmp``.  ``fitsio``
+    reports a file it could not create as ``FITSIO status = 105``, the errno lost: opening
+    ``tmp`` again here gets it.  None for other errors, or when that open succeeds (``tmp`` is
+    removed after).
+    """
+    if err.errno in REFUSED_ERRNOS:
+        return OSError(err.errno, os.strerror(err.errno), str(path))
+    if err.errno is not None:
+        return None
+    try:
+        os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT, 0o644))
+    except OSError as again:
+        if again.errno not in REFUSED_ERRNOS:
+            return None
+        return OSError(again.errno, os.strerror(again.errno), str(path))
+    return None
 
 
 def read_name_list(
