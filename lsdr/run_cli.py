@@ -147,6 +147,10 @@ def _execute(
     console.print(f"log: {log_path}", soft_wrap=True, highlight=False)
     url = connect_prefect(settings)
     console.print(f"Prefect server: {url.removesuffix('/api')}", soft_wrap=True, highlight=False)
+    from lsdr.infra.server_watch import lost_line, watch
+
+    # The units do not need the server: should it go away, the run goes on without it.
+    server_watch = watch(url)
 
     from lsdr.console import RunProgress
     from lsdr.flows.phases import run_phase
@@ -163,6 +167,7 @@ def _execute(
             # An increment opens its own cluster, only when images arrived (a no-op in seconds).
             nightly_only = all(isinstance(o, NightlyOptions) for _, o in chain)
             address = None if nightly_only else stack.enter_context(dask_cluster(settings))
+            server_watch.dask_address = address
             stack.enter_context(display)
             for name, options in chain:
                 if isinstance(options, NightlyOptions):
@@ -211,7 +216,11 @@ def _execute(
                     results.append(run_phase(name, settings, address, options))
     finally:
         remove_progress_hook(display)
-    report_results(results)
+    try:
+        report_results(results)
+    finally:
+        if (line := lost_line(settings.release_dir)) is not None:
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 @run_app.command("discover")
