@@ -1,7 +1,8 @@
 """A phase in the Prefect UI: its progress artifact, its units table, its found-done units.
 
-Artifacts are a view: outside a flow run nothing is shown, and a failure to show one is logged,
-never a failure of the phase.
+Artifacts are a view: outside a flow run, or once the run's Prefect server has gone away
+(``infra/server_watch.py``), nothing is shown, and a failure to show one is logged, never a
+failure of the phase.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from uuid import UUID
 
 from lsdr.flows.report import PhaseReport
+from lsdr.infra.server_watch import server_lost
 from lsdr.tasks.unit import UnitResult
 
 log = logging.getLogger("lsdr.flows")
@@ -28,7 +30,7 @@ class PhaseArtifacts:
             from prefect.artifacts import create_progress_artifact
             from prefect.context import FlowRunContext
 
-            if FlowRunContext.get() is not None:
+            if FlowRunContext.get() is not None and not server_lost():
                 created = create_progress_artifact(
                     progress=0.0, description=f"{phase}: units finished of {total}"
                 )
@@ -38,7 +40,7 @@ class PhaseArtifacts:
 
     def update(self, finished: int) -> None:
         """Show ``finished`` units of the total in the progress artifact."""
-        if self.id is None or self.total == 0:
+        if self.id is None or self.total == 0 or server_lost():
             return
         try:
             from prefect.artifacts import update_progress_artifact
@@ -53,7 +55,7 @@ class PhaseArtifacts:
             from prefect.artifacts import create_table_artifact
             from prefect.context import FlowRunContext
 
-            if FlowRunContext.get() is None:
+            if FlowRunContext.get() is None or server_lost():
                 return
             rows: list[dict[str, Any]] = [
                 {"state": s, "units": n} for s, n in report.counts().items()
@@ -91,7 +93,7 @@ def show_cached(phase: str, cached: Sequence[UnitResult]) -> None:
     try:
         from prefect.context import FlowRunContext
 
-        if FlowRunContext.get() is None:
+        if FlowRunContext.get() is None or server_lost():
             return
         reasons = Counter(r.message or "" for r in cached)
         message = f"{len(cached)} units already done: " + "; ".join(

@@ -6,6 +6,9 @@ cluster; the names are the CLI's, the ledger's and the flows' own.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import typing
 from typing import Any
 
 from lsdr.flows.bricks import bricks
@@ -24,6 +27,7 @@ from lsdr.flows.sweeps import sweeps
 from lsdr.flows.tractor import tractor
 from lsdr.flows.zeropoints import zeropoints
 from lsdr.infra.cluster import task_runner
+from lsdr.infra.errors import ServerError
 from lsdr.infra.settings import Settings
 from lsdr.survey.core.phase_options import PhaseOptions
 
@@ -65,13 +69,61 @@ def run_phase(
     from prefect.context import FlowRunContext
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+    from lsdr.infra import server_watch
+
     phase_flow = PHASE_FLOWS[name].with_options(task_runner=task_runner(settings, address))
+    kept: list[PhaseResult] = []
+    phase_flow.fn = _keeping(phase_flow.fn, kept)
     updates = {PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None} if FlowRunContext.get() else {}
+    watch = server_watch.current()
     with temporary_settings(updates=updates):
-        result: PhaseResult = phase_flow(
-            release_dir=str(settings.release_dir), options=options, settings=_overrides(settings)
-        )
+        if watch is not None:
+            watch.register_current()  # this block's settings go offline with the server too
+        try:
+            result: PhaseResult = phase_flow(
+                release_dir=str(settings.release_dir),
+                options=options,
+                settings=_overrides(settings),
+            )
+        except Exception as err:
+            if not server_watch.server_lost():
+                raise
+            if kept:
+                # The flow's units ran and are recorded; only its final state went unreported.
+                return kept[0]
+            raise ServerError(
+                f"phase {name} not run: the Prefect server {watch.url if watch else ''} went "
+                f"away ({type(err).__name__}); 'lsdr server up --release-dir "
+                f"{settings.release_dir}' restarts it, then run again: the units done are kept"
+            ) from None
     return result
+
+
+def _keeping(fn: Any, kept: list[PhaseResult]) -> Any:
+    """``fn`` that also keeps what it returns in ``kept``: a flow's result, whatever its state.
+
+    Once the server is gone Prefect cannot record the flow's end and raises; the result,
+    computed by then, is still the phase's.
+    """
+
+    @functools.wraps(fn)
+    def keeping(*args: Any, **kwargs: Any) -> Any:
+        result = fn(*args, **kwargs)
+        kept.append(result)
+        return result
+
+    # The flow's signature with its annotations resolved where the flow is defined: Prefect
+    # validates the parameters by it, and would resolve the names in this module instead.
+    hints = typing.get_type_hints(fn)
+    signature = inspect.signature(fn)
+    keeping.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[
+            p.replace(annotation=hints.get(p.name, p.annotation))
+            for p in signature.parameters.values()
+        ],
+        return_annotation=hints.get("return", signature.return_annotation),
+    )
+    return keeping
 
 
 def _overrides(settings: Settings) -> dict[str, Any]:

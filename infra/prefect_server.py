@@ -181,6 +181,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _port_free(port: int) -> bool:
+    """Whether nothing listens on ``port`` of 127.0.0.1 now (it can be bound)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return False
+        return True
+
+
 def is_healthy(url: str, timeout: float = 2.0) -> bool:
     """True when ``<url>/health`` answers 200 (the API is up and its database reachable).
 
@@ -204,16 +215,21 @@ def is_healthy(url: str, timeout: float = 2.0) -> bool:
 def server_status(state_dir: Path) -> ServerInfo | None:
     """The server recorded in ``state_dir`` if it is running and healthy, else ``None``.
 
-    A record whose process is gone (a stale ``server.json``) is removed.
+    Read-only: a record whose process is gone (the server crashed, was killed, the machine
+    rebooted) stays, so that the next :func:`start_server` starts it on the same port and
+    database (:func:`ended_server` reads it).
     """
     state_dir = Path(state_dir).absolute()
     info = _read_record(state_dir)
-    if info is None:
-        return None
-    if not _is_our_server(info):
-        StateLayout(state_dir).server_record.unlink(missing_ok=True)
+    if info is None or not _is_our_server(info):
         return None
     return info if is_healthy(info.url) else None
+
+
+def ended_server(state_dir: Path) -> ServerInfo | None:
+    """The server recorded in ``state_dir`` if its process has ended without ``down``, else None."""
+    info = _read_record(Path(state_dir).absolute())
+    return None if info is None or _is_our_server(info) else info
 
 
 def start_server(
@@ -227,7 +243,10 @@ def start_server(
     """Start the release's Prefect server detached, wait for it to be healthy, record it.
 
     Idempotent: when the server recorded in ``state_dir`` is running it is returned (an
-    explicit ``port`` or ``database_url`` that differs from it is a usage error).  Without a
+    explicit ``port`` or ``database_url`` that differs from it is a usage error).  A recorded
+    server whose process ended without ``down`` (a crash) is started again on its port and its
+    database, so that clients holding its URL (a worker, a run's Dask workers) find it again
+    and its flow runs are still there; its port taken by now, a free one.  Otherwise, without a
     ``port`` a free one is chosen.  A server that does not answer ``/api/health`` within
     ``timeout`` seconds is stopped and the error quotes the tail of its log.  A ``host`` beyond
     loopback (``0.0.0.0``: every interface) needs :data:`AUTH_ENV` in the environment.
@@ -243,10 +262,18 @@ def start_server(
             _check_same(info, port, database_url)
             _wait_healthy(info, None, timeout)
             return info
+        ended = info  # its process is gone: a crash, a kill, a reboot
+        if ended is not None and database_url is None:
+            database_url = ended.database_url
         StateLayout(state_dir).server_record.unlink(missing_ok=True)
         attempts = 1 if port is not None else 3
         for attempt in range(attempts):
-            chosen = port if port is not None else free_port()
+            if port is not None:
+                chosen = port
+            elif attempt == 0 and ended is not None and _port_free(ended.port):
+                chosen = ended.port
+            else:
+                chosen = free_port()
             try:
                 return _launch(state_dir, chosen, database_url, timeout, host)
             except _PortTakenError:

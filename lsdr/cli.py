@@ -104,7 +104,28 @@ LIBRARY_ERROR: type[Exception] = next(
 
 
 def main() -> None:
-    """Console-script entry point: run the app; usage and survey errors become one line.
+    """Console-script entry point: :func:`run_main`; a run whose server went away ends at once.
+
+    Its units are reported and its cluster and lock let go by then; Prefect's services would
+    only wait at exit to send what the server will never get (``infra/server_watch.py``).
+    """
+    try:
+        run_main()
+    except SystemExit as end:
+        _end_if_offline(end.code if isinstance(end.code, int) else 1 if end.code else 0)
+        raise
+    _end_if_offline(0)
+
+
+def _end_if_offline(code: int) -> None:
+    """``os._exit(code)`` when this process's run lost its Prefect server, else nothing."""
+    watch = sys.modules.get("lsdr.infra.server_watch")
+    if watch is not None and watch.server_lost():
+        watch.exit_now(code)
+
+
+def run_main() -> None:
+    """Run the app; usage and survey errors become one line.
 
     The CLI library's own usage errors (a value of the wrong type, an unknown option) are
     printed as lsdr's are (:func:`lsdr.options_check.library_error_line`), not as a usage

@@ -184,6 +184,10 @@ def _execute(
     url = connect_prefect(settings)
     bridge_prefect()  # SIGTERM stays this command's to handle inside its flows
     console.print(f"Prefect server: {url.removesuffix('/api')}", soft_wrap=True, highlight=False)
+    from lsdr.infra.server_watch import lost_line, watch
+
+    # The units do not need the server: should it go away, the run goes on without it.
+    server_watch = watch(url)
 
     from lsdr.console import RunProgress
     from lsdr.flows.phases import run_phase
@@ -202,6 +206,7 @@ def _execute(
             nightly_only = all(isinstance(o, NightlyOptions) for _, o in chain)
             address = None if nightly_only else stack.enter_context(dask_cluster(settings))
             stack.push(stop_running_units(settings))  # before it closes: no unit writes on
+            server_watch.dask_address = address
             stack.enter_context(display)
             for name, options in chain:
                 if isinstance(options, NightlyOptions):
@@ -250,7 +255,11 @@ def _execute(
                     results.append(run_phase(name, settings, address, options))
     finally:
         remove_progress_hook(display)
-    report_results(results)
+    try:
+        report_results(results)
+    finally:
+        if (line := lost_line(settings.release_dir)) is not None:
+            console.print(line, soft_wrap=True, highlight=False, markup=False)
 
 
 @run_app.command("discover")

@@ -19,6 +19,7 @@ import typer
 from lsdr.infra.errors import InfraError
 from lsdr.infra.prefect_server import (
     ServerInfo,
+    ended_server,
     redact_url,
     server_status,
     start_server,
@@ -140,7 +141,14 @@ def up(
         get_profile(cluster)
         extra_env["LSDR_CLUSTER"] = cluster
     state = state_dir_of(release_dir, release=False)
+    ended = ended_server(state) if state.is_dir() else None
     info = start_server(state, port=port, database_url=database_url, timeout=timeout, host=host)
+    if ended is not None:
+        again = "the same port" if info.port == ended.port else f"port {info.port} (its own taken)"
+        print(
+            f"the Prefect server of {release_dir} (pid {ended.pid}) had ended without "
+            f"'lsdr server down': started again on {again} and database"
+        )
     print(describe(info))
     if worker:
         from lsdr.infra.prefect_worker import deploy, start_worker
@@ -183,7 +191,16 @@ def status(release_dir: ReleaseDir) -> None:
     state = state_dir_of(release_dir)
     info = server_status(state)
     if info is None:
-        print(f"no Prefect server running for {release_dir}")
+        ended = ended_server(state)
+        if ended is None:
+            print(f"no Prefect server running for {release_dir}")
+        else:
+            print(
+                f"the Prefect server of {release_dir} is down: pid {ended.pid} ({ended.url}) "
+                f"ended without 'lsdr server down'; 'lsdr server up --release-dir {release_dir}' "
+                f"starts it again on port {ended.port} with database "
+                f"{redact_url(ended.database_url)}"
+            )
         raise typer.Exit(1)
     print(describe(info))
     running = worker_status(state)

@@ -27,6 +27,7 @@ from lsdr.infra.prefect_server import (
     RECORDER_BATCH_SIZE,
     ServerInfo,
     client_environment,
+    ended_server,
     is_healthy,
     redact_url,
     running_server,
@@ -179,8 +180,11 @@ def test_redact_url_hides_password() -> None:
     assert redact_url("sqlite+aiosqlite:////a/b.db") == "sqlite+aiosqlite:////a/b.db"
 
 
-def test_stale_record_is_removed(tmp_path: Path) -> None:
-    """It reports no server, and removes server.json, when the recorded process is gone."""
+def test_stale_record_is_kept_for_the_next_start(tmp_path: Path) -> None:
+    """It reports no server but keeps server.json (port, database) when its process is gone.
+
+    ``stop_server`` removes it; a killed server started again is ``tests/test_server_fault.py``'s.
+    """
     dead = subprocess.Popen(["true"])
     dead.wait()
     record = {
@@ -191,8 +195,12 @@ def test_stale_record_is_removed(tmp_path: Path) -> None:
     }
     (tmp_path / "server.json").write_text(json.dumps(record))
     assert server_status(tmp_path) is None
-    assert not (tmp_path / "server.json").exists()
+    ended = ended_server(tmp_path)
+    assert ended is not None and (ended.pid, ended.port) == (dead.pid, 9)
+    assert json.loads((tmp_path / "server.json").read_text()) == record
     assert stop_server(tmp_path) is False
+    assert not (tmp_path / "server.json").exists()
+    assert ended_server(tmp_path) is None
 
 
 def test_unreadable_record_names_the_file(tmp_path: Path) -> None:
