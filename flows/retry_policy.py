@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 from lsdr.infra.ledger import Ledger, UnitFinish
 from lsdr.infra.settings import Settings
+from lsdr.tasks.failures import attempts_exhausted
 from lsdr.tasks.unit import Unit, UnitResult
 
 log = logging.getLogger("lsdr.flows")
@@ -113,7 +114,9 @@ def after_lost_batch(
                     key=unit.key,
                     state="failed",
                     failure_class="infra",
-                    message=f"worker lost after {attempts} starts: {type(err).__name__}: {reason}",
+                    message=attempts_exhausted(
+                        phase, settings.max_attempts, attempts, f"{type(err).__name__}: {reason}"
+                    ),
                     threads=unit.threads,
                 )
             )

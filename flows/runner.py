@@ -130,6 +130,7 @@ def _run_units(
                     settings.unit_memory_limit_mb,
                     batch_number=number,
                     timeout_s=settings.timeouts.get(phase),
+                    max_attempts=settings.max_attempts,
                 )
             futures[future] = batch
         todo = []

@@ -560,6 +560,17 @@ class Ledger:
                 session.expunge(row)
             return row
 
+    def rows_of(self, phase: str, keys: Sequence[str]) -> dict[str, UnitRow]:
+        """The rows of these units of a phase by key (detached; a unit not planned: absent)."""
+        found: dict[str, UnitRow] = {}
+        with Session(self.engine, expire_on_commit=False) as session:
+            for chunk in _chunks(keys):
+                query = select(UnitRow).where(UnitRow.phase == phase, UnitRow.key.in_(chunk))
+                for row in session.scalars(query):
+                    session.expunge(row)
+                    found[row.key] = row
+        return found
+
     def rows(self, phase: str) -> list[UnitRow]:
         """Every unit of a phase (detached rows)."""
         with Session(self.engine, expire_on_commit=False) as session:
@@ -581,12 +592,17 @@ class Ledger:
             return n
 
     def retry(self, phase: str, *, failure_class: str | None = None) -> int:
-        """Re-queue the phase's failed units (after a fix) as pending; return how many."""
+        """Re-queue the phase's failed units (after a fix) as pending; return how many.
+
+        Their attempts start again at 0: ``max_attempts`` counts the starts since the last fix
+        (the infrastructure retries before it stay in :meth:`infra_retries`).
+        """
         query = update(UnitRow).where(UnitRow.phase == phase, UnitRow.state == UnitState.FAILED)
         if failure_class is not None:
             query = query.where(UnitRow.failure_class == failure_class)
         with Session(self.engine) as session, session.begin():
-            result = session.execute(query.values(state=UnitState.PENDING, updated=_now()))
+            values = {"state": UnitState.PENDING, "attempts": 0, "updated": _now()}
+            result = session.execute(query.values(**values))
             return int(getattr(result, "rowcount", 0) or 0)
 
     def interrupt(self, phase: str, keys: Sequence[str], reason: str) -> list[tuple[str, int]]:

@@ -18,9 +18,10 @@ from pathlib import Path
 
 from prefect import task
 
-from lsdr.infra.ledger import Ledger
+from lsdr.infra.ledger import Ledger, UnitState
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.tasks.execute import execute_unit
+from lsdr.tasks.failures import INFRA, attempts_exhausted
 from lsdr.tasks.locks import OnWait, unit_locks
 from lsdr.tasks.sidecars import done_result
 from lsdr.tasks.unit import FORCE, Unit, UnitOutput, UnitResult
@@ -35,6 +36,7 @@ def run_batch_now(
     memory_limit_mb: int | None = None,
     on_wait: OnWait | None = None,
     timeout_s: float | None = None,
+    max_attempts: int | None = None,
 ) -> list[UnitResult]:
     """Run units one after the other here, holding their locks, recording them in the ledger.
 
@@ -43,6 +45,11 @@ def run_batch_now(
     to wait is checked again once its lock is free: the other run may have done it (it is then
     cached here), unless it is forced.  ``timeout_s``: each unit's timeout (its phase's), past
     which it is stopped and recorded as class ``timeout`` (``tasks/deadline.py``).
+
+    A batch Dask reruns because its worker died (Dask's own ``allowed-failures``) is checked
+    against the ledger first: a unit it finished is cached, not started again, and a unit lost
+    at its ``max_attempts``-th start is recorded failed (``infra``), so the ledger's count of
+    starts is the one that bounds a unit, whoever resubmits it.
     """
     if not units:
         return []
@@ -51,13 +58,39 @@ def run_batch_now(
     phase = units[0].phase
     with unit_locks(layout, units, on_wait) as waited:
         found: dict[str, UnitResult] = {}
+        rows = ledger.rows_of(phase, [u.key for u in units])
+        exhausted: list[UnitResult] = []
         for unit in units:
-            if unit.key in waited and not unit.flag(FORCE, False):
+            row = rows.get(unit.key)
+            again = row is not None and row.state in (UnitState.DONE, UnitState.RUNNING)
+            if (unit.key in waited or again) and not unit.flag(FORCE, False):
                 done = done_result(layout, unit, engine_version)
                 if done is not None:
                     found[unit.key] = done
+                    continue
+            lost = row is not None and row.state == UnitState.RUNNING  # its last start never ended
+            if (
+                lost
+                and max_attempts is not None
+                and row is not None
+                and row.attempts >= max_attempts
+            ):
+                reason = f"its start {row.attempts} on {row.host}:{row.pid} never finished"
+                exhausted.append(
+                    UnitResult(
+                        phase=phase,
+                        key=unit.key,
+                        state="failed",
+                        failure_class=INFRA,
+                        message=attempts_exhausted(phase, max_attempts, row.attempts, reason),
+                        threads=unit.threads,
+                    )
+                )
         if found:
             ledger.mark_cached(phase, [r.ledger_finish() for r in found.values()])
+        if exhausted:
+            ledger.finish(phase, [r.ledger_finish() for r in exhausted])
+            found.update((r.key, r) for r in exhausted)
         todo = [u for u in units if u.key not in found]
         if todo:
             ledger.start(phase, [u.key for u in todo], threads=todo[0].threads)
@@ -87,6 +120,7 @@ def run_batch(
     memory_limit_mb: int | None = None,
     batch_number: int = 0,
     timeout_s: float | None = None,
+    max_attempts: int | None = None,
 ) -> list[UnitResult]:
     """A Prefect task running one batch of a phase's units (see :func:`run_batch_now`).
 
@@ -120,6 +154,7 @@ def run_batch(
         memory_limit_mb,
         on_wait=waiting,
         timeout_s=timeout_s,
+        max_attempts=max_attempts,
     )
     for r in results:
         say(f"unit {r.phase} {r.key}: {r.state}{_why(r)}")

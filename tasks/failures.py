@@ -225,3 +225,11 @@ def one_line(err: BaseException) -> str:
     frames = traceback.extract_tb(err.__traceback__)
     where = f" at {Path(frames[-1].filename).name}:{frames[-1].lineno}" if frames else ""
     return f"{type(err).__name__}: {text}{where}"
+
+
+def attempts_exhausted(phase: str, max_attempts: int, attempts: int, reason: str) -> str:
+    """The message of a unit whose worker was lost at its last allowed start."""
+    return (
+        f"max_attempts ({max_attempts}) reached: its worker was lost at start {attempts} "
+        f"({reason}); after the fix, 'lsdr retry --phase {phase}' re-queues it with new attempts"
+    )
