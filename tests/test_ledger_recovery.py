@@ -17,25 +17,9 @@ from pathlib import Path
 
 import pytest
 from small_release import make_small_release, unit_states
+from test_release_lock import lsdr, tree
 
 from lsdr.infra.ledger import Ledger, UnitFinish, default_url
-
-
-def lsdr(*args: str) -> subprocess.CompletedProcess[str]:
-    """Run this venv's ``lsdr`` to its end."""
-    return subprocess.run(
-        [sys.executable, "-m", "lsdr", *args], capture_output=True, text=True, timeout=300
-    )
-
-
-def tree(root: Path) -> dict[str, str]:
-    """Every path under ``root`` with its file's SHA-256 ("" for a directory)."""
-    return {
-        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        if p.is_file()
-        else ""
-        for p in sorted(root.rglob("*"))
-    }
 
 
 def garbage_header(db: Path) -> None:

@@ -15,7 +15,6 @@ import logging
 import os
 import socket
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import pytest
 from prefect.states import State
 from small_release import make_small_release, unit_states
 from test_orchestration import probe_flow
-from test_release_lock import Holder
+from test_release_lock import Holder, started
 
 from lsdr.deployments.phases import run_kdtree
 from lsdr.flows.reprocess import reprocess_region
@@ -33,6 +32,8 @@ from lsdr.infra.release_lock import holders
 from lsdr.infra.settings import load_settings
 from lsdr.survey.core.reprocess_request import ReprocessRequest
 
+__all__ = ["started"]  # test_release_lock's fixture: the holders a test starts, killed after
+
 
 @pytest.fixture
 def release(tmp_path: Path, prefect_api: str) -> Path:
@@ -40,16 +41,6 @@ def release(tmp_path: Path, prefect_api: str) -> Path:
     root = tmp_path / "release"
     make_small_release(root)
     return root
-
-
-@pytest.fixture
-def started() -> Iterator[list[Holder]]:
-    """The holders a test starts; any still running at its end are killed."""
-    made: list[Holder] = []
-    yield made
-    for h in made:
-        if h.process.poll() is None:
-            h.kill()
 
 
 def failed_message(state: State[Any]) -> str:
