@@ -21,6 +21,7 @@ import psutil
 import pytest
 import timeout_units
 from prefect import flow
+from test_orchestration import make_release
 
 from lsdr.flows.report import PhaseResult, phase_summary
 from lsdr.flows.runner import run_units
@@ -53,15 +54,6 @@ def hang_flow(
         for key in keys
     ]
     return phase_summary(run_units(PHASE, timeout_units.hang_unit, units, s))
-
-
-def make_release(root: Path, n: int) -> list[str]:
-    """A release directory with ``n`` small input files."""
-    (root / "inputs").mkdir(parents=True)
-    keys = [f"u{i:05d}" for i in range(n)]
-    for key in keys:
-        (root / "inputs" / f"{key}.dat").write_bytes(key.encode() * 100)
-    return keys
 
 
 def run(root: Path, address: str, keys: list[str], **options: Any) -> PhaseResult:
