@@ -222,6 +222,14 @@ def demo(
         bool,
         typer.Option(help="Run the whole release (tractor and after); off: pre-tractor only."),
     ] = True,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="Engine of the tractor phase: lite (lsdr's own runbrick) or legacypipe (the "
+            "real runbrick, on lite's pre-tractor products; needs `make legacypipe`).",
+        ),
+    ] = "lite",
     wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
@@ -233,6 +241,8 @@ def demo(
     matches and packaging. It ends with the release summary, where the products are and the
     plots; opens nothing. A rerun recomputes nothing. The brick grids have the demo's binned
     pixels (1800² at 0.524″: the whole brick, a quarter of the pixels of 3600² at 0.262″).
+    With --engine legacypipe each brick runs through the real runbrick instead, reading lite's
+    CCD tables, calibs and reference catalogues (the other phases are lite's either way).
     """
     from lsdr import options_check as check
     from lsdr.infra.settings import load_settings
@@ -241,8 +251,8 @@ def demo(
 
     # Every option before the simulation writes anything: the run's, then the simulator's.
     check.output_dir("--out", out)
-    check.setting_overrides({"n_workers": workers})
-    load_settings(out, n_workers=workers)  # the file's and environment's too (the engine)
+    check.setting_overrides({"n_workers": workers, "engine": engine})
+    load_settings(out, n_workers=workers, engine=engine)  # the file's and environment's too
     region = grid.RaDecBox(*NAMED_REGIONS["cookbook"])
     _simulate(out, check.simulation(None, None, 2, region, seed, DEMO_BINNING, workers))
     layout = ReleaseLayout(out)
@@ -255,6 +265,7 @@ def demo(
                 width=DEMO_BRICK_WIDTH,
                 height=DEMO_BRICK_WIDTH,
                 pixscale=DEMO_BRICK_PIXSCALE,
+                engine=engine,
                 wait=wait,
                 verbose=verbose,
             )

@@ -575,6 +575,8 @@ def run_release(
     ] = None,
     workers: Workers = None,
     threads: Threads = None,
+    engine: Engine = None,
+    launcher: Launcher = None,
     wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:

@@ -9,8 +9,10 @@ tables shipped with legacypipe's test data).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -460,14 +462,34 @@ def all_bricks_columns() -> dict[str, npt.NDArray[np.generic]]:
     }
 
 
-def write_survey_bricks(path: Path) -> Path:
-    """Write ``survey-bricks.fits.gz`` (HDU 1, legacypipe's columns) atomically."""
+def _brick_columns(bricks: Sequence[Brick]) -> dict[str, npt.NDArray[np.generic]]:
+    """The bricks as ``survey-bricks`` columns (the dtypes of :func:`all_bricks_columns`)."""
+    dtypes: dict[str, npt.DTypeLike] = {"brickname": "S8", "brickq": np.int16}
+    dtypes |= dict.fromkeys(("brickid", "brickrow", "brickcol"), np.int32)
+    return {
+        name: np.asarray([getattr(b, name) for b in bricks], dtype=dtypes.get(name, np.float64))
+        for name in BRICK_COLUMNS
+    }
+
+
+BRICK_COLUMNS = tuple(f.name for f in dataclasses.fields(Brick))
+"""``survey-bricks``' columns in legacypipe's order: the fields of :class:`Brick`."""
+
+
+def write_survey_bricks(path: Path, box: RaDecBox | None = None) -> Path:
+    """Write ``survey-bricks.fits.gz`` (HDU 1, legacypipe's columns) atomically.
+
+    The whole grid, or with ``box`` only the bricks overlapping it (a simulated survey's
+    footprint: runbrick looks its brick up by name and its neighbours by position, and a
+    table of a few hundred rows is written in milliseconds instead of seconds).
+    """
     import fitsio
 
     from lsdr.survey.core.fileio import atomic_path
 
-    columns = all_bricks_columns()
-    data = np.zeros(NBRICKS, dtype=[(k, v.dtype) for k, v in columns.items()])
+    columns = all_bricks_columns() if box is None else _brick_columns(bricks_overlapping_box(box))
+    n = len(columns["brickname"])
+    data = np.zeros(n, dtype=[(k, v.dtype) for k, v in columns.items()])
     for key, value in columns.items():
         data[key] = value
     with atomic_path(path) as tmp:

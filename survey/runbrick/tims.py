@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from lsdr.survey.core.ampcorr import amp_boxes, amp_scale, apply_amp_correction
 from lsdr.survey.core.errors import InputFileError
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.core.tan import TanWcs
@@ -293,6 +294,9 @@ def read_tim(
     nmgy = np.where(bad, np.float32(0.0), (img - skyimg) / np.float32(zpscale)).astype(np.float32)
     invvar = np.where(bad, np.float32(0.0), wt * np.float32(zpscale**2)).astype(np.float32)
     del img, skyimg, wt
+    # legacypipe's per-amplifier zeropoints (Mosaic, 90Prime), after the sky (core/ampcorr.py).
+    boxes = amp_boxes(camera, _text(row["filter"]), ccdname, float(row["mjd_obs"]))
+    apply_amp_correction(nmgy, invvar, amp_scale(boxes, x0, y0, nmgy.shape))
 
     xc = x0 + (x1 - x0) / 2.0 + 0.5
     yc = y0 + (y1 - y0) / 2.0 + 0.5

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from lsdr.survey.core.ampcorr import amp_boxes, amp_scale
 from lsdr.survey.core.cameras import get_camera
 from lsdr.survey.simulate.config import SimulationConfig
 from lsdr.survey.simulate.exposures import ExposurePlan, ccd_wcs
@@ -130,6 +131,13 @@ def render_ccd(
                 psf,
                 kernel,
             )
+
+    # The CP's amplifier gain mismatches, which legacypipe's per-amp zeropoints take out again.
+    uncorrected = amp_scale(
+        amp_boxes(plan.camera, plan.band, ccd, plan.mjd_obs()), 0, 0, model.shape
+    )
+    if uncorrected is not None:
+        model /= uncorrected
 
     # Sky with a gentle gradient, in e-/s; then counts, noise and detector effects in e-.
     yy = np.linspace(-1.0, 1.0, height, dtype=np.float32)[:, None]

@@ -70,6 +70,10 @@ def write_planes(layout: ReleaseLayout, plan: ExposurePlan, ccds: list[CcdImage]
     import fitsio
 
     primary = primary_header(plan)
+    # The CP's exposure sky level (image units, counts/s): legacypipe's Mosaic and 90Prime
+    # readers take the source shot noise as |image - SKYADU| / EXPTIME.
+    levels = [float(c.header["SKYADU1"]) for c in ccds]
+    primary["SKYADU"] = round(sum(levels) / len(levels), 4) if levels else 0.0
     written = []
     for kind in ("ooi", "ood", "oow"):
         path = layout.image(plan.image_relpath(kind))

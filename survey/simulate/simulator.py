@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from lsdr import __version__
-from lsdr.survey.core.bricks import RaDecBox
+from lsdr.survey.core.bricks import RaDecBox, write_survey_bricks
 from lsdr.survey.core.cameras import get_camera
 from lsdr.survey.core.errors import UsageError
 from lsdr.survey.core.fileio import atomic_path, write_text_atomic
@@ -125,6 +125,13 @@ def _already_simulated(layout: ReleaseLayout, config: SimulationConfig) -> Simul
     )
 
 
+def _write_bricks(layout: ReleaseLayout, config: SimulationConfig) -> None:
+    """``survey-bricks.fits.gz`` of the simulated footprint: runbrick finds its brick there."""
+    cover = coverage_for(config)
+    box = RaDecBox(cover.ra_min, cover.ra_max, cover.dec_min, cover.dec_max)
+    write_survey_bricks(layout.survey_bricks, box)
+
+
 def simulate_survey(root: Path, config: SimulationConfig | None = None) -> SimulationResult:
     """Write a synthetic survey under ``root`` (a release directory) and return what it wrote.
 
@@ -137,6 +144,8 @@ def simulate_survey(root: Path, config: SimulationConfig | None = None) -> Simul
     done = _already_simulated(layout, config)
     if done is not None:
         write_standins(layout, overwrite=False)  # a survey simulated before they existed
+        if not layout.survey_bricks.exists():  # the same
+            _write_bricks(layout, config)
         return done
     truth_seq, gaia_seq, plan_seq = np.random.SeedSequence(config.seed).spawn(3)
     truth = make_truth(config, np.random.default_rng(truth_seq))
@@ -161,6 +170,7 @@ def simulate_survey(root: Path, config: SimulationConfig | None = None) -> Simul
     with atomic_path(layout.truth_ccds) as tmp:
         fitsio.write(str(tmp), truth_ccds, clobber=True, extname="TRUTH_CCDS")
     write_gaia_chunks(layout, gaia)
+    _write_bricks(layout, config)
     write_standins(layout)  # SDSS stand-ins for the external matches, on truth objects
     images = sorted(layout.image(p.image_relpath()) for p in plans)
     images += [layout.image(superseded(j.plan).image_relpath()) for j in jobs if j.also_superseded]

@@ -22,8 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from lsdr.infra.launchers.runner import Deadline, address_space_left_mb, run_launched
+from lsdr.survey.core.bricks import brick_by_name
 from lsdr.survey.engines.base import UnitOutput
 from lsdr.survey.engines.legacypipe.judge import judge_runbrick
+from lsdr.survey.engines.legacypipe.references import tycho_note
 from lsdr.survey.engines.legacypipe.runbrick import RunbrickCommand, runbrick_argv
 from lsdr.survey.engines.legacypipe.setup import IMAGE_PY_DIR, LegacypipeSetup
 from lsdr.survey.engines.legacypipe.versions import ENGINE_NAME
@@ -93,7 +95,12 @@ class LegacypipeEngine(LiteEngine):
         """The real runbrick on one brick, judged by its catalogue (no data: its own outcome)."""
         commands = self.setup.install
         flag_set = self.setup.describe.flag_set
-        argv = runbrick_argv(commands, flag_set, layout, self.runbrick_command(brick, options))
+        command = self.runbrick_command(brick, options)
+        ra, dec = options.radec if options.radec is not None else brick_centre(brick)
+        tycho = tycho_note(layout.tycho2_kd, ra, dec)
+        if tycho is not None:
+            command = replace(command, tycho=False)
+        argv = runbrick_argv(commands, flag_set, layout, command)
         log = layout.brick_log(brick)
         unit_dir = layout.state.unit_scratch("tractor", brick)
         environment = self.setup.environment(layout, unit_dir)
@@ -123,6 +130,7 @@ class LegacypipeEngine(LiteEngine):
             "argv": argv,
             "exit_code": result.exit_code,
             "log": str(log),
+            **({"tycho": tycho} if tycho is not None else {}),
         }
         return judge_runbrick(layout, brick, result, log_start, started, record, skip=options.skip)
 
@@ -180,6 +188,12 @@ class LegacypipeEngine(LiteEngine):
     ) -> UnitOutput:
         """Lite's external match."""
         return _lite(super().match_external(layout, catalogue, options))
+
+
+def brick_centre(brick: str) -> tuple[float, float]:
+    """The grid brick's centre (RA, Dec), where runbrick searches its reference stars."""
+    b = brick_by_name(brick)
+    return b.ra, b.dec
 
 
 def _lite(output: UnitOutput) -> UnitOutput:

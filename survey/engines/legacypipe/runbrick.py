@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from lsdr.survey.core.bricks import BRICK_SIZE_PIX, custom_brickname
+from lsdr.survey.core.bricks import BRICK_PIXSCALE, BRICK_SIZE_PIX, custom_brickname
 from lsdr.survey.core.errors import UsageError
 from lsdr.survey.core.layout import ReleaseLayout, checked_brick
 from lsdr.survey.engines.legacypipe.install import LegacypipeInstall, number_arg
@@ -82,6 +82,8 @@ class RunbrickCommand:
     """False is ``--no-wise``: no unWISE forced photometry."""
     outliers: bool = True
     """False is ``--no-outliers``."""
+    tycho: bool = True
+    """False is ``--no-tycho``: no Tycho-2 reference stars."""
     production: bool = False
     """Add the flag set's production flags (``--skip --skip-calibs --pickle … --checkpoint …``)."""
 
@@ -142,6 +144,7 @@ class RunbrickCommand:
             radec=options.radec,
             width=options.width if options.width != BRICK_SIZE_PIX else None,
             height=options.height if options.height != BRICK_SIZE_PIX else None,
+            pixscale=options.pixscale if options.pixscale != BRICK_PIXSCALE else None,
             zoom=options.zoom,
             bands=options.bands,
             release=options.release,
@@ -234,4 +237,6 @@ def runbrick_argv(
         argv.append("--no-wise")
     if not cmd.outliers:
         argv.append("--no-outliers")
+    if not cmd.tycho:
+        argv.append("--no-tycho")
     return argv

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from lsdr.survey.core.ampcorr import amp_boxes, amp_scale, apply_amp_correction
 from lsdr.survey.core.errors import InputFileError
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.pretractor.ccdschema import ANNOTATED_DTYPE
@@ -185,6 +186,12 @@ def measure_ccd(
         psf_source = None
         psf = stored_psf(fit_psf(sub, ivar, bad, sig1_img, (xr, yr), fwhm_guess), meta)
 
+    # As legacy_zeropoints: the per-amplifier offsets taken out of the sky-subtracted image
+    # before the photometry (the PSF is fitted before, as PsfEx runs on the CP image).
+    scale = amp_scale(amp_boxes(info.camera, info.band, ccdname, info.mjd_obs), 0, 0, (h, w))
+    if scale is not None:
+        ivar = ivar.copy()
+        apply_amp_correction(sub, ivar, scale)
     phot, zpt_stats = photometry(
         sub, ivar, dq, psf, info, refs, ra_now, dec_now, xr, yr, wcs, pixscale, ccdname
     )
