@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -22,6 +23,7 @@ import numpy as np
 import pytest
 from required_in_ci import legacypipe_test_case
 from test_fit import make_scene
+from test_runbrick_cli import lsdr_runbrick
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
 from lsdr.survey.core.layout import ReleaseLayout
@@ -304,3 +306,102 @@ def test_no_new_source_in_cluster_and_galaxies_forced_psf() -> None:
     assert mark_forced_pointsources(srcs["sources"], bright, geom) == 1
     fitted = fit_sources(srcs["sources"], srcs["blobs"], tims, geom, ("g", "r"))
     assert sorted(s.type for s in fitted if s.bx > 90 and 80 < s.by < 110) == ["PSF"]
+
+
+# -- a lite runbrick on testcase12's target ------------------------------------------------------
+TARGET = (346.684, 12.791)  # testcase12's --radec; Pal 13 (R 72″) lies 72″ south
+
+
+@pytest.fixture(scope="module")
+def pal13_runs(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A simulated survey over brick 3465p127 and lite runs on a 400² grid at the target.
+
+    One run with legacypipe's cluster list, one with a copy lacking Pal 13 (the detections it
+    would have made there).
+    """
+    import runbrick_survey
+
+    from lsdr.survey.core import bricks as grid
+    from lsdr.survey.runbrick.options import RunbrickOptions
+    from lsdr.survey.runbrick.stages import run_brick
+
+    tmp = tmp_path_factory.mktemp("pal13")
+    layout = runbrick_survey.build(
+        tmp / "survey", region=grid.RaDecBox(346.55, 346.57, 12.74, 12.76)
+    )
+    full = starclusters.find_star_clusters()
+    assert full is not None
+    table = fitsio.read(str(full), ext=1)
+    fitsio.write(str(tmp / "no-pal13.fits"), table[table["name"] != "Pal 13"], clobber=True)
+    out = {"layout": layout}
+    for name, cat in (("clusters", str(full)), ("no-pal13", str(tmp / "no-pal13.fits"))):
+        options = RunbrickOptions(
+            radec=TARGET, width=400, height=400, bands=("g", "r", "z"), star_clusters_cat=cat
+        )
+        brick = options.brickname
+        assert brick is not None
+        copy = ReleaseLayout(tmp / name)
+        shutil.copytree(layout.root, copy.root)
+        assert run_brick(copy, brick, options).status == "done"
+        mask = fitsio.read(str(copy.coadd_maskbits(brick)), ext="MASKBITS")
+        cat_rows = fitsio.read(str(copy.tractor(brick)), ext=1)
+        out[name] = (mask, cat_rows)
+    return out
+
+
+@pytest.mark.slow
+def test_lite_runbrick_detects_nothing_new_in_the_cluster(pal13_runs: dict) -> None:
+    """Only reference stars sit in Pal 13's CLUSTER mask; without the mask lite finds more."""
+    cluster_bit = 1 << 13
+    mask, cat = pal13_runs["clusters"]
+    inside = (mask & cluster_bit) != 0
+    assert int(inside.sum()) >= 4000
+    at = inside[np.round(cat["by"]).astype(int), np.round(cat["bx"]).astype(int)]
+    assert all(r.strip() for r in cat["ref_cat"][at].astype(str))  # reference stars only
+    assert ((cat["maskbits"][at] & cluster_bit) != 0).all()
+    free_mask, free = pal13_runs["no-pal13"]
+    assert not (free_mask & cluster_bit).any()
+    at_free = inside[np.round(free["by"]).astype(int), np.round(free["bx"]).astype(int)]
+    new = [r for r in free["ref_cat"][at_free].astype(str) if not r.strip()]
+    assert len(new) >= 1  # what the avoid map removed
+
+
+@pytest.mark.slow
+@pytest.mark.legacypipe
+def test_lite_runbrick_cluster_mask_is_legacypipes(
+    pal13_runs: dict, legacypipe: LegacypipeBuild, tmp_path: Path
+) -> None:
+    """The CLUSTER maskbits of the lite run equal legacypipe's refmap on the same grid."""
+    geom = BrickGeometry.for_target(*TARGET, width=400, height=400)
+    lp = _probe(legacypipe, pal13_runs["layout"], geom, tmp_path / "lp.npz")
+    mask, _ = pal13_runs["clusters"]
+    ours = (mask & (1 << 13)) != 0
+    theirs = (lp["refmap"] & REF_CLUSTER) != 0
+    assert float(np.mean(ours == theirs)) >= 0.99 and int(theirs.sum()) >= 4000
+    for bit, ref in ((1 << 1, REF_BRIGHT), (1 << 11, REF_MEDIUM)):
+        assert float(np.mean(((mask & bit) != 0) == ((lp["refmap"] & ref) != 0))) >= 0.99
+
+
+# -- the real runbrick -------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.legacypipe
+def test_maskbits_images_match_the_real_runbrick(
+    legacypipe: LegacypipeBuild, tmp_path: Path
+) -> None:
+    """testcase6, zoom 200 1000 300 1100: BRIGHT/MEDIUM/CLUSTER of both engines' maskbits."""
+    survey = tmp_path / "testcase6"
+    shutil.copytree(legacypipe_test_case("testcase6"), survey)
+    images = {}
+    for engine in ("legacypipe", "lite"):
+        out = tmp_path / engine
+        zoom = ("200", "1000", "300", "1100")
+        done = lsdr_runbrick(
+            survey, out, "--brick", "1102p240", "--zoom", *zoom, "--no-wise", "--engine", engine
+        )
+        assert done.returncode == 0, done.stderr
+        path = out / "coadd/110/1102p240/legacysurvey-1102p240-maskbits.fits.fz"
+        images[engine] = fitsio.read(str(path), ext="MASKBITS")
+    real, lite = images["legacypipe"], images["lite"]
+    for bit in (1, 11, 13):  # BRIGHT, MEDIUM, CLUSTER (same values in both)
+        assert float(np.mean(((real >> bit) & 1) == ((lite >> bit) & 1))) >= 0.99
+    assert int(((real >> 1) & 1).sum()) > 10000 and int(((real >> 11) & 1).sum()) > 100000
