@@ -405,3 +405,27 @@ def test_maskbits_images_match_the_real_runbrick(
     for bit in (1, 11, 13):  # BRIGHT, MEDIUM, CLUSTER (same values in both)
         assert float(np.mean(((real >> bit) & 1) == ((lite >> bit) & 1))) >= 0.99
     assert int(((real >> 1) & 1).sum()) > 10000 and int(((real >> 11) & 1).sum()) > 100000
+
+
+def test_refs_stage_says_when_there_is_no_cluster_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Without any star-cluster list the brick log says so; a bad explicit path is refused."""
+    from lsdr.survey.core.errors import UsageError
+    from lsdr.survey.runbrick.options import RunbrickOptions
+    from lsdr.survey.runbrick.refs import stage_refs
+
+    monkeypatch.delenv(starclusters.CLUSTERS_ENV, raising=False)
+    monkeypatch.setattr(starclusters, "_from_build", lambda: None)
+    monkeypatch.setattr(starclusters, "_from_vendor", lambda: None)
+    geom = BrickGeometry.for_target(*PAL13, width=50, height=50)
+    with caplog.at_level("INFO", logger="lsdr.survey.runbrick"):
+        out = stage_refs(layout=ReleaseLayout(tmp_path), geom=geom)
+    assert "no star-cluster list (NGC-star-clusters.fits) found" in caplog.text
+    assert not out["refmap"].any() and len(out["refs"]) == 0
+    with pytest.raises(UsageError):
+        stage_refs(
+            layout=ReleaseLayout(tmp_path),
+            geom=geom,
+            options=RunbrickOptions(star_clusters_cat=str(tmp_path / "missing.fits")),
+        )
