@@ -155,7 +155,7 @@ def brick_reads(
     brick), taken among the candidates of the vectorised footprint test; their digest stands
     for the tables, so a brick reruns only when one of *its* rows changes, appears or goes.
     Files: each CCD's image, DQ and weight maps, its per-CCD and merged PsfEx and sky files
-    (whichever exists is read), and the reference chunks of the brick's corners and centre.
+    (whichever exists is read), the Gaia chunks the refs stage reads and ``tycho2.kd.fits``.
     """
     from lsdr.survey.core.refcat import gaia_chunk_paths
     from lsdr.survey.pretractor.calibtable import text
@@ -194,6 +194,7 @@ def brick_reads(
                 str(layout.psfex_single(image, ccdname)),
             ]
         files += [str(p) for p in gaia_chunk_paths(layout, *reference_points(geom))]
+        files.append(str(layout.tycho2_kd))
         mpix = float(_pixels_under(rows, width, pixscale).sum()) / 1e6 if len(rows) else 0.0
         out[brick] = BrickReads(digest, tuple(dict.fromkeys(files)), mpix)
     return out

@@ -27,7 +27,7 @@ from lsdr.survey.runbrick.dqmaps import BandMasks, band_masks
 from lsdr.survey.runbrick.metrics import brick_header, write_metrics
 from lsdr.survey.runbrick.options import RunbrickOptions
 from lsdr.survey.runbrick.primary import unique_pixels
-from lsdr.survey.runbrick.refs import MASKBIT_BRIGHT, MASKBIT_MEDIUM
+from lsdr.survey.runbrick.refs import REF_BRIGHT, REF_CLUSTER, REF_GALAXY, REF_MEDIUM
 from lsdr.survey.runbrick.types import BrickGeometry, Source, Tim
 from lsdr.survey.runbrick.writecat import finalize_catalog, write_catalog
 
@@ -42,10 +42,10 @@ def maskbits_image(
     masks: Sequence[BandMasks] = (),
     unique: npt.NDArray[np.bool_] | None = None,
 ) -> npt.NDArray[np.int32]:
-    """The brick's maskbits map: NPRIMARY, BRIGHT, MEDIUM, SATUR_<b>, ALLMASK_<b>, BAILOUT.
+    """The brick's maskbits map: NPRIMARY, BRIGHT, MEDIUM, CLUSTER, SATUR_<b>, ALLMASK_<b>, BAILOUT.
 
-    ``bits`` is the flavour's ``ts.maskbits``; ``refmap`` the ``refs`` stage's circles (its
-    ``MASKBIT_BRIGHT``/``MASKBIT_MEDIUM``, set as ``bits``' BRIGHT/MEDIUM); ``unique`` is the
+    ``bits`` is the flavour's ``ts.maskbits``; ``refmap`` the ``refs`` stage's map (its
+    ``REF_*`` bits, set as ``bits``' BRIGHT/MEDIUM/GALAXY/CLUSTER); ``unique`` is the
     brick's unique-pixel map (computed when not given); ``masks`` the per-band DQ maps
     (SATUR_<b> where ``satur``, ALLMASK_<b> where ``andmask`` ≠ 0).
     """
@@ -55,8 +55,13 @@ def maskbits_image(
     out[~unique] |= bits["NPRIMARY"]
     if refmap is not None:
         ref = np.asarray(refmap, np.int32)
-        out[(ref & MASKBIT_BRIGHT) != 0] |= bits["BRIGHT"]
-        out[(ref & MASKBIT_MEDIUM) != 0] |= bits["MEDIUM"]
+        for name, bit in (
+            ("BRIGHT", REF_BRIGHT),
+            ("MEDIUM", REF_MEDIUM),
+            ("GALAXY", REF_GALAXY),
+            ("CLUSTER", REF_CLUSTER),
+        ):
+            out[(ref & bit) != 0] |= bits[name]
     for m in masks:
         band = m.band.upper()
         satur, allmask = bits.get(f"SATUR_{band}"), bits.get(f"ALLMASK_{band}")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -336,19 +337,21 @@ def detect_sources(
     nsigma: float = 6.0,
     refs: Sequence[Source] | None = None,
     maps: DetectionMaps | None = None,
+    avoid: BoolArray | None = None,
 ) -> tuple[list[Source], npt.NDArray[np.int32], list[Blob]]:
     """Detect sources on the SED-matched maps and group them into blobs.
 
     Reference sources (``refs``, e.g. Gaia stars) come first in the list and veto new
-    detections within 2″ of their position; new sources are type PSF with the detection-map
-    fluxes as starting values.  Returns (sources, blob map, blobs).
+    detections within 2″ of their position; no new source either where ``avoid`` is set
+    (legacypipe's ``avoid_map``: the CLUSTER masks).  New sources are type PSF with the
+    detection-map fluxes as starting values.  Returns (sources, blob map, blobs).
     """
     if maps is None:
         maps = detection_maps(tims, geom, bands)
     sn = max_sn_map(maps, bands)
     brick_wcs = geom.wcs()
     sources: list[Source] = []
-    veto = np.zeros(sn.shape, bool)
+    veto = np.zeros(sn.shape, bool) if avoid is None else np.array(avoid, bool)
     veto_r = 2.0 / geom.pixscale
     for ref in refs or ():
         bx, by = brick_wcs.radec_to_pixel(ref.ra, ref.dec)
@@ -371,11 +374,16 @@ def detect_sources(
 
 
 def ref_sources(refs: npt.NDArray[np.void] | None, geom: BrickGeometry) -> list[Source]:
-    """Reference stars (``refs`` stage rows) on the brick grid, as PSF sources to be fitted."""
+    """Reference stars (``refs`` stage rows) on the brick grid, as PSF sources to be fitted.
+
+    Star clusters are masks only (legacypipe's ``ignore_source``): they make no source.
+    """
     if refs is None or len(refs) == 0:
         return []
     out: list[Source] = []
     for row in refs:
+        if "iscluster" in (refs.dtype.names or ()) and row["iscluster"]:
+            continue
         ibx, iby = int(row["ibx"]), int(row["iby"])
         if not (0 <= ibx < geom.width and 0 <= iby < geom.height):
             continue
@@ -398,7 +406,16 @@ def stage_srcs(
     geom: BrickGeometry,
     bands: Sequence[str],
     refs: npt.NDArray[np.void] | None = None,
+    refmap: npt.NDArray[np.integer[Any]] | None = None,
 ) -> dict[str, object]:
-    """Stage ``srcs``: detection and blobs; state gains ``sources``, ``blobmap`` and ``blobs``."""
-    sources, blobmap, blobs = detect_sources(tims, geom, bands, refs=ref_sources(refs, geom))
+    """Stage ``srcs``: detection and blobs; state gains ``sources``, ``blobmap`` and ``blobs``.
+
+    No new source is detected inside a CLUSTER mask of ``refmap`` (as legacypipe).
+    """
+    from lsdr.survey.runbrick.refs import REF_CLUSTER
+
+    avoid = None if refmap is None else (np.asarray(refmap) & REF_CLUSTER) != 0
+    sources, blobmap, blobs = detect_sources(
+        tims, geom, bands, refs=ref_sources(refs, geom), avoid=avoid
+    )
     return {"sources": sources, "blobmap": blobmap, "blobs": blobs}

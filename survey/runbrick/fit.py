@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -51,6 +52,8 @@ ANALYTIC_BELOW_FWHM = 3.0
 well enough for an exact Fourier shift (flux error < 1e-4 at FWHM 3 for half-pixel shifts)."""
 MOFFAT_OVERSAMPLE = 3
 """Sub-pixels per side when integrating a Moffat PSF (as ``psfex.moffat_stamp``)."""
+FORCED_POINTSOURCE = "forced_pointsource"
+"""``Source.extra`` key: the source lies in a BRIGHT or CLUSTER mask and is fit only as PSF."""
 MAX_ITER = 25
 MAX_STEP_ARCSEC = 0.5
 """Largest position step per iteration."""
@@ -579,7 +582,8 @@ def fit_blob(
     ``sources`` are the blob's own sources (``[all_sources[i] for i in blob.sources]``); they
     are updated in place (position, type, shape, fluxes, ivars, dchisq and the §6 metrics) and
     the ones whose best model fails the detection cut are left out of the result.  Reference
-    sources (``ref_cat`` set) are always kept and always PSF.
+    sources (``ref_cat`` set) are always kept and always PSF; sources marked
+    ``extra[FORCED_POINTSOURCE]`` (in a BRIGHT or CLUSTER mask) are only tried as PSF.
     """
     from lsdr.survey.runbrick.photometry import measure
 
@@ -610,9 +614,10 @@ def fit_blob(
     for i in order:
         s = srcs[i]
         is_ref = bool(s.ref_cat)
+        forced = bool(s.extra.get(FORCED_POINTSOURCE))
         fits: dict[str, _Fit] = {}
         fits["PSF"] = _fit_one(s, "PSF", views, bands, fit_position=True)
-        if not is_ref and fits["PSF"].ok:
+        if not is_ref and not forced and fits["PSF"].ok:
             trial = Source(
                 ra=fits["PSF"].ra, dec=fits["PSF"].dec, type="REX", flux=dict(fits["PSF"].flux)
             )
@@ -754,6 +759,29 @@ def _check_budget(budget: float | None, t0: float, done: int, total: int, brickn
         )
 
 
+def mark_forced_pointsources(
+    sources: Sequence[Source], refmap: npt.NDArray[np.integer[Any]] | None, geom: BrickGeometry
+) -> int:
+    """Mark the sources whose pixel has a BRIGHT or CLUSTER bit as forced point sources.
+
+    legacypipe's ``force_pointsource_mask`` (oneblob): the refmap at the source's position
+    before fitting, truncated to the pixel holding it.  Returns how many were marked.
+    """
+    from lsdr.survey.runbrick.refs import REF_BRIGHT, REF_CLUSTER
+
+    if refmap is None:
+        return 0
+    ref = np.asarray(refmap)
+    marked = 0
+    for s in sources:
+        ix = int(np.clip(s.bx, 0, geom.width - 1))
+        iy = int(np.clip(s.by, 0, geom.height - 1))
+        forced = bool(ref[iy, ix] & (REF_BRIGHT | REF_CLUSTER))
+        s.extra[FORCED_POINTSOURCE] = forced
+        marked += forced
+    return marked
+
+
 def stage_fitblobs(
     *,
     tims: Sequence[Tim],
@@ -762,6 +790,7 @@ def stage_fitblobs(
     sources: Sequence[Source],
     blobs: Sequence[Blob],
     options: RunbrickOptions | None = None,
+    refmap: npt.NDArray[np.integer[Any]] | None = None,
 ) -> dict[str, object]:
     """Stage ``fitblobs``: fit the blobs, resuming from ``--checkpoint``, honouring ``--bail-out``.
 
@@ -785,6 +814,11 @@ def stage_fitblobs(
     bail_out = bool(options.bail_out)
     threads = max(int(options.threads), 1)
     budget = options.fit_budget_s
+    forced = mark_forced_pointsources(sources, refmap, geom)
+    if forced:
+        log.info(
+            "%s: fitblobs: %d sources in BRIGHT/CLUSTER masks fit as PSF", geom.brickname, forced
+        )
     bboxes = {b.blob_id: (b.x0, b.x1, b.y0, b.y1) for b in blobs}
     path = Path(checkpoint) if checkpoint else None
     done: dict[int, object] = read_checkpoint(path, geom.brickname, bboxes) if path else {}

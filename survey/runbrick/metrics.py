@@ -65,14 +65,16 @@ def reference_table(refs: npt.NDArray[np.void], geom: BrickGeometry) -> npt.NDAr
     cat = np.char.strip(np.asarray(refs["ref_cat"]).astype("S2"))
     for name in ("ra", "dec", "ref_id", "mag", "radius", "ibx", "iby", "in_bounds"):
         out[name] = refs[name]
-    for name in ("isbright", "ismedium"):
-        out[name] = refs[name]
+    names = refs.dtype.names or ()
+    for name in ("isbright", "ismedium", "istycho", "iscluster"):
+        if name in names:
+            out[name] = refs[name]
     out["ref_cat"] = cat
-    out["istycho"] = cat == b"T2"
+    out["istycho"] |= cat == b"T2"
     out["isgaia"] = (cat == b"G2") | (cat == b"GE")
     out["islargegalaxy"] = cat == b"L3"
-    out["iscluster"] = cat == b"CL"
-    out["mask_mag"] = refs["mag"]
+    out["iscluster"] |= cat == b"CL"
+    out["mask_mag"] = refs["mask_mag"] if "mask_mag" in names else refs["mag"]
     out["radius_pix"] = np.ceil(np.asarray(refs["radius"], np.float64) * 3600.0 / geom.pixscale)
     return out
 

@@ -66,6 +66,9 @@ class RunbrickOptions:
     radec: tuple[float, float] | None = None
     """``--radec RA DEC`` (degrees): a custom target centred there instead of a grid brick,
     named ``brickname`` (brickid −1, the whole W × H grid unique); None = a grid brick."""
+    star_clusters_cat: str | None = None
+    """``NGC-star-clusters.fits`` for the CLUSTER masks; None = ``$LSDR_STAR_CLUSTERS_CAT``, else
+    the legacypipe build's package data, else the vendored tarball (``starclusters``)."""
     release_flavour: str = "dr10"
     """The tractor schema written (``tractorschema.FLAVOURS``): its columns, header cards and
     maskbit values; dr9/dr10 keep the (null) WISE columns of those releases, dr11 is

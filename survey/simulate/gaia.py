@@ -88,3 +88,45 @@ def make_gaia(truth: npt.NDArray[np.void], rng: np.random.Generator) -> npt.NDAr
     out["astrometric_sigma5d_max"] = 1.5 * sigma_mas
     out["astrometric_params_solved"] = 31.0
     return out
+
+
+TYCHO_G_LIMIT = 13.0
+"""Simulated stars brighter than this Gaia G are also written to the Tycho-2 catalogue."""
+TYCHO_EPOCH = 2000.0
+"""Epoch (both coordinates) of the simulated Tycho-2 positions, Julian years."""
+
+
+def make_tycho(truth: npt.NDArray[np.void], gaia: npt.NDArray[np.void]) -> npt.NDArray[np.void]:
+    """Tycho-2 rows of the bright catalogued stars (Gaia G < 13), in legacypipe's columns.
+
+    Positions are the truth's moved to epoch 2000 with its proper motion (arcsec/yr in the
+    file); ``ggguess`` = the star's Gaia G, ``zguess`` its true z, B_T/V_T/Hp its g, the mean of
+    g and r, and G; ``isgalaxy`` 0; TYC1-TYC2-TYC3 numbered in source-id order.
+    """
+    from lsdr.survey.core.tycho2 import TYCHO2_DTYPE
+
+    bright = gaia[np.asarray(gaia["phot_g_mean_mag"], np.float64) < TYCHO_G_LIMIT]
+    bright = bright[np.argsort(bright["source_id"], kind="stable")]
+    index = {int(s): i for i, s in enumerate(truth["gaia_source_id"]) if s > 0}
+    stars = truth[[index[int(s)] for s in bright["source_id"]]]
+    n = len(stars)
+    out = np.zeros(n, TYCHO2_DTYPE)
+    k = np.arange(n)
+    out["tyc1"], out["tyc2"], out["tyc3"] = 1 + k // 12121, 1 + k % 12121, 1
+    pmra = np.asarray(stars["pmra"], np.float64) / 1000.0
+    pmdec = np.asarray(stars["pmdec"], np.float64) / 1000.0
+    dt = TYCHO_EPOCH - np.asarray(stars["ref_epoch"], np.float64)
+    cosd = np.cos(np.radians(stars["dec"]))
+    out["ra"] = out["mean_ra"] = stars["ra"] + dt * pmra / 3600.0 / cosd
+    out["dec"] = out["mean_dec"] = stars["dec"] + dt * pmdec / 3600.0
+    out["sigma_ra"] = out["sigma_dec"] = 0.01 / 3600.0
+    out["pm_ra"], out["pm_dec"] = pmra, pmdec
+    out["sigma_pm_ra"] = out["sigma_pm_dec"] = 0.001
+    out["epoch_ra"] = out["epoch_dec"] = TYCHO_EPOCH
+    out["mag_bt"] = stars["mag_g"]
+    out["mag_vt"] = (np.asarray(stars["mag_g"]) + np.asarray(stars["mag_r"])) / 2.0
+    out["mag_hp"] = bright["phot_g_mean_mag"]
+    out["jmag"] = out["hmag"] = out["kmag"] = np.nan
+    out["zguess"] = stars["mag_z"]
+    out["ggguess"] = bright["phot_g_mean_mag"]
+    return out

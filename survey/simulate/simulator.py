@@ -30,7 +30,7 @@ from lsdr.survey.simulate.exposures import (
     plan_exposures,
     superseded,
 )
-from lsdr.survey.simulate.gaia import make_gaia
+from lsdr.survey.simulate.gaia import make_gaia, make_tycho
 from lsdr.survey.simulate.truth import TRUTH_DTYPE, Coverage, coverage_for, make_truth
 
 GENERATOR_VERSION = f"{__version__}+sim4"
@@ -102,6 +102,35 @@ def _stamp(path: Path) -> list[Any]:
     return [str(path), st.st_size, st.st_mtime_ns]
 
 
+def fitsio_read(path: Path) -> npt.NDArray[np.void]:
+    """HDU 1 of a FITS table."""
+    import fitsio
+
+    return np.asarray(fitsio.read(str(path), ext=1))
+
+
+def read_all_gaia(layout: ReleaseLayout) -> npt.NDArray[np.void]:
+    """Every Gaia chunk of the release, as one table."""
+    from lsdr.survey.core.refcat import GAIA_DTYPE
+
+    parts = [fitsio_read(p).astype(GAIA_DTYPE) for p in layout.gaia_chunks()]
+    return np.concatenate(parts) if parts else np.zeros(0, GAIA_DTYPE)
+
+
+def _write_tycho(
+    layout: ReleaseLayout,
+    config: SimulationConfig,
+    truth: npt.NDArray[np.void],
+    gaia: npt.NDArray[np.void],
+) -> None:
+    """``tycho2.kd.fits`` of the bright simulated stars (one placeholder row when none)."""
+    from lsdr.survey.core.tycho2 import write_tycho2
+
+    box = config.region
+    centre = ((box.ra_min + box.ra_max) / 2.0, (box.dec_min + box.dec_max) / 2.0)
+    write_tycho2(layout.tycho2_kd, make_tycho(truth, gaia), placeholder_near=centre)
+
+
 def _already_simulated(layout: ReleaseLayout, config: SimulationConfig) -> SimulationResult | None:
     """The recorded result when this exact survey is already on disk, untouched."""
     try:
@@ -146,6 +175,8 @@ def simulate_survey(root: Path, config: SimulationConfig | None = None) -> Simul
         write_standins(layout, overwrite=False)  # a survey simulated before they existed
         if not layout.survey_bricks.exists():  # the same
             _write_bricks(layout, config)
+        if not layout.tycho2_kd.exists():  # likewise, before the Tycho-2 file existed
+            _write_tycho(layout, config, fitsio_read(layout.truth_catalog), read_all_gaia(layout))
         return done
     truth_seq, gaia_seq, plan_seq = np.random.SeedSequence(config.seed).spawn(3)
     truth = make_truth(config, np.random.default_rng(truth_seq))
@@ -171,6 +202,7 @@ def simulate_survey(root: Path, config: SimulationConfig | None = None) -> Simul
         fitsio.write(str(tmp), truth_ccds, clobber=True, extname="TRUTH_CCDS")
     write_gaia_chunks(layout, gaia)
     _write_bricks(layout, config)
+    _write_tycho(layout, config, truth, gaia)
     write_standins(layout)  # SDSS stand-ins for the external matches, on truth objects
     images = sorted(layout.image(p.image_relpath()) for p in plans)
     images += [layout.image(superseded(j.plan).image_relpath()) for j in jobs if j.also_superseded]
@@ -183,6 +215,7 @@ def simulate_survey(root: Path, config: SimulationConfig | None = None) -> Simul
         images=images,
     )
     files = [layout.truth_catalog, layout.truth_ccds, *sorted(layout.gaia_dir.glob("*.fits"))]
+    files.append(layout.tycho2_kd)
     for image in images:
         files += [
             image,
