@@ -3,7 +3,7 @@
 Every model is rendered on each tim's own pixel grid with that CCD's own PSF, as a small stamp
 computed in Fourier space: the pixelised PSF stamp, times the analytic transform of a round
 exponential of half-light radius r_e (r_e = 0 is a point source; the Tractor's six-Gaussian
-"lux" profile, :mod:`lsdr.survey.runbrick.profiles`), times the phase of the sub-pixel shift.
+"lux" profile, :mod:`lsdr.survey.core.galaxyprofile`), times the phase of the sub-pixel shift.
 Derivatives with respect to position and log radius come from the same
 transform, so each source is fitted by damped Gauss–Newton (Levenberg–Marquardt) on position,
 log r_e and one flux per band, with the other sources of its blob subtracted.  The model is then
@@ -25,9 +25,9 @@ import numpy as np
 import numpy.typing as npt
 from scipy import fft as sfft
 
+from lsdr.survey.core.galaxyprofile import exp_transform
 from lsdr.survey.runbrick.detect import Blob, brick_to_tim_coords, tim_psf_stamp
 from lsdr.survey.runbrick.options import RunbrickOptions
-from lsdr.survey.runbrick.profiles import exp_transform
 from lsdr.survey.runbrick.types import BrickGeometry, Source, Tim
 
 FloatArray = npt.NDArray[np.float64]
