@@ -3,10 +3,10 @@
 DR10's ``REX``/``EXP`` fluxes are the total fluxes of the Tractor's exponential: not the exact
 exponential but SDSS *Photo*'s softened, truncated one ("lux", cut off smoothly between 3 and
 4 r_e), approximated by six concentric Gaussians (Hogg & Lang 2013, PASP 125, 719).  Fitting
-the exact exponential to the same galaxy gives 1–2 % more flux on a noise-free Tractor model
-and 4–5 % more on real galaxies (docs/runbrick-fitting.md "Flux parity with legacypipe"), so
-the lite engine renders this mixture.  Amplitudes are normalised to unit total flux;
-variances are in units of r_e² per axis.
+the exact exponential to a noise-free Tractor model gives 1–2 % more flux (docs/runbrick-fitting.md
+"Flux parity with legacypipe"), so lite renders this mixture, for REX fits and for the galaxy
+detection norm.  Amplitudes are normalised to unit total flux; variances are in units of r_e²
+per axis.
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ Every model is rendered on each tim's own pixel grid with that CCD's own PSF, as
 computed in Fourier space: the pixelised PSF stamp, times the analytic transform of a round
 exponential of half-light radius r_e (r_e = 0 is a point source; the Tractor's six-Gaussian
 "lux" profile, :mod:`lsdr.survey.core.galaxyprofile`), times the phase of the sub-pixel shift.
-Derivatives with respect to position and log radius come from the same
-transform, so each source is fitted by damped Gauss–Newton (Levenberg–Marquardt) on position,
-log r_e and one flux per band, with the other sources of its blob subtracted.  The model is then
+Derivatives with respect to position and log radius come from the same transform, so each
+source is fitted by damped Gauss–Newton (Levenberg–Marquardt) on position, log r_e and one flux
+per band, with the other sources of its blob subtracted.  The model is then
 chosen with legacypipe's rule (``_select_model``): penalised Δχ² (Δχ² − number of non-flux
 parameters: PSF 2, REX 3) must reach 25 or the source is dropped; REX replaces PSF only when its
 penalised Δχ² is larger *and* its Δχ² exceeds the PSF's by at least 1 % of the PSF's.  Fluxes
