@@ -2,10 +2,11 @@
 
 Every model is rendered on each tim's own pixel grid with that CCD's own PSF, as a small stamp
 computed in Fourier space: the pixelised PSF stamp, times the analytic transform of a round
-exponential of scale length h (1 + (2πkh)²)^(−3/2) (h = 0 is a point source), times the phase
-of the sub-pixel shift.  Derivatives with respect to position and log radius come from the same
-transform, so each source is fitted by damped Gauss–Newton (Levenberg–Marquardt) on position,
-log r_e and one flux per band, with the other sources of its blob subtracted.  The model is then
+exponential of half-light radius r_e (r_e = 0 is a point source; the Tractor's six-Gaussian
+"lux" profile, :mod:`lsdr.survey.core.galaxyprofile`), times the phase of the sub-pixel shift.
+Derivatives with respect to position and log radius come from the same transform, so each
+source is fitted by damped Gauss–Newton (Levenberg–Marquardt) on position, log r_e and one flux
+per band, with the other sources of its blob subtracted.  The model is then
 chosen with legacypipe's rule (``_select_model``): penalised Δχ² (Δχ² − number of non-flux
 parameters: PSF 2, REX 3) must reach 25 or the source is dropped; REX replaces PSF only when its
 penalised Δχ² is larger *and* its Δχ² exceeds the PSF's by at least 1 % of the PSF's.  Fluxes
@@ -25,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import fft as sfft
 
+from lsdr.survey.core.galaxyprofile import exp_transform
 from lsdr.survey.runbrick.detect import Blob, brick_to_tim_coords, tim_psf_stamp
 from lsdr.survey.runbrick.options import RunbrickOptions
 from lsdr.survey.runbrick.types import BrickGeometry, Source, Tim
@@ -141,18 +143,18 @@ class TimRenderer:
         phase_x = np.exp(-2j * np.pi * t.kx * fx)
         phase_y = np.exp(-2j * np.pi * t.ky * fy)
         ft = t.psf_ft * phase_y[:, None] * phase_x[None, :]
-        g1: FloatArray | None = None
+        dprof: FloatArray | None = None
+        point = ft
         if r_e > 0:
-            h = r_e / EXP_B / self.pixscale
-            g1 = 1.0 / (1.0 + h * h * t.k2pi)
-            ft = ft * (g1 * np.sqrt(g1))
+            prof, dprof = exp_transform(r_e / self.pixscale, t.k2pi, derivs)
+            ft = ft * prof
         if derivs:
             stack = np.empty((4, *ft.shape), np.complex128)
             stack[0] = ft
             stack[1] = ft * (-2j * np.pi * t.kx)[None, :]
             stack[2] = ft * (-2j * np.pi * t.ky)[:, None]
-            if g1 is not None:
-                stack[3] = ft * (-3.0 * (1.0 - g1))
+            if dprof is not None:
+                stack[3] = point * dprof
             else:
                 stack[3] = 0.0
         else:
@@ -191,11 +193,11 @@ class TimRenderer:
             if derivs:
                 return np.concatenate([planes, np.zeros((1, n, n))])
             return planes
-        h = r_e / EXP_B / self.pixscale
-        g1 = 1.0 / (1.0 + h * h * t.k2pi)
-        fts = sfft.rfft2(planes, axes=(-2, -1)) * (g1 * np.sqrt(g1))
-        if derivs:
-            fts = np.concatenate([fts, (fts[0] * (-3.0 * (1.0 - g1)))[None]])
+        prof, dprof = exp_transform(r_e / self.pixscale, t.k2pi, derivs)
+        point = sfft.rfft2(planes, axes=(-2, -1))
+        fts = point * prof
+        if dprof is not None:
+            fts = np.concatenate([fts, (point[0] * dprof)[None]])
         return np.asarray(sfft.irfft2(fts, s=(n, n), axes=(-2, -1)), np.float64)
 
 
