@@ -229,14 +229,27 @@ def read_calib(
     )
 
 
+def header_sky_level(path: Path) -> float | None:
+    """The CP's exposure sky level ``SKYADU`` (image units) of the primary header, if any."""
+    import fitsio
+
+    try:
+        value = fitsio.read_header(str(path), ext=0).get("SKYADU")
+    except (OSError, ValueError) as err:
+        reason = " ".join(str(err).split())[:160]
+        raise InputFileError(f"{path}: cannot read the primary header ({reason})") from err
+    return None if value is None else float(value)
+
+
 def with_source_noise(
     weight: npt.NDArray[Any], signal: npt.NDArray[np.float32], exptime: float
 ) -> npt.NDArray[np.float32]:
     """Inverse variance (s²/e²) of a CP image including the Poisson noise of its sources.
 
     legacypipe's ``remap_invvar_shotnoise``: variance = 1/weight + |image − sky| / exptime,
-    with the image in electrons per second (here the spline sky rather than the header's
-    constant ``SKYADU``).  Without it bright stars' ``flux_ivar`` counts sky noise only.
+    with the image in electrons per second and the sky the primary header's constant
+    ``SKYADU`` (the spline sky where a file lacks it).  Without it bright stars' ``flux_ivar``
+    counts sky noise only.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         var = 1.0 / weight.astype(np.float32) + np.abs(signal) / np.float32(exptime)
@@ -286,7 +299,9 @@ def read_tim(
     if ignored:
         bad &= ~(np.isin(dq, ignored) & (wt > 0) & np.isfinite(img))
     if camera in SHOT_NOISE_CAMERAS:
-        wt = with_source_noise(wt, img - skyimg, float(row["exptime"]))
+        const_sky = header_sky_level(layout.image(image))
+        sky_level = skyimg if const_sky is None else np.float32(const_sky)
+        wt = with_source_noise(wt, img - sky_level, float(row["exptime"]))
     zpt = float(row["ccdzpt"])
     zpscale = 10.0 ** (0.4 * (zpt - 22.5))
     if not image_per_second(layout.image(image), hdu, camera):
