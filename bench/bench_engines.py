@@ -8,8 +8,10 @@ process in the tree (the lsdr process and, for legacypipe, the runbrick it start
 ``/usr/bin/time -f %M`` or, without it, ``RUSAGE_CHILDREN`` of a fresh wrapper process.  Each
 (case, engine) runs ``--repeat`` times, interleaved, and the median is reported, with the ratio
 legacypipe/lite per case, the geometric mean over cases, and each catalogue's row count.
-Run: ``cd bench && ../.venv/bin/python bench_engines.py [--quick] [--repeat N] [--json PATH]
-[--md PATH]``.
+With ``--demo RELEASE`` whole bricks of a finished ``lsdr demo`` release run too, at the
+demo's grid (1800² at 0.524″), read in place (outputs in a scratch directory); both engines
+run with ``--threads 1``.  Run: ``cd bench && ../.venv/bin/python bench_engines.py [--quick]
+[--repeat N] [--demo RELEASE [--demo-bricks B ...] [--no-cases]] [--json PATH] [--md PATH]``.
 """
 
 from __future__ import annotations
@@ -40,11 +42,24 @@ GNU_TIME = Path("/usr/bin/time")
 
 @dataclass(frozen=True)
 class Case:
-    """One test case: a directory of the test data, the brick and the zoom runbrick runs."""
+    """One brick to run: a test-data case (copied) at its zoom, or a demo brick (read in place)."""
 
     name: str
     brick: str
-    zoom: tuple[int, int, int, int]
+    zoom: tuple[int, int, int, int] | None
+    width: int | None = None
+    pixscale: float | None = None
+    survey: Path | None = None
+    """A release to read (a demo's); None: the case's directory of the test data, copied."""
+
+
+DEMO_WIDTH, DEMO_PIXSCALE = 1800, 0.524
+"""The demo's brick grid (``lsdr demo``: the whole brick at 0.524″)."""
+
+
+def demo_cases(release: Path, bricks: list[str]) -> list[Case]:
+    """Whole demo bricks of a finished ``lsdr demo`` release, at the demo's grid."""
+    return [Case(f"demo-{b}", b, None, DEMO_WIDTH, DEMO_PIXSCALE, release) for b in bricks]
 
 
 CASES = (
@@ -68,8 +83,11 @@ def runbrick_command(case: Case, survey: Path, outdir: Path, engine: str) -> lis
         str(outdir),
         "--brick",
         case.brick,
-        "--zoom",
-        *(str(z) for z in case.zoom),
+        *(["--zoom", *(str(z) for z in case.zoom)] if case.zoom else []),
+        *(["-W", str(case.width), "-H", str(case.width)] if case.width else []),
+        *(["--pixscale", str(case.pixscale)] if case.pixscale else []),
+        "--threads",
+        "1",
         "--engine",
         engine,
     ]
@@ -96,11 +114,14 @@ def measure(data: Path, case: Case, engine: str) -> dict[str, Any]:
     """Run one case with one engine in a fresh subprocess; wall time, peak RSS, rows, status."""
     scratch = Path(tempfile.mkdtemp(prefix="lsdr-bench-engines-"))
     try:
-        survey = scratch / "survey"
-        shutil.copytree(data / case.name, survey)
-        for path in [survey, *survey.rglob("*")]:  # the shared copy may be read-only
-            if not path.is_symlink():
-                path.chmod(path.stat().st_mode | 0o200)
+        if case.survey is not None:
+            survey = case.survey  # read only: the outputs go to the scratch directory
+        else:
+            survey = scratch / "survey"
+            shutil.copytree(data / case.name, survey)
+            for path in [survey, *survey.rglob("*")]:  # the shared copy may be read-only
+                if not path.is_symlink():
+                    path.chmod(path.stat().st_mode | 0o200)
         outdir = scratch / "out"
         memfile = scratch / "maxrss"
         cmd = runbrick_command(case, survey, outdir, engine)
@@ -141,6 +162,7 @@ def summarize(rows: list[dict[str, Any]], cases: list[Case]) -> list[dict[str, A
     table = []
     for case in cases:
         line: dict[str, Any] = {"case": case.name, "brick": case.brick, "zoom": case.zoom}
+        line["width"] = case.width
         for engine in ENGINES:
             runs = [r for r in rows if r["case"] == case.name and r["engine"] == engine]
             line[f"{engine}_s"] = statistics.median(r["wall"] for r in runs)
@@ -166,7 +188,7 @@ def markdown(table: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for t in table:
-        x0, x1, y0, y1 = t["zoom"]
+        x0, x1, y0, y1 = t["zoom"] or (0, t["width"], 0, t["width"])
         lines.append(
             f"| {t['case']} | {t['brick']} | {x1 - x0}×{y1 - y0} | {sources(t['lite_sources'])} "
             f"| {sources(t['legacypipe_sources'])} | {t['lite_s']:.1f} s "
@@ -189,11 +211,16 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one run per (case, engine)")
     parser.add_argument("--cases", nargs="+", choices=[c.name for c in CASES], help="a subset")
     parser.add_argument("--data", type=Path, default=DATA, help="legacypipe's test data")
+    parser.add_argument("--demo", type=Path, help="also whole bricks of this lsdr demo release")
+    parser.add_argument("--demo-bricks", nargs="+", default=["1804p325", "1801p322", "1807p327"])
+    parser.add_argument("--no-cases", action="store_true", help="only the demo bricks")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--md", type=Path, help="write the markdown table here")
     args = parser.parse_args()
     repeat = 1 if args.quick else max(1, args.repeat)
-    cases = [c for c in CASES if not args.cases or c.name in args.cases]
+    cases = [] if args.no_cases else [c for c in CASES if not args.cases or c.name in args.cases]
+    if args.demo is not None:
+        cases += demo_cases(args.demo.resolve(), args.demo_bricks)
     print(f"memory from {'/usr/bin/time -f %M' if GNU_TIME.exists() else 'RUSAGE_CHILDREN'}")
     rows: list[dict[str, Any]] = []
     failed: dict[str, str] = {}

@@ -223,13 +223,14 @@ def demo(
         typer.Option(help="Run the whole release (tractor and after); off: pre-tractor only."),
     ] = True,
     engine: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--engine",
-            help="Engine of the tractor phase: lite (lsdr's own runbrick) or legacypipe (the "
-            "real runbrick, on lite's pre-tractor products; needs `make legacypipe`).",
+            help="Engine of the tractor phase: lite (lsdr's own runbrick, the settings' default) "
+            "or legacypipe (the real runbrick, on lite's pre-tractor products; needs "
+            "`make legacypipe`).",
         ),
-    ] = "lite",
+    ] = None,
     wait: Wait = False,
     verbose: Verbose = False,
 ) -> None:
@@ -251,8 +252,9 @@ def demo(
 
     # Every option before the simulation writes anything: the run's, then the simulator's.
     check.output_dir("--out", out)
-    check.setting_overrides({"n_workers": workers, "engine": engine})
-    load_settings(out, n_workers=workers, engine=engine)  # the file's and environment's too
+    overrides = {"n_workers": workers, **({"engine": engine} if engine is not None else {})}
+    check.setting_overrides(overrides)
+    load_settings(out, **overrides)  # the file's and environment's too (the engine)
     region = grid.RaDecBox(*NAMED_REGIONS["cookbook"])
     _simulate(out, check.simulation(None, None, 2, region, seed, DEMO_BINNING, workers))
     layout = ReleaseLayout(out)

@@ -26,6 +26,7 @@ from test_fit import make_scene
 from test_runbrick_cli import lsdr_runbrick
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
+from lsdr.survey.core import legacypipe_data
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.core.refcat import GAIA_DTYPE, write_gaia_chunks
 from lsdr.survey.core.tycho2 import TYCHO2_DTYPE, write_tycho2
@@ -237,8 +238,11 @@ def test_cluster_list_comes_from_the_vendored_tarball(
     """Without the build, the list is extracted once from the tarball, the real file's bytes."""
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.delenv(starclusters.CLUSTERS_ENV, raising=False)
-    monkeypatch.setattr(starclusters, "_from_build", lambda: None)
+    monkeypatch.delenv("LSDR_LEGACYPIPE_DATA", raising=False)
+    monkeypatch.setattr(legacypipe_data, "_build_dirs", list)
+    legacypipe_data.legacypipe_data_file.cache_clear()
     path = starclusters.find_star_clusters()
+    legacypipe_data.legacypipe_data_file.cache_clear()
     assert path is not None and tmp_path in path.parents
     shipped = legacypipe_test_case("package-data") / "data" / "NGC-star-clusters.fits"
     assert path.read_bytes() == shipped.read_bytes()
@@ -416,8 +420,11 @@ def test_refs_stage_says_when_there_is_no_cluster_list(
     from lsdr.survey.runbrick.refs import stage_refs
 
     monkeypatch.delenv(starclusters.CLUSTERS_ENV, raising=False)
-    monkeypatch.setattr(starclusters, "_from_build", lambda: None)
-    monkeypatch.setattr(starclusters, "_from_vendor", lambda: None)
+    monkeypatch.delenv("LSDR_LEGACYPIPE_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(legacypipe_data, "_build_dirs", list)
+    monkeypatch.setattr(legacypipe_data, "VENDOR", tmp_path / "no-vendor")
+    legacypipe_data.legacypipe_data_file.cache_clear()
     geom = BrickGeometry.for_target(*PAL13, width=50, height=50)
     with caplog.at_level("INFO", logger="lsdr.survey.runbrick"):
         out = stage_refs(layout=ReleaseLayout(tmp_path), geom=geom)
@@ -429,3 +436,4 @@ def test_refs_stage_says_when_there_is_no_cluster_list(
             geom=geom,
             options=RunbrickOptions(star_clusters_cat=str(tmp_path / "missing.fits")),
         )
+    legacypipe_data.legacypipe_data_file.cache_clear()

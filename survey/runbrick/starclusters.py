@@ -5,10 +5,10 @@ ellipse as CLUSTER.  The lite engine runs without the legacypipe build, so it lo
 
 1. an explicit path: ``RunbrickOptions.star_clusters_cat``, else the environment variable
    ``LSDR_STAR_CLUSTERS_CAT`` (a path that does not exist is an error, not a fallback);
-2. the legacypipe build's package data (``<prefix>/legacypipe/py/legacypipe/data/``, the
-   prefix of ``lsdr.infra.legacypipe_build``);
-3. the vendored source tarball ``../shared/vendor/legacypipe-*.tar.gz``: the one member is
-   extracted once into ``$XDG_CACHE_HOME/lsdr/`` (default ``~/.cache/lsdr/``).
+2. legacypipe's package data where :mod:`lsdr.survey.core.legacypipe_data` finds it (the
+   directory ``LSDR_LEGACYPIPE_DATA``, the legacypipe build, the vendored source tarball
+   ``../shared/vendor/legacypipe-*.tar.gz``, whose member is extracted once into
+   ``$XDG_CACHE_HOME/lsdr/legacypipe-data/``).
 
 None found: ``find_star_clusters`` returns None and the ``refs`` stage says so in the log.
 """
@@ -16,62 +16,21 @@ None found: ``find_star_clusters`` returns None and the ``refs`` stage says so i
 from __future__ import annotations
 
 import os
-import tarfile
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
 from lsdr.survey.core.errors import InputFileError, UsageError
-from lsdr.survey.core.fileio import atomic_path
+from lsdr.survey.core.legacypipe_data import legacypipe_data_file
 
 CLUSTERS_FILE = "NGC-star-clusters.fits"
 CLUSTERS_ENV = "LSDR_STAR_CLUSTERS_CAT"
-MEMBER_SUFFIX = f"legacypipe/py/legacypipe/data/{CLUSTERS_FILE}"
 
 CLUSTER_DTYPE = np.dtype(
     [("ra", ">f8"), ("dec", ">f8"), ("radius", ">f8"), ("ba", ">f8"), ("pa", ">f8")]
 )
 """The columns the masks use: centre (deg), radius (deg, the major semi-axis), b/a, PA (deg)."""
-
-
-def cache_dir() -> Path:
-    """lsdr's cache directory for files extracted from the vendored tarballs."""
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "lsdr"
-
-
-def _from_build() -> Path | None:
-    from lsdr.infra.legacypipe_build import default_prefix
-
-    path = default_prefix() / "legacypipe" / "py" / "legacypipe" / "data" / CLUSTERS_FILE
-    return path if path.is_file() else None
-
-
-def _from_vendor() -> Path | None:
-    from lsdr.infra.legacypipe_build import VENDOR
-
-    for tarball in sorted(VENDOR.glob("legacypipe-*.tar.gz"), reverse=True):
-        out = cache_dir() / tarball.name.removesuffix(".tar.gz") / CLUSTERS_FILE
-        if out.is_file():
-            return out
-        try:
-            with tarfile.open(tarball) as tar:
-                member = next(
-                    (m for m in tar.getmembers() if m.isfile() and m.name.endswith(MEMBER_SUFFIX)),
-                    None,
-                )
-                source = tar.extractfile(member) if member is not None else None
-                if source is None:
-                    continue
-                data = source.read()
-        except (OSError, tarfile.TarError):
-            continue
-        out.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(out) as tmp:
-            tmp.write_bytes(data)
-        return out
-    return None
 
 
 def find_star_clusters(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -82,7 +41,10 @@ def find_star_clusters(explicit: str | os.PathLike[str] | None = None) -> Path |
         if not path.is_file():
             raise UsageError(f"star-cluster catalogue {path} does not exist")
         return path
-    return _from_build() or _from_vendor()
+    try:
+        return legacypipe_data_file(CLUSTERS_FILE)
+    except InputFileError:
+        return None
 
 
 def read_star_clusters(path: Path) -> npt.NDArray[np.void]:
