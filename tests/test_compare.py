@@ -22,7 +22,7 @@ import pytest
 
 from lsdr.infra.ledger import Ledger, UnitFinish, default_url
 from lsdr.survey.compare.metrics import MaskbitAgreement
-from lsdr.survey.compare.runs import compare_runs, write_comparison
+from lsdr.survey.compare.runs import Comparison, compare_runs, write_comparison
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.runbrick.types import BrickGeometry
 from lsdr.survey.simulate.truth import TRUTH_DTYPE
@@ -172,17 +172,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
 
 
 @pytest.fixture(scope="module")
-def compared(runs: Runs):  # type: ignore[no-untyped-def]
+def compared(runs: Runs) -> Comparison:
     """The comparison of both bricks, with the truth."""
     return compare_runs(runs.lite, runs.legacypipe, truth=runs.truth)
 
 
-def test_bricks_default_to_those_both_runs_catalogued(compared) -> None:  # type: ignore[no-untyped-def]
+def test_bricks_default_to_those_both_runs_catalogued(compared: Comparison) -> None:
     """Without --bricks, both bricks (each has a catalogue in both runs) are compared."""
     assert sorted(b.brick for b in compared.result.bricks) == sorted(BRICKS)
 
 
-def test_source_counts_and_match_fractions_are_the_constructed_ones(compared) -> None:  # type: ignore[no-untyped-def]
+def test_source_counts_and_match_fractions_are_the_constructed_ones(compared: Comparison) -> None:
     """50 legacypipe sources, 49 lite (3 dropped, 2 added), 47 matched; S/N > 10: 43 of 45."""
     for c in compared.result.bricks:
         assert (c.n_legacypipe, c.n_lite, c.n_matched) == (50, 49, 47)
@@ -196,7 +196,7 @@ def test_source_counts_and_match_fractions_are_the_constructed_ones(compared) ->
     assert all_.bright_matched == pytest.approx(86 / 90)
 
 
-def test_flux_ratio_and_pull_of_point_sources(runs: Runs, compared) -> None:  # type: ignore[no-untyped-def]
+def test_flux_ratio_and_pull_of_point_sources(runs: Runs, compared: Comparison) -> None:
     """Stars PSF in both with S/N > 20 (33 per brick): ratio 1.05, pull 0.05·f/√2."""
     stars = [i for i in STARS if i not in DROPPED and i not in RETYPED]
     for c in compared.result.bricks:
@@ -211,7 +211,7 @@ def test_flux_ratio_and_pull_of_point_sources(runs: Runs, compared) -> None:  # 
             assert f.pull_median == pytest.approx(float(np.median(pulls)), rel=1e-9)
 
 
-def test_positions_and_types(compared) -> None:  # type: ignore[no-untyped-def]
+def test_positions_and_types(compared: Comparison) -> None:
     """Dec offset +0.1″, RA 0, no scatter; 5 of 47 types differ, all PSF → REX."""
     c = compared.result.combined
     assert c.offset_dec_median == pytest.approx(DEC_SHIFT_ARCSEC, abs=1e-6)
@@ -221,7 +221,7 @@ def test_positions_and_types(compared) -> None:  # type: ignore[no-untyped-def]
     assert c.type_confusion == {"PSF": {"PSF": 74, "REX": 10}, "REX": {"REX": 10}}
 
 
-def test_maskbits_agreement_counts_the_differing_pixels(compared) -> None:  # type: ignore[no-untyped-def]
+def test_maskbits_agreement_counts_the_differing_pixels(compared: Comparison) -> None:
     """BRIGHT: 100 px each, 90 shared, 20 differ of 10⁴; SATUR_G: 7 in lite only; SATUR_R unset."""
     for c in compared.result.bricks:
         assert c.maskbits == [
@@ -238,7 +238,7 @@ def test_maskbits_agreement_counts_the_differing_pixels(compared) -> None:  # ty
     assert combined.maskbits[0] == MaskbitAgreement("BRIGHT", BRIGHT, 20_000, 200, 200, 180)
 
 
-def test_depth_ratio_over_pixels_where_both_are_positive(compared) -> None:  # type: ignore[no-untyped-def]
+def test_depth_ratio_over_pixels_where_both_are_positive(compared: Comparison) -> None:
     """g 0.9 over 9900 pixels, r 1.1 over 9900, z 1; all bricks the same to 1e-4 dex."""
     for c in compared.result.bricks:
         assert c.depth_ratio["g"] == pytest.approx(0.9)
@@ -250,7 +250,7 @@ def test_depth_ratio_over_pixels_where_both_are_positive(compared) -> None:  # t
     assert combined.depth_pixels["g"] == 19_800
 
 
-def test_cost_from_the_ledger_where_there_is_one(compared) -> None:  # type: ignore[no-untyped-def]
+def test_cost_from_the_ledger_where_there_is_one(compared: Comparison) -> None:
     """lite's ledger gives each brick's wall time and memory; legacypipe's run has none."""
     by_brick = {c.brick: c for c in compared.result.bricks}
     assert by_brick[BRICKS[0]].cost["lite"].wall_s == 12.5
@@ -260,7 +260,7 @@ def test_cost_from_the_ledger_where_there_is_one(compared) -> None:  # type: ign
     assert (total.wall_s, total.peak_mem_mb) == (20.0, 450.0)
 
 
-def test_flux_against_the_truth_per_engine(compared) -> None:  # type: ignore[no-untyped-def]
+def test_flux_against_the_truth_per_engine(compared: Comparison) -> None:
     """legacypipe's fluxes are the truth (1.0, 40 stars a brick), lite's 1.05 (38 stars)."""
     for c in compared.result.bricks:
         lp, lite = c.truth["legacypipe"], c.truth["lite"]
@@ -271,7 +271,7 @@ def test_flux_against_the_truth_per_engine(compared) -> None:  # type: ignore[no
     assert compared.result.combined.truth["lite"].n_flux_stars["g"] == 76
 
 
-def test_json_report_and_plots(runs: Runs, compared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_json_report_and_plots(runs: Runs, compared: Comparison, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """compare.json is strict JSON of the same numbers; the report names the worst metrics."""
     report = tmp_path / "docs" / "engines.md"
     written = write_comparison(compared, tmp_path / "out", report)
@@ -369,3 +369,38 @@ def test_cli_without_common_bricks_exits_2(runs: Runs, tmp_path: Path) -> None:
     done = lsdr("compare", str(runs.lite), str(tmp_path / "empty"))
     assert done.returncode == 2
     assert "no brick has a tractor catalogue in both" in done.stderr
+
+
+@pytest.mark.slow
+def test_flow_publishes_the_report_as_a_markdown_artifact(
+    prefect_api: str, runs: Runs, tmp_path: Path
+) -> None:
+    """The ``compare`` flow writes the report and shows it (and each plot) in its flow run."""
+    import asyncio
+    from typing import Any
+
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    from lsdr.flows.compare import ARTIFACT_KEY, compare
+
+    state = compare(
+        str(runs.lite), str(runs.legacypipe), out=str(tmp_path / "out"), return_state=True
+    )
+    result = state.result()
+    assert (result.n_lite, result.n_legacypipe, result.n_matched) == (98, 100, 94)
+    assert Path(result.report).read_text().startswith("# lite against legacypipe")
+    flow_run_id = state.state_details.flow_run_id
+
+    async def artifacts() -> list[Any]:
+        async with get_client() as client:
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(
+                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
+                )
+            )
+
+    found = {a.key: a for a in asyncio.run(artifacts())}
+    assert found[ARTIFACT_KEY].type == "markdown"
+    assert "| **all** | 98 | 100 | 94 |" in str(found[ARTIFACT_KEY].data)
+    assert {"compare-flux-ratio", "compare-offsets", "compare-maskbits"} <= set(found)
