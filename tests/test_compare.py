@@ -404,3 +404,29 @@ def test_flow_publishes_the_report_as_a_markdown_artifact(
     assert found[ARTIFACT_KEY].type == "markdown"
     assert "| **all** | 98 | 100 | 94 |" in str(found[ARTIFACT_KEY].data)
     assert {"compare-flux-ratio", "compare-offsets", "compare-maskbits"} <= set(found)
+
+
+def test_maskbits_are_compared_by_name_with_each_maps_own_values() -> None:
+    """A dr10 map (SATUR_G = 4) and a dr11-style one (SATUR_G = 2048) with the same pixels agree."""
+    from lsdr.survey.compare.metrics import maskbit_agreement
+
+    lite = np.zeros((10, 10), np.int32)
+    lp = np.zeros((10, 10), np.int32)
+    lite[2, :5] = 4
+    lp[2, :5] = 2048
+    lp[7, 7] = 1  # NPRIMARY, a bit lite's table does not name: unset in lite
+    found = maskbit_agreement(lite, lp, {"SATUR_G": 4}, {"SATUR_G": 2048, "NPRIMARY": 1})
+    assert found["SATUR_G"] == MaskbitAgreement("SATUR_G", 2048, 100, 5, 5, 5)
+    assert found["SATUR_G"].agree == 1.0
+    assert found["NPRIMARY"] == MaskbitAgreement("NPRIMARY", 1, 100, 0, 1, 0)
+
+
+def test_a_run_against_itself_differs_nowhere(runs: Runs, tmp_path: Path) -> None:
+    """The same directory as both engines: every metric perfect, the report says so."""
+    comparison = compare_runs(runs.legacypipe, runs.legacypipe)
+    c = comparison.result.combined
+    assert (c.n_matched, c.matched_of_lite, c.type_agreement) == (100, 1.0, 1.0)
+    assert all(r == 1.0 for r in c.depth_ratio.values())
+    assert all(f.ratio_median == 1.0 and f.pull_sigma == 0.0 for f in c.flux.values())
+    write_comparison(comparison, tmp_path)
+    assert "Nowhere: every metric agrees exactly." in (tmp_path / "compare.md").read_text()

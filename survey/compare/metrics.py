@@ -330,13 +330,22 @@ class MapStats:
 def maskbit_agreement(
     lite: npt.NDArray[np.integer[Any]],
     legacypipe: npt.NDArray[np.integer[Any]],
-    values: dict[str, int],
+    lite_values: dict[str, int],
+    legacypipe_values: dict[str, int] | None = None,
 ) -> dict[str, MaskbitAgreement]:
-    """Per named bit set in either map: pixel counts in each, in both (same-shape maps)."""
+    """Per bit name set in either map: pixels set in each, in both (same-shape maps).
+
+    Bits are compared by name, each map read with its own bit values (a dr10 and a dr11 map
+    place SATUR_/ALLMASK_ differently); a name one map's table lacks is unset in that map.
+    The ``value`` shown is legacypipe's (lite's where legacypipe has no such bit).
+    """
+    lp_values = lite_values if legacypipe_values is None else legacypipe_values
+    names = {**lite_values, **lp_values}
     out = {}
-    for name, value in sorted(values.items(), key=lambda kv: kv[1]):
-        a = (lite & value) != 0
-        b = (legacypipe & value) != 0
+    for name, value in sorted(names.items(), key=lambda kv: kv[1]):
+        none = np.zeros(np.shape(lite), bool)
+        a = (lite & lite_values[name]) != 0 if name in lite_values else none
+        b = (legacypipe & lp_values[name]) != 0 if name in lp_values else none
         if a.any() or b.any():
             out[name] = MaskbitAgreement(
                 name, value, int(a.size), int(a.sum()), int(b.sum()), int((a & b).sum())
@@ -345,8 +354,9 @@ def maskbit_agreement(
 
 
 def _depth_edges() -> FloatArray:
-    n = round(2 * DEPTH_RANGE_DEX / DEPTH_BIN_DEX)
-    return np.linspace(-DEPTH_RANGE_DEX, DEPTH_RANGE_DEX, n + 1)
+    """log10 ratio bin edges, a bin centred on 0 (equal maps give a median of exactly 1)."""
+    n = round(DEPTH_RANGE_DEX / DEPTH_BIN_DEX)
+    return (np.arange(-n, n + 2) - 0.5) * DEPTH_BIN_DEX
 
 
 def depth_ratio(
@@ -376,18 +386,17 @@ def map_stats(lite: EngineBrick, legacypipe: EngineBrick, bands: Sequence[str]) 
     stats = MapStats()
     if lite.maskbits is not None and legacypipe.maskbits is not None:
         if lite.maskbits.shape == legacypipe.maskbits.shape:
-            values = {**legacypipe.maskbit_values, **lite.maskbit_values}
-            clash = {
-                k
-                for k in set(lite.maskbit_values) & set(legacypipe.maskbit_values)
-                if lite.maskbit_values[k] != legacypipe.maskbit_values[k]
-            }
-            if clash:
+            lv, pv = lite.maskbit_values, legacypipe.maskbit_values
+            moved = sorted(k for k in set(lv) & set(pv) if lv[k] != pv[k])
+            if moved:
                 stats.notes.append(
-                    "maskbits: bits with other values in each map, compared by lite's value: "
-                    + ", ".join(sorted(clash))
+                    "maskbits compared by name, with other values in the two maps: "
+                    + ", ".join(f"{k} (lite {lv[k]}, legacypipe {pv[k]})" for k in moved)
                 )
-            stats.maskbits = maskbit_agreement(lite.maskbits, legacypipe.maskbits, values)
+            for only, mine, other in (("lite", lv, pv), ("legacypipe", pv, lv)):
+                if extra := sorted(set(mine) - set(other)):
+                    stats.notes.append(f"maskbits only {only}'s map names: {', '.join(extra)}")
+            stats.maskbits = maskbit_agreement(lite.maskbits, legacypipe.maskbits, lv, pv)
             stats.maskbits_pixels = int(lite.maskbits.size)
         else:
             stats.notes.append(
@@ -427,7 +436,8 @@ def combine_maps(parts: Sequence[MapStats]) -> MapStats:
         )
     out.maskbits = dict(sorted(out.maskbits.items(), key=lambda kv: kv[1].value))
     for b, hist in out.depth_hist.items():
-        out.depth_median[b] = histogram_median(hist)
+        exact = [p.depth_median[b] for p in parts if b in p.depth_median]
+        out.depth_median[b] = exact[0] if len(exact) == 1 else histogram_median(hist)
     return out
 
 
