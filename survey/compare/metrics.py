@@ -356,7 +356,7 @@ def maskbit_agreement(
 def _depth_edges() -> FloatArray:
     """log10 ratio bin edges, a bin centred on 0 (equal maps give a median of exactly 1)."""
     n = round(DEPTH_RANGE_DEX / DEPTH_BIN_DEX)
-    return (np.arange(-n, n + 2) - 0.5) * DEPTH_BIN_DEX
+    return np.asarray((np.arange(-n, n + 2) - 0.5) * DEPTH_BIN_DEX, np.float64)
 
 
 def depth_ratio(

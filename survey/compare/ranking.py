@@ -130,15 +130,15 @@ def _brick_differences(c: BrickComparison) -> Iterator[Difference]:
             abs(r - 1),
             f"{b} depth map: lite/legacypipe median {r:.3f} over {c.depth_pixels[b]} pixels",
         )
-    lite, lp = c.truth.get("lite"), c.truth.get("legacypipe")
-    if lite is not None and lp is not None:
-        for b, r in lite.flux_over_truth.items():
-            r_lp = lp.flux_over_truth.get(b, math.nan)
+    t_lite, t_lp = c.truth.get("lite"), c.truth.get("legacypipe")
+    if t_lite is not None and t_lp is not None:
+        for b, r in t_lite.flux_over_truth.items():
+            r_lp = t_lp.flux_over_truth.get(b, math.nan)
             yield from item(
                 f"truth_flux:{b}",
                 abs(r - r_lp),
-                f"{b} star flux / truth: lite {r:.4f} (N={lite.n_flux_stars[b]}), legacypipe "
-                f"{r_lp:.4f} (N={lp.n_flux_stars[b]})",
+                f"{b} star flux / truth: lite {r:.4f} (N={t_lite.n_flux_stars[b]}), legacypipe "
+                f"{r_lp:.4f} (N={t_lp.n_flux_stars[b]})",
             )
 
 
