@@ -96,20 +96,22 @@ def _brick_runs(root: Path, brick: str, rng: np.random.Generator) -> tuple[dict,
     geom = BrickGeometry.for_brick(brick, width=WIDTH, height=WIDTH, pixscale=PIXSCALE)
     # A 10 × 7 grid of positions (x, y ≥ 30: clear of the BRIGHT square at 10–21).
     gx, gy = np.meshgrid(np.arange(30, 96, 6.5)[:10], np.arange(30, 96, 9.0)[:7])
-    x, y = gx.ravel()[: N_LP + 4], gy.ravel()[: N_LP + 4]
+    x, y = gx.ravel()[: N_LP + 5], gy.ravel()[: N_LP + 5]
     ra, dec = geom.wcs().pixel_to_radec(x + 1, y + 1)
-    lp = _catalog(N_LP + 2)
-    lp["ra"], lp["dec"] = ra[: N_LP + 2], dec[: N_LP + 2]
-    lp["bx"], lp["by"] = x[: N_LP + 2], y[: N_LP + 2]
+    lp = _catalog(N_LP + 3)
+    lp["ra"], lp["dec"] = ra[: N_LP + 3], dec[: N_LP + 3]
+    lp["bx"], lp["by"] = x[: N_LP + 3], y[: N_LP + 3]
     lp["brick_primary"] = True
     lp["type"] = "PSF"
     lp["type"][list(GALAXIES)] = "REX"
     for b in BANDS:
-        lp[f"flux_{b}"] = rng.uniform(100, 1000, N_LP + 2)
+        lp[f"flux_{b}"] = rng.uniform(100, 1000, N_LP + 3)
         lp[f"flux_{b}"][list(FAINT)] = 3.0
         lp[f"flux_ivar_{b}"] = 1.0
     lp["brick_primary"][N_LP] = False  # not counted: outside the brick's unique area
     lp["type"][N_LP + 1] = "DUP"  # not counted: a Gaia duplicate
+    for b in BANDS:  # not counted: a reference star without data (flux and ivar 0)
+        lp[f"flux_{b}"][N_LP + 2] = lp[f"flux_ivar_{b}"][N_LP + 2] = 0.0
     keep = [i for i in range(N_LP) if i not in DROPPED]
     lite = _catalog(len(keep) + LITE_EXTRA)
     lite[: len(keep)] = lp[keep]
@@ -118,8 +120,8 @@ def _brick_runs(root: Path, brick: str, rng: np.random.Generator) -> tuple[dict,
     lite["dec"][: len(keep)] += DEC_SHIFT_ARCSEC / 3600
     lite["type"][[keep.index(i) for i in RETYPED]] = "REX"
     extra = slice(len(keep), None)
-    lite["ra"][extra], lite["dec"][extra] = ra[N_LP + 2 :], dec[N_LP + 2 :]
-    lite["bx"][extra], lite["by"][extra] = x[N_LP + 2 :], y[N_LP + 2 :]
+    lite["ra"][extra], lite["dec"][extra] = ra[N_LP + 3 :], dec[N_LP + 3 :]
+    lite["bx"][extra], lite["by"][extra] = x[N_LP + 3 :], y[N_LP + 3 :]
     lite["brick_primary"][extra] = True
     lite["type"][extra] = "PSF"
     for b in BANDS:
@@ -180,6 +182,15 @@ def compared(runs: Runs) -> Comparison:
 def test_bricks_default_to_those_both_runs_catalogued(compared: Comparison) -> None:
     """Without --bricks, both bricks (each has a catalogue in both runs) are compared."""
     assert sorted(b.brick for b in compared.result.bricks) == sorted(BRICKS)
+
+
+def test_unmeasured_reference_stars_are_left_out_with_a_note(compared: Comparison) -> None:
+    """legacypipe's source with flux_ivar 0 in every band is not counted; a note says so."""
+    for c in compared.result.bricks:
+        assert c.n_legacypipe == N_LP
+        assert "legacypipe: 1 primary source without data in any band (flux_ivar 0) left out" in (
+            c.notes
+        )
 
 
 def test_source_counts_and_match_fractions_are_the_constructed_ones(compared: Comparison) -> None:
@@ -307,7 +318,7 @@ def test_a_missing_depth_map_is_a_note_not_an_error(runs: Runs, tmp_path: Path) 
     path.unlink()
     c = compare_runs(lite, runs.legacypipe, [BRICKS[0]]).result.bricks[0]
     assert set(c.depth_ratio) == {"g", "r"}
-    assert any(str(path) in n for n in c.notes)
+    assert f"lite: no z depth map ({path.relative_to(lite)})" in c.notes
 
 
 LSDR = [sys.executable, "-m", "lsdr"]

@@ -27,10 +27,11 @@ RADIUS_ARCSEC = 0.5
 
 
 def counted(path: Path) -> np.ndarray:
-    """A catalogue's rows a release counts: brick_primary, not DUP."""
+    """The rows compared: brick_primary, not DUP, with flux_ivar > 0 in some band."""
     cat = fitsio.read(str(path), ext="CATALOG")
     kind = np.char.strip(cat["type"].astype(str))
-    return cat[cat["brick_primary"] & (kind != "DUP")]
+    seen = (cat["flux_ivar_g"] > 0) | (cat["flux_ivar_r"] > 0) | (cat["flux_ivar_z"] > 0)
+    return cat[cat["brick_primary"] & (kind != "DUP") & seen]
 
 
 def separation_arcsec(ra1: float, dec1: float, ra2: float, dec2: float) -> float:

@@ -1,8 +1,9 @@
 """One engine's run of a brick as the comparison reads it: catalogue, maps and cost.
 
-The catalogue keeps the rows a release counts (``brick_primary`` and not ``DUP``); maps are
-optional (a run without coadds is compared on its catalogue alone, with a note), a catalogue
-is not: a missing or unreadable one is an :class:`InputFileError` naming the file.
+The catalogue keeps the rows a release counts (``brick_primary``, not ``DUP``, with data in
+some band: :func:`measured`); maps are optional (a run without coadds is compared on its
+catalogue alone, with a note), a catalogue is not: a missing or unreadable one is an
+:class:`InputFileError` naming the file.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ class EngineBrick:
     brick: str
     root: Path
     catalog: npt.NDArray[np.void]
-    """The counted rows: ``brick_primary`` and type not ``DUP``."""
+    """The counted rows: ``brick_primary``, type not ``DUP``, measured in some band."""
     n_rows: int
     """All rows of the catalogue file."""
     maskbits: npt.NDArray[np.int64] | None = None
@@ -76,8 +77,8 @@ def catalog_bricks(root: Path) -> list[str]:
     return found
 
 
-def read_catalog(path: Path, bands: Sequence[str]) -> tuple[npt.NDArray[np.void], int]:
-    """A tractor catalogue's counted rows (primary, not DUP) and its number of rows."""
+def read_catalog(path: Path, bands: Sequence[str]) -> tuple[npt.NDArray[np.void], int, int]:
+    """A catalogue's counted rows (primary, not DUP, measured), its rows, the unmeasured ones."""
     import fitsio
 
     if not path.is_file():
@@ -99,7 +100,20 @@ def read_catalog(path: Path, bands: Sequence[str]) -> tuple[npt.NDArray[np.void]
     data.dtype.names = tuple(n.lower() for n in data.dtype.names or ())
     kind = np.char.strip(np.asarray(data["type"]).astype("U3"))
     keep = np.asarray(data["brick_primary"]).astype(bool) & (kind != "DUP")
-    return data[keep], rows
+    seen = measured(data, bands)
+    return data[keep & seen], rows, int(np.sum(keep & ~seen))
+
+
+def measured(catalog: npt.NDArray[np.void], bands: Sequence[str]) -> npt.NDArray[np.bool_]:
+    """Rows with ``flux_ivar`` > 0 in some band: a reference star off the data is not a source.
+
+    legacypipe keeps the Gaia stars of the brick that a ``--zoom`` cut-out leaves without
+    pixels, with flux and ivar 0; no engine could have detected them.
+    """
+    seen = np.zeros(len(catalog), bool)
+    for b in bands:
+        seen |= np.nan_to_num(np.asarray(catalog[f"flux_ivar_{b}"], np.float64)) > 0
+    return seen
 
 
 def maskbit_values(header: Any, bands: Sequence[str]) -> dict[str, int]:
@@ -143,8 +157,13 @@ def read_engine_brick(engine: str, root: Path, brick: str, bands: Sequence[str])
         raise InputFileError(
             f"{path}: no {engine} catalogue of brick {brick} (run it with --engine {engine})"
         )
-    catalog, n_rows = read_catalog(path, bands)
+    catalog, n_rows, unmeasured = read_catalog(path, bands)
     run = EngineBrick(engine, brick, Path(root), catalog, n_rows)
+    if unmeasured:
+        run.notes.append(
+            f"{engine}: {unmeasured} primary source{'s' if unmeasured > 1 else ''} without "
+            "data in any band (flux_ivar 0) left out"
+        )
     mpath = layout.coadd_maskbits(brick)
     if mpath.is_file():
         data, header = read_image(mpath)
@@ -152,13 +171,13 @@ def read_engine_brick(engine: str, root: Path, brick: str, bands: Sequence[str])
         run.maskbit_values = maskbit_values(header, bands)
         run.grid = brick_grid(header, run.maskbits.shape)
     else:
-        run.notes.append(f"{engine}: no maskbits map ({mpath})")
+        run.notes.append(f"{engine}: no maskbits map ({mpath.relative_to(layout.root)})")
     for b in bands:
         dpath = layout.coadd(brick, "depth", b)
         if dpath.is_file():
             run.depth[b] = np.asarray(read_image(dpath)[0], np.float64)
         else:
-            run.notes.append(f"{engine}: no {b} depth map ({dpath})")
+            run.notes.append(f"{engine}: no {b} depth map ({dpath.relative_to(layout.root)})")
     return run
 
 

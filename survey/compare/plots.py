@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from lsdr.survey.compare.runs import Comparison
 
 PLOTS = ("flux-ratio.png", "offsets.png", "maskbits.png")
+RATIO_RANGE = (0.8, 1.2)
+"""The flux-ratio plot's scale; ratios outside are drawn on its edge as triangles."""
 
 
 def _figure() -> Any:
@@ -53,12 +55,21 @@ def plot_flux_ratio(m: MatchedSources, path: Path) -> Path:
             ratio = m.flux_lite[b] / m.flux_lp[b]
         bright = point_sources(m, b)
         faint = both_psf & ~bright & np.isfinite(mag) & np.isfinite(ratio)
-        ax.scatter(mag[faint], ratio[faint], s=4, c="0.6", label=f"S/N ≤ {FLUX_SN:g}")
-        ax.scatter(mag[bright], ratio[bright], s=6, c="C0", label=f"S/N > {FLUX_SN:g}")
+        lo, hi = RATIO_RANGE
+        shown = np.clip(ratio, lo, hi)
+        out = (ratio < lo) | (ratio > hi)
+        for sel, size, colour, label in (
+            (faint, 4, "0.6", f"S/N ≤ {FLUX_SN:g}"),
+            (bright, 6, "C0", f"S/N > {FLUX_SN:g}"),
+        ):
+            ax.scatter(mag[sel & ~out], shown[sel & ~out], s=size, c=colour, label=label)
+            # Off the scale: drawn on its edge as a triangle pointing the way it is off.
+            for edge, marker in ((ratio < lo, "v"), (ratio > hi, "^")):
+                ax.scatter(mag[sel & edge], shown[sel & edge], s=4 * size, c=colour, marker=marker)
         if bright.any():
             ax.axhline(float(np.median(ratio[bright])), color="C0", ls="--", lw=0.8)
         ax.axhline(1.0, color="k", lw=0.8)
-        ax.set_ylim(0.8, 1.2)
+        ax.set_ylim(lo - 0.01, hi + 0.01)
         ax.set_ylabel(f"{b}: f_lite / f_lp")
         ax.legend(fontsize=7, loc="lower left")
     axes[-1].set_xlabel("legacypipe AB mag (point sources in both)")

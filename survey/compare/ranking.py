@@ -143,7 +143,7 @@ def _brick_differences(c: BrickComparison) -> Iterator[Difference]:
 
 
 def largest_differences(result: EngineComparison, n: int = 8) -> list[Difference]:
-    """The ``n`` metrics farthest from agreement, all-bricks ones and each brick's, best first.
+    """The ``n`` metrics farthest from agreement, all-bricks ones and each brick's, worst first.
 
     A single brick's metric is listed only when it scores above the all-bricks one, so that
     one brick's outlier shows up without every brick repeating the combined number.
@@ -157,4 +157,13 @@ def largest_differences(result: EngineComparison, n: int = 8) -> list[Difference
                 if base is None or d.score > 1.5 * base.score:
                     found.append(d)
     found.sort(key=lambda d: -d.score)
-    return found[:n]
+    # One line per kind of metric and place (the worst band, bit or axis), so that one bright
+    # star's three bands do not fill the list.
+    seen: set[tuple[str, str]] = set()
+    kept = []
+    for d in found:
+        kind = (d.where, d.metric.split(":")[0])
+        if kind not in seen:
+            seen.add(kind)
+            kept.append(d)
+    return kept[:n]
