@@ -71,7 +71,7 @@ def plot_flux_ratio(m: MatchedSources, path: Path) -> Path:
         ax.axhline(1.0, color="k", lw=0.8)
         ax.set_ylim(lo - 0.01, hi + 0.01)
         ax.set_ylabel(f"{b}: f_lite / f_lp")
-        ax.legend(fontsize=7, loc="lower left")
+        ax.legend(fontsize=7, loc="upper left")
     axes[-1].set_xlabel("legacypipe AB mag (point sources in both)")
     fig.suptitle("flux: lite / legacypipe", fontsize=9)
     fig.tight_layout()
