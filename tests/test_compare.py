@@ -374,6 +374,20 @@ def test_cli_bad_requests_exit_2(runs: Runs, args: list[str], says: str) -> None
     assert says in done.stderr
 
 
+def test_bricks_only_one_run_catalogued_are_named(runs: Runs, tmp_path: Path) -> None:
+    """A brick only lite has is left out of the default selection, with a note saying so."""
+    import shutil
+
+    lite = tmp_path / "lite"
+    shutil.copytree(runs.lite, lite)
+    extra = ReleaseLayout(lite).tractor("1807p327")
+    extra.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ReleaseLayout(lite).tractor(BRICKS[0]), extra)
+    result = compare_runs(lite, runs.legacypipe).result
+    assert sorted(b.brick for b in result.bricks) == sorted(BRICKS)
+    assert result.combined.notes == ["only lite catalogued, not compared: 1807p327"]
+
+
 def test_cli_without_common_bricks_exits_2(runs: Runs, tmp_path: Path) -> None:
     """Two runs with no brick catalogued in both: exit 2, saying so."""
     (tmp_path / "empty").mkdir()

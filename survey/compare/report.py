@@ -258,6 +258,7 @@ def report_markdown(
             link = os.path.relpath(p, base) if base is not None else str(p)
             lines += [f"![{p.stem}]({link})", ""]
     notes = [f"{b.brick}: {n}" for b in result.bricks for n in b.notes]
+    notes += [f"all: {n}" for n in c.notes]
     if notes:
         lines += ["## Notes", "", *(f"- {n}" for n in notes), ""]
     return "\n".join(lines).rstrip() + "\n"

@@ -13,7 +13,6 @@ from pathlib import Path
 
 from lsdr.survey.compare.inputs import (
     ENGINES,
-    EngineCost,
     catalog_bricks,
     ledger_costs,
     read_engine_brick,
@@ -60,13 +59,18 @@ def default_truth(lite_dir: Path, legacypipe_dir: Path) -> Path | None:
     return None
 
 
-def chosen_bricks(lite_dir: Path, legacypipe_dir: Path, bricks: Sequence[str] | None) -> list[str]:
-    """The bricks to compare: those asked for (checked names), else those both runs catalogued."""
+def chosen_bricks(
+    lite_dir: Path, legacypipe_dir: Path, bricks: Sequence[str] | None
+) -> tuple[list[str], list[str]]:
+    """The bricks to compare (those asked for, else those both runs catalogued), and notes.
+
+    The notes name the bricks only one run catalogued (left out when none were asked for).
+    """
     for what, root in (("lite", lite_dir), ("legacypipe", legacypipe_dir)):
         if not Path(root).is_dir():
             raise UsageError(f"{what} directory {root}: not a directory")
     if bricks:
-        return [checked_brick(b) for b in dict.fromkeys(bricks)]
+        return [checked_brick(b) for b in dict.fromkeys(bricks)], []
     lite, lp = catalog_bricks(lite_dir), catalog_bricks(legacypipe_dir)
     both = [b for b in lite if b in set(lp)]
     if not both:
@@ -74,7 +78,15 @@ def chosen_bricks(lite_dir: Path, legacypipe_dir: Path, bricks: Sequence[str] | 
             f"no brick has a tractor catalogue in both {lite_dir} ({len(lite)} bricks) and "
             f"{legacypipe_dir} ({len(lp)} bricks)"
         )
-    return both
+    notes = [
+        f"only {what} catalogued, not compared: {' '.join(only)}"
+        for what, only in (
+            ("lite", [b for b in lite if b not in both]),
+            ("legacypipe", [b for b in lp if b not in both]),
+        )
+        if only
+    ]
+    return both, notes
 
 
 def compare_runs(
@@ -90,7 +102,7 @@ def compare_runs(
     from lsdr.survey.compare.truth import match_truth, read_truth, truth_agreement
 
     lite_dir, legacypipe_dir = Path(lite_dir), Path(legacypipe_dir)
-    names = chosen_bricks(lite_dir, legacypipe_dir, bricks)
+    names, left_out = chosen_bricks(lite_dir, legacypipe_dir, bricks)
     bands = tuple(bands)
     truth_table = None
     if truth is not None:
@@ -110,7 +122,8 @@ def compare_runs(
             for e, run in runs.items():
                 tm = match_truth(run, truth_table, bands)
                 if tm is None:
-                    notes.append(f"{e}: maps are a cut-out of the brick: no truth comparison")
+                    why = "no maskbits map" if run.maskbits is None else "maps cut out of the brick"
+                    notes.append(f"{e}: {why}: no truth comparison")
                     continue
                 truth_matches[e].append(tm)
                 agreement = truth_agreement([tm])
@@ -127,6 +140,7 @@ def compare_runs(
         all_maps,
         combined_cost([b.cost for b in per_brick]),
         all_truth,
+        left_out,
     )
     result = EngineComparison(
         lite_dir=str(lite_dir),
@@ -151,6 +165,3 @@ def write_comparison(comparison: Comparison, out: Path, report: Path | None = No
     write_text_atomic(report, report_markdown(comparison.result, plots, report.parent))
     comparison.written = [report, json_path, *plots]
     return comparison.written
-
-
-__all__ = ["Comparison", "EngineCost", "compare_runs", "default_truth", "write_comparison"]
