@@ -17,6 +17,7 @@ from rich.table import Table
 
 from lsdr import __version__
 from lsdr.cli_options import Verbose, Wait
+from lsdr.compare_cli import compare
 from lsdr.helptext import tidy
 from lsdr.infra.errors import InfraError
 from lsdr.reprocess_cli import reprocess
@@ -82,6 +83,12 @@ app.command(
     epilog="Example: lsdr runbrick --survey-dir testcase --brick 1773p595 --zoom 1300 1500 700 "
     "900 --engine legacypipe (the real runbrick; --engine lite for lsdr's own).",
 )(runbrick)
+app.command(
+    "compare",
+    epilog="Example: lsdr compare lite-run lp-run --out compare --report "
+    "docs/validation-engines.md (lite-run, lp-run: lsdr runbrick --outdir of the same bricks "
+    "with --engine lite and --engine legacypipe).",
+)(compare)
 
 out = Console()
 
