@@ -8,7 +8,6 @@ PNG inlined, since the Prefect server serves no files of the release.
 
 from __future__ import annotations
 
-import base64
 import logging
 from pathlib import Path
 
@@ -23,8 +22,6 @@ from lsdr.survey.compare.runs import Comparison, compare_runs, default_truth, wr
 log = logging.getLogger("lsdr.flows")
 
 ARTIFACT_KEY = "engine-comparison"
-PLOT_ARTIFACT_MAX_BYTES = 2_000_000
-"""A plot larger than this is not inlined as an image artifact (it stays on disk)."""
 
 
 class CompareResult(BaseModel):
@@ -80,8 +77,10 @@ def compare(
 def publish(comparison: Comparison, plots: list[Path]) -> None:
     """The report as the run's Markdown artifact, the plots as image artifacts (a view only)."""
     try:
-        from prefect.artifacts import create_image_artifact, create_markdown_artifact
+        from prefect.artifacts import create_markdown_artifact
         from prefect.context import FlowRunContext
+
+        from lsdr.flows.release import plot_artifacts
 
         if FlowRunContext.get() is None or server_lost():
             return
@@ -89,13 +88,6 @@ def publish(comparison: Comparison, plots: list[Path]) -> None:
         if plots:
             text += "\nPlots (image artifacts `compare-…`): " + ", ".join(map(str, plots)) + "\n"
         create_markdown_artifact(text, key=ARTIFACT_KEY, description="lite against legacypipe")
-        for plot in plots:
-            data = plot.read_bytes()
-            if len(data) > PLOT_ARTIFACT_MAX_BYTES:
-                log.warning("plot %s is %d bytes: not shown as an artifact", plot, len(data))
-                continue
-            url = "data:image/png;base64," + base64.b64encode(data).decode()
-            key = "compare-" + "".join(ch if ch.isalnum() else "-" for ch in plot.stem.lower())
-            create_image_artifact(url, key=key, description=f"{plot.name} ({plot.parent})")
+        plot_artifacts(plots, prefix="compare")
     except Exception as err:  # artifacts are a view; never fail the comparison for one
         log.warning("could not publish the comparison artifacts: %s", err)

@@ -130,8 +130,8 @@ PLOT_ARTIFACT_MAX_BYTES = 2_000_000
 """A plot larger than this is named in the summary but not inlined as an image artifact."""
 
 
-def plot_artifacts(plots: list[Path]) -> None:
-    """Each plot as an image artifact (``plot-<name>``), the PNG inlined as a ``data:`` URL.
+def plot_artifacts(plots: list[Path], prefix: str = "plot") -> None:
+    """Each plot as an image artifact (``<prefix>-<name>``), the PNG inlined as a ``data:`` URL.
 
     The Prefect server serves no files of the release, so an image artifact pointing at the
     file would show nothing in a browser elsewhere; the bytes travel in the artifact instead.
@@ -146,7 +146,7 @@ def plot_artifacts(plots: list[Path]) -> None:
             log.warning("plot %s is %d bytes: not shown as an artifact", plot, len(data))
             continue
         url = "data:image/png;base64," + base64.b64encode(data).decode()
-        key = "plot-" + "".join(c if c.isalnum() else "-" for c in plot.stem.lower())
+        key = f"{prefix}-" + "".join(c if c.isalnum() else "-" for c in plot.stem.lower())
         create_image_artifact(url, key=key, description=f"{plot.name} ({plot.parent})")
 
 

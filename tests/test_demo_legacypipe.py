@@ -15,6 +15,7 @@ on ≥ 99 % of pixels.  Both engines' star fluxes are checked against the truth 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +40,14 @@ MATCH_ARCSEC = 0.5
 def lp_demo(
     prefect_api: str, tmp_path_factory: pytest.TempPathFactory, legacypipe: LegacypipeBuild
 ) -> Path:
-    """``lsdr demo --engine legacypipe``, once for the module (the user's command)."""
+    """``lsdr demo --engine legacypipe``, once for the module (the user's command).
+
+    ``LSDR_TEST_LP_DEMO=DIR`` reads a finished ``lsdr demo --engine legacypipe --out DIR``
+    instead, as ``LSDR_TEST_DEMO`` does for lite's (a developer's shortcut).
+    """
+    reuse = os.environ.get("LSDR_TEST_LP_DEMO")
+    if reuse:
+        return Path(reuse)
     out = tmp_path_factory.mktemp("demo-legacypipe") / "demo"
     run = lsdr("demo", "--engine", "legacypipe", "--out", str(out))
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]

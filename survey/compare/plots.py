@@ -8,13 +8,14 @@ per maskbit, the overlap of the pixels set in either map.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from lsdr.survey.compare.metrics import FLUX_SN, MatchedSources, point_sources
-from lsdr.survey.core.fileio import atomic_path
 from lsdr.survey.runbrick import tractorschema as ts
+from lsdr.survey.simulate.validate import figure_module as _figure
+from lsdr.survey.simulate.validate import save_png as _save_png
 
 if TYPE_CHECKING:
     from lsdr.survey.compare.metrics import BrickComparison
@@ -23,24 +24,6 @@ if TYPE_CHECKING:
 PLOTS = ("flux-ratio.png", "offsets.png", "maskbits.png")
 RATIO_RANGE = (0.8, 1.2)
 """The flux-ratio plot's scale; ratios outside are drawn on its edge as triangles."""
-
-
-def _figure() -> Any:
-    """pyplot on the Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save_png(plt: Any, fig: Any, path: Path) -> Path:
-    """Write a figure as PNG atomically and close it."""
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
 
 
 def plot_flux_ratio(m: MatchedSources, path: Path) -> Path:

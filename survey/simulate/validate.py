@@ -510,7 +510,8 @@ def validate_bricks(
     return compute_metrics(combined, thresholds), combined
 
 
-def _figure() -> Any:
+def figure_module() -> Any:
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -521,7 +522,7 @@ def _figure() -> Any:
 
 def plot_completeness(match: BrickMatch, path: Path) -> Path:
     """PNG: point-source completeness against magnitude relative to the 5σ PSF depth."""
-    plt = _figure()
+    plt = figure_module()
     fig, ax = plt.subplots(figsize=(6, 4))
     for b in match.bands:
         x, frac, n = completeness_curve(match, b)
@@ -536,10 +537,10 @@ def plot_completeness(match: BrickMatch, path: Path) -> Path:
     ax.legend(fontsize=8)
     ax.set_title(f"completeness: {match.brick}", fontsize=9)
     fig.tight_layout()
-    return _save_png(plt, fig, path)
+    return save_png(plt, fig, path)
 
 
-def _save_png(plt: Any, fig: Any, path: Path) -> Path:
+def save_png(plt: Any, fig: Any, path: Path) -> Path:
     """Write a figure as PNG atomically and close it."""
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
@@ -549,7 +550,7 @@ def _save_png(plt: Any, fig: Any, path: Path) -> Path:
 
 def plot_flux_residuals(match: BrickMatch, path: Path) -> Path:
     """PNG per band: normalised flux residual (flux − true)·√ivar of stars against magnitude."""
-    plt = _figure()
+    plt = figure_module()
     fig, axes = plt.subplots(len(match.bands), 1, figsize=(6, 2.4 * len(match.bands)), sharex=True)
     axes = np.atleast_1d(axes)
     psf = (match.true_type == b"PSF") & match.matched
@@ -570,12 +571,12 @@ def plot_flux_residuals(match: BrickMatch, path: Path) -> Path:
     axes[-1].set_xlabel("true AB mag")
     fig.suptitle(f"star flux residuals: {match.brick}", fontsize=9)
     fig.tight_layout()
-    return _save_png(plt, fig, path)
+    return save_png(plt, fig, path)
 
 
 def plot_flux_ratio(match: BrickMatch, path: Path) -> Path:
     """PNG per band: flux / true flux of stars against magnitude (the flux bias)."""
-    plt = _figure()
+    plt = figure_module()
     fig, axes = plt.subplots(len(match.bands), 1, figsize=(6, 2.2 * len(match.bands)), sharex=True)
     axes = np.atleast_1d(axes)
     psf = (match.true_type == b"PSF") & match.matched
@@ -590,4 +591,4 @@ def plot_flux_ratio(match: BrickMatch, path: Path) -> Path:
     axes[-1].set_xlabel("true AB mag")
     fig.suptitle(f"star flux ratio: {match.brick}", fontsize=9)
     fig.tight_layout()
-    return _save_png(plt, fig, path)
+    return save_png(plt, fig, path)
