@@ -30,7 +30,8 @@ from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.simulate.validate import match_radec
 from lsdr.tasks.sidecars import read_sidecar, sidecar_path
 
-pytestmark = [pytest.mark.legacypipe, pytest.mark.slow]
+# The module's fixture makes the whole legacypipe demo (16–30 min): a timeout for that.
+pytestmark = [pytest.mark.legacypipe, pytest.mark.slow, pytest.mark.timeout(3600)]
 
 BANDS = ("g", "r", "z")
 MATCH_ARCSEC = 0.5
