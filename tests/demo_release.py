@@ -20,11 +20,13 @@ from pathlib import Path
 PRODUCT_DIRS = ("tractor", "tractor-i", "coadd", "metrics", "sweep", "external", "plots", "logs")
 
 
-def lsdr(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def lsdr(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 3000
+) -> subprocess.CompletedProcess[str]:
     """Run the ``lsdr`` command of this venv (the session's Prefect server via the env)."""
     command = [sys.executable, "-m", "lsdr", *args]
     return subprocess.run(
-        command, capture_output=True, text=True, timeout=3000, check=False, env=env
+        command, capture_output=True, text=True, timeout=timeout, check=False, env=env
     )
 
 
