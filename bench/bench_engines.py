@@ -93,6 +93,15 @@ def runbrick_command(case: Case, survey: Path, outdir: Path, engine: str) -> lis
     ]
 
 
+def writable_copy(source: Path, target: Path) -> Path:
+    """A copy of a test case that runbrick may write into (the shared copy may be read-only)."""
+    shutil.copytree(source, target)
+    for path in [target, *target.rglob("*")]:
+        if not path.is_symlink():
+            path.chmod(path.stat().st_mode | 0o200)
+    return target
+
+
 def wrapper_child(memfile: Path, cmd: list[str]) -> int:
     """(In the wrapper) run ``cmd``; write the max RSS (KB) over its waited-for process tree."""
     status = subprocess.call(cmd)
@@ -117,11 +126,7 @@ def measure(data: Path, case: Case, engine: str) -> dict[str, Any]:
         if case.survey is not None:
             survey = case.survey  # read only: the outputs go to the scratch directory
         else:
-            survey = scratch / "survey"
-            shutil.copytree(data / case.name, survey)
-            for path in [survey, *survey.rglob("*")]:  # the shared copy may be read-only
-                if not path.is_symlink():
-                    path.chmod(path.stat().st_mode | 0o200)
+            survey = writable_copy(data / case.name, scratch / "survey")
         outdir = scratch / "out"
         memfile = scratch / "maxrss"
         cmd = runbrick_command(case, survey, outdir, engine)

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench_engines import CASES, DATA, ENGINES, runbrick_command
+from bench_engines import CASES, DATA, ENGINES, runbrick_command, writable_copy
 
 PRODUCTS = ("tractor", "coadd")
 """What ``lsdr compare`` reads of a run (the rest of each tree is left behind)."""
@@ -25,8 +25,7 @@ PRODUCTS = ("tractor", "coadd")
 def run_cases(scratch: Path, names: list[str]) -> None:
     """Each case with each engine; then one tree per engine holding every case's products."""
     for case in (c for c in CASES if c.name in names):
-        survey = scratch / "data" / case.name
-        shutil.copytree(DATA / case.name, survey)
+        survey = writable_copy(DATA / case.name, scratch / "data" / case.name)
         for engine in ENGINES:
             out = scratch / f"{engine}-{case.name}"
             done = subprocess.run(

@@ -401,11 +401,7 @@ def test_flow_publishes_the_report_as_a_markdown_artifact(
     prefect_api: str, runs: Runs, tmp_path: Path
 ) -> None:
     """The ``compare`` flow writes the report and shows it (and each plot) in its flow run."""
-    import asyncio
-    from typing import Any
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from flow_artifacts import flow_run_artifacts
 
     from lsdr.flows.compare import ARTIFACT_KEY, compare
 
@@ -415,17 +411,7 @@ def test_flow_publishes_the_report_as_a_markdown_artifact(
     result = state.result()
     assert (result.n_lite, result.n_legacypipe, result.n_matched) == (98, 100, 94)
     assert Path(result.report).read_text().startswith("# lite against legacypipe")
-    flow_run_id = state.state_details.flow_run_id
-
-    async def artifacts() -> list[Any]:
-        async with get_client() as client:
-            return await client.read_artifacts(
-                artifact_filter=ArtifactFilter(
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
-                )
-            )
-
-    found = {a.key: a for a in asyncio.run(artifacts())}
+    found = {a.key: a for a in flow_run_artifacts(state.state_details.flow_run_id)}
     assert found[ARTIFACT_KEY].type == "markdown"
     assert "| **all** | 98 | 100 | 94 |" in str(found[ARTIFACT_KEY].data)
     assert {"compare-flux-ratio", "compare-offsets", "compare-maskbits"} <= set(found)

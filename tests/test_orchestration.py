@@ -295,10 +295,7 @@ def test_5000_units_every_unit_in_ledger_and_every_task_run_recorded(tmp_path):
 
 def test_flow_run_has_progress_and_units_artifacts(tmp_path):
     """Each phase leaves a progress artifact (100 % at the end) and tables of its units."""
-    import asyncio
-
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+    from flow_artifacts import flow_run_artifacts
 
     from lsdr.infra.settings import load_settings
 
@@ -309,17 +306,7 @@ def test_flow_run_has_progress_and_units_artifacts(tmp_path):
     state = probe_flow.with_options(task_runner=task_runner(s, ADDRESS[0]))(
         str(tmp_path), "checksum", keys, settings=settings, return_state=True
     )
-    flow_run_id = state.state_details.flow_run_id
-
-    async def artifacts() -> list[Any]:
-        async with get_client() as client:
-            return await client.read_artifacts(
-                artifact_filter=ArtifactFilter(
-                    flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])
-                )
-            )
-
-    found = asyncio.run(artifacts())
+    found = flow_run_artifacts(state.state_details.flow_run_id)
     by_type: dict[str, list[Any]] = {}
     for a in found:
         by_type.setdefault(a.type, []).append(a)

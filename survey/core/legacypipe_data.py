@@ -3,8 +3,9 @@
 Some of what legacypipe measures with comes with its code rather than with the survey: the
 per-amplifier zeropoint offsets of Mosaic and 90Prime (``data/ampcorrections.fits``), the list
 of star clusters (``data/NGC-star-clusters.fits``).  lite reads the same files, found in this
-order: a directory named by ``LSDR_LEGACYPIPE_DATA``; the legacypipe build
-(``LSDR_LEGACYPIPE_PREFIX`` or ``/var/cache/lsdr/legacypipe-<hash>``, ``make legacypipe``);
+order: a directory named by ``LSDR_LEGACYPIPE_DATA``; the legacypipe build the engine runs
+(``lsdr.infra.legacypipe_build``: ``LSDR_LEGACYPIPE_PREFIX`` or
+``/var/cache/lsdr/legacypipe-<hash>``, ``make legacypipe``);
 the vendored legacypipe tarball (``../shared/vendor/legacypipe-*.tar.gz``), whose member is
 extracted once into ``$XDG_CACHE_HOME/lsdr/legacypipe-data/<tarball>/`` (``~/.cache`` without
 it).  None of them: an :class:`InputFileError` naming where it looked and the fix.
@@ -17,21 +18,17 @@ import tarfile
 from functools import cache
 from pathlib import Path
 
+from lsdr.infra.legacypipe_build import VENDOR, default_prefix
 from lsdr.survey.core.errors import InputFileError
 from lsdr.survey.core.fileio import atomic_path
 
-REPO = Path(__file__).resolve().parents[2]
-VENDOR = REPO.parent / "shared" / "vendor"
 MEMBER_DIR = "legacypipe/py/legacypipe/data"
 """Where the package data sits in the vendored tarball and in the build's prefix."""
 
 
 def _build_dirs() -> list[Path]:
-    """The legacypipe builds' data directories: the configured prefix, else any in the cache."""
-    configured = os.environ.get("LSDR_LEGACYPIPE_PREFIX")
-    if configured:
-        return [Path(configured) / MEMBER_DIR]
-    return sorted(Path("/var/cache/lsdr").glob(f"legacypipe-*/{MEMBER_DIR}"))
+    """The data directory of the legacypipe build the engine runs (the build script's prefix)."""
+    return [default_prefix() / MEMBER_DIR]
 
 
 def _cache_root() -> Path:

@@ -54,6 +54,9 @@ TYCHO2_DTYPE = np.dtype(
 )
 """Columns of ``tycho2.kd.fits`` HDU 1 (testcase6's file, plus today's ``ggguess``)."""
 
+TYCHO_RADIUS_DEG = 1.0
+"""legacypipe's ``read_tycho2`` searches the stars within this radius of the brick centre."""
+
 STARS_LEAF = 16
 """Leaf size of the ``stars`` tree (libkd's default for star trees)."""
 
@@ -110,21 +113,26 @@ def angular_distance(
 def read_tycho2(path: Path, ra: float, dec: float, radius: float) -> npt.NDArray[np.void]:
     """The stars of ``path`` (HDU 1) within ``radius`` degrees of (ra, dec), in file order.
 
-    The tree is not needed for a search this small: HDU 1 is read whole and cut by distance.
-    Columns a file lacks (``ggguess`` in older files) come back as NaN.
+    The tree is not needed for a search this small: HDU 1's positions are read and cut by
+    distance, then only the rows within it (the whole sky's 2.5 million stars are never read
+    in full).  Columns a file lacks (``ggguess`` in older files) come back as NaN.
     """
     import fitsio
 
     try:
-        table = np.asarray(fitsio.read(str(path), ext=1, lower=True))
+        with fitsio.FITS(str(path)) as fits:
+            hdu = fits[1]
+            names = tuple(n.lower() for n in hdu.get_colnames())
+            missing = [n for n in ("ra", "dec", "tyc1", "tyc2", "tyc3") if n not in names]
+            if missing:
+                raise InputFileError(f"{path}: Tycho-2 table lacks {', '.join(missing)}")
+            pos = hdu.read(columns=["ra", "dec"], lower=True)
+            rows = np.nonzero(angular_distance(ra, dec, pos["ra"], pos["dec"]) <= radius)[0]
+            if len(rows) == 0:  # (no rows given would read them all)
+                return np.zeros(0, TYCHO2_DTYPE)
+            table = np.asarray(hdu.read(rows=rows, lower=True))
     except (OSError, ValueError) as err:
         raise InputFileError(f"{path}: cannot read the Tycho-2 table ({err})") from err
-    names = table.dtype.names or ()
-    missing = [n for n in ("ra", "dec", "tyc1", "tyc2", "tyc3") if n not in names]
-    if missing:
-        raise InputFileError(f"{path}: Tycho-2 table lacks {', '.join(missing)}")
-    near = angular_distance(ra, dec, table["ra"], table["dec"]) <= radius
-    table = table[near]
     out = np.zeros(len(table), TYCHO2_DTYPE)
     for name in TYCHO2_DTYPE.names or ():
         if name in names:

@@ -35,7 +35,7 @@ import numpy.typing as npt
 
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.core.refcat import read_gaia
-from lsdr.survey.core.tycho2 import angular_distance, read_tycho2
+from lsdr.survey.core.tycho2 import TYCHO_RADIUS_DEG, angular_distance, read_tycho2
 from lsdr.survey.runbrick.options import RunbrickOptions
 from lsdr.survey.runbrick.types import BrickGeometry
 
@@ -49,8 +49,6 @@ REF_GALAXY = 0x8
 them into the flavour's maskbits."""
 BRIGHT_MAG = 13.0
 MEDIUM_MAG = 16.0
-TYCHO_RADIUS_DEG = 1.0
-"""Tycho-2 stars are searched within this radius of the brick centre (legacypipe)."""
 CATALOG_MARGIN_PIX = 10
 """legacypipe's Gaia reader keeps stars up to 10 pixels beyond the (margin) grid."""
 TYCHO_GAIA_COARSE_DEG = 10.0 / 3600.0

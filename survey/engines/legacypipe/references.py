@@ -11,22 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
-TYCHO_SEARCH_RADIUS_DEG = 1.0
-"""``read_tycho2``'s search radius about the brick centre, degrees."""
+from lsdr.survey.core.tycho2 import TYCHO_RADIUS_DEG, read_tycho2
 
 
 def tycho_stars_near(path: Path, ra: float, dec: float) -> int | None:
-    """Rows of the Tycho-2 table (HDU 1 of the kd file) within 1° of (ra, dec); None: no file."""
-    import fitsio
-
+    """Rows of the Tycho-2 table within runbrick's search radius of (ra, dec); None: no file."""
     if not path.exists():
         return None
-    table = fitsio.read(str(path), ext=1, columns=["ra", "dec"])
-    r1, d1, r2, d2 = (np.radians(v) for v in (table["ra"], table["dec"], ra, dec))
-    cos_sep = np.sin(d1) * np.sin(d2) + np.cos(d1) * np.cos(d2) * np.cos(r1 - r2)
-    return int(np.count_nonzero(cos_sep >= np.cos(np.radians(TYCHO_SEARCH_RADIUS_DEG))))
+    return len(read_tycho2(path, ra, dec, TYCHO_RADIUS_DEG))
 
 
 def tycho_note(path: Path, ra: float, dec: float) -> str | None:
@@ -36,7 +28,7 @@ def tycho_note(path: Path, ra: float, dec: float) -> str | None:
         return f"no Tycho-2 catalogue {path}: --no-tycho (no Tycho-2 reference stars)"
     if near == 0:
         return (
-            f"no Tycho-2 star of {path} within {TYCHO_SEARCH_RADIUS_DEG:g} deg of "
+            f"no Tycho-2 star of {path} within {TYCHO_RADIUS_DEG:g} deg of "
             f"({ra:.4f}, {dec:.4f}): --no-tycho"
         )
     return None
