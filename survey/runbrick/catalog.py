@@ -14,7 +14,7 @@ cards, maskbit values) is ``RunbrickOptions.release_flavour``'s: dr10 unless ask
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,13 +41,15 @@ def maskbits_image(
     bailout_mask: npt.NDArray[np.bool_] | None,
     masks: Sequence[BandMasks] = (),
     unique: npt.NDArray[np.bool_] | None = None,
+    saturated_pix: Mapping[str, npt.NDArray[np.bool_]] | None = None,
 ) -> npt.NDArray[np.int32]:
     """The brick's maskbits map: NPRIMARY, BRIGHT, MEDIUM, CLUSTER, SATUR_<b>, ALLMASK_<b>, BAILOUT.
 
     ``bits`` is the flavour's ``ts.maskbits``; ``refmap`` the ``refs`` stage's map (its
     ``REF_*`` bits, set as ``bits``' BRIGHT/MEDIUM/GALAXY/CLUSTER); ``unique`` is the
     brick's unique-pixel map (computed when not given); ``masks`` the per-band DQ maps
-    (SATUR_<b> where ``satur``, ALLMASK_<b> where ``andmask`` ≠ 0).
+    (ALLMASK_<b> where ``andmask`` ≠ 0; SATUR_<b> where ``satur``, unless ``saturated_pix``
+    gives the ``srcs`` stage's saturation maps, which legacypipe's SATUR bits are).
     """
     out = np.zeros((geom.height, geom.width), np.int32)
     if unique is None:
@@ -65,10 +67,14 @@ def maskbits_image(
     for m in masks:
         band = m.band.upper()
         satur, allmask = bits.get(f"SATUR_{band}"), bits.get(f"ALLMASK_{band}")
-        if satur is not None:
+        if satur is not None and saturated_pix is None:
             out[m.satur] |= satur
         if allmask is not None:
             out[m.andmask != 0] |= allmask
+    for band, sat in (saturated_pix or {}).items():
+        satur_bit = bits.get(f"SATUR_{band.upper()}")
+        if satur_bit is not None:
+            out[np.asarray(sat, bool)] |= satur_bit
     if bailout_mask is not None:
         out[np.asarray(bailout_mask, bool)] |= bits["BAILOUT"]
     return out
@@ -207,12 +213,13 @@ def stage_writecat(
     blobmap: npt.NDArray[np.integer[Any]] | None = None,
     bailout_mask: npt.NDArray[np.bool_] | None = None,
     coadd_products: Sequence[Path] = (),
+    saturated_pix: Mapping[str, npt.NDArray[np.bool_]] | None = None,
 ) -> dict[str, Any]:
     """Stage ``writecat``: maskbits image, metrics, tractor and tractor-i catalogues, checksums."""
     flavour, wise = options.release_flavour, options.wise_columns
     bits = ts.maskbits(bands, flavour)
     masks = [band_masks(tims, geom, b) for b in bands] if tims else []
-    mask = maskbits_image(geom, bits, refmap, bailout_mask, masks)
+    mask = maskbits_image(geom, bits, refmap, bailout_mask, masks, saturated_pix=saturated_pix)
     mask_path = write_maskbits(layout.coadd_maskbits(geom.brickname), mask, bits, geom)
     metrics = write_metrics(layout, geom, refs, blobmap)
     cat = sources_to_catalog(

@@ -570,45 +570,13 @@ def select_model(dchisq: dict[str, float]) -> str:
     return "REX"
 
 
-def fit_blob(
-    blob: Blob,
-    sources: Sequence[Source],
-    tims: Sequence[Tim],
-    geom: BrickGeometry,
-    bands: Sequence[str],
-    *,
-    renderers: dict[int, tuple[TimRenderer, TimRenderer]] | None = None,
-) -> list[Source]:
-    """Fit a blob's sources on the individual tims; returns the kept sources, fully measured.
+def _select_models(
+    srcs: Sequence[Source], views: Sequence[TimView], bands: Sequence[str]
+) -> list[bool]:
+    """Fit each source brightest first (others held fixed) and choose its model; kept or not.
 
-    ``sources`` are the blob's own sources (``[all_sources[i] for i in blob.sources]``); they
-    are updated in place (position, type, shape, fluxes, ivars, dchisq and the §6 metrics) and
-    the ones whose best model fails the detection cut are left out of the result.  Reference
-    sources (``ref_cat`` set) are always kept and always PSF; sources marked
-    ``extra[FORCED_POINTSOURCE]`` (in a BRIGHT or CLUSTER mask) are only tried as PSF.
+    Every source must already have its stamp in the views' models (``_update_stamps``).
     """
-    from lsdr.survey.runbrick.photometry import measure
-
-    views = blob_views(blob, tims, geom, renderers)
-    srcs = list(sources)
-    if not views or not srcs:
-        kept = [s for s in srcs if s.ref_cat]
-        for s in srcs:
-            s.blob = blob.blob_id
-        for s in kept:
-            s.type = "PSF"
-            for b in bands:
-                s.flux[b], s.flux_ivar[b] = 0.0, 0.0
-                s.nobs[b] = 0
-        return kept
-    for s in srcs:
-        s.blob = blob.blob_id
-        if s.type not in ("PSF", "REX"):
-            s.type = "PSF"
-    # Joint linear fluxes at the detected positions as the starting point.
-    measure(srcs, views, bands, metrics=False)
-    for s in srcs:
-        _update_stamps(s, views)
     order = sorted(
         range(len(srcs)), key=lambda i: (-sum(max(v, 0.0) for v in srcs[i].flux.values()), i)
     )
@@ -643,7 +611,87 @@ def fit_blob(
         s.flux = dict(best.flux)
         _set_ivars(s, best, choice)
         _update_stamps(s, views)
+    return keep
+
+
+def _iterative(
+    blob: Blob,
+    kept: Sequence[Source],
+    views: Sequence[TimView],
+    geom: BrickGeometry,
+    bands: Sequence[str],
+    start_xy: Sequence[tuple[float, float]],
+    refmap: npt.NDArray[np.integer[Any]] | None,
+) -> list[Source]:
+    """The blob's iterative sources: peaks on the residuals of its full (uncropped) models."""
+    from lsdr.survey.runbrick.iterative import iterative_sources
+
+    models: list[FloatArray] = []
+    for v in views:
+        model = np.zeros_like(v.data)
+        for s in kept:
+            f = _flux_of(s, v.tim.band)
+            st = render_unit(v, s) if f != 0.0 else None
+            if st is not None:
+                model[st.dst] += st.pix * f
+        models.append(model)
+    return iterative_sources(blob, views, models, geom, bands, start_xy, refmap=refmap)
+
+
+def fit_blob(
+    blob: Blob,
+    sources: Sequence[Source],
+    tims: Sequence[Tim],
+    geom: BrickGeometry,
+    bands: Sequence[str],
+    *,
+    renderers: dict[int, tuple[TimRenderer, TimRenderer]] | None = None,
+    iterative: bool = True,
+    refmap: npt.NDArray[np.integer[Any]] | None = None,
+) -> list[Source]:
+    """Fit a blob's sources on the individual tims; returns the kept sources, fully measured.
+
+    ``sources`` are the blob's own sources (``[all_sources[i] for i in blob.sources]``); they
+    are updated in place (position, type, shape, fluxes, ivars, dchisq and the §6 metrics) and
+    the ones whose best model fails the detection cut are left out of the result.  Reference
+    sources (``ref_cat`` set) are always kept and always PSF; sources marked
+    ``extra[FORCED_POINTSOURCE]`` (in a BRIGHT or CLUSTER mask) are only tried as PSF.  With
+    ``iterative`` the residuals are searched again once the sources are fitted (legacypipe's
+    iterative detection, :mod:`iterative`; no new peak where ``refmap`` is set) and the new
+    sources fitted with the first ones fixed.
+    """
+    from lsdr.survey.runbrick.photometry import measure
+
+    views = blob_views(blob, tims, geom, renderers)
+    srcs = list(sources)
+    if not views or not srcs:
+        kept = [s for s in srcs if s.ref_cat]
+        for s in srcs:
+            s.blob = blob.blob_id
+        for s in kept:
+            s.type = "PSF"
+            for b in bands:
+                s.flux[b], s.flux_ivar[b] = 0.0, 0.0
+                s.nobs[b] = 0
+        return kept
+    for s in srcs:
+        s.blob = blob.blob_id
+        if s.type not in ("PSF", "REX"):
+            s.type = "PSF"
+    # Joint linear fluxes at the detected positions as the starting point.
+    measure(srcs, views, bands, metrics=False)
+    for s in srcs:
+        _update_stamps(s, views)
+    start_xy = [(s.bx, s.by) for s in srcs]
+    keep = _select_models(srcs, views, bands)
     kept = [s for s, k in zip(srcs, keep, strict=True) if k]
+    if iterative and kept:
+        new = _iterative(blob, kept, views, geom, bands, start_xy, refmap)
+        for s in new:
+            s.blob = blob.blob_id
+            _update_stamps(s, views)
+        kept += [s for s, k in zip(new, _select_models(new, views, bands), strict=True) if k]
+        srcs += new
     brick_wcs = geom.wcs()
     for s in kept:
         bx, by = brick_wcs.radec_to_pixel(s.ra, s.dec)
@@ -675,13 +723,25 @@ def fit_sources(
     tims: Sequence[Tim],
     geom: BrickGeometry,
     bands: Sequence[str],
+    *,
+    refmap: npt.NDArray[np.integer[Any]] | None = None,
+    iterative: bool = True,
 ) -> list[Source]:
     """Fit every blob in turn (a convenience for tests and small runs); kept sources in order."""
     renderers: dict[int, tuple[TimRenderer, TimRenderer]] = {}
     out: list[Source] = []
     for blob in blobs:
         members = [sources[i] for i in blob.sources]
-        out += fit_blob(blob, members, tims, geom, bands, renderers=renderers)
+        out += fit_blob(
+            blob,
+            members,
+            tims,
+            geom,
+            bands,
+            renderers=renderers,
+            iterative=iterative,
+            refmap=refmap,
+        )
     return out
 
 
@@ -722,7 +782,18 @@ def _fit_blob_in_worker(k: int) -> tuple[int, list[Source], float]:
     t0 = time.perf_counter()
     blob = blobs[k]
     members = [sources[i] for i in blob.sources]
-    kept = fit_blob(blob, members, tims, geom, bands, renderers=renderers)
+    refmap = _POOL_STATE.get("refmap")
+    assert refmap is None or isinstance(refmap, np.ndarray)
+    kept = fit_blob(
+        blob,
+        members,
+        tims,
+        geom,
+        bands,
+        renderers=renderers,
+        iterative=bool(_POOL_STATE.get("iterative", True)),
+        refmap=refmap,
+    )
     return k, kept, time.perf_counter() - t0
 
 
@@ -850,6 +921,8 @@ def stage_fitblobs(
         geom=geom,
         bands=tuple(bands),
         renderers={},
+        refmap=refmap,
+        iterative=bool(options.iterative),
     )
     try:
         with ExitStack() as stack:

@@ -60,6 +60,8 @@ class RunbrickOptions:
     """``--release`` written in the catalogue."""
     outliers: bool = True
     """Run the ``outliers`` stage; False is legacypipe's ``--no-outliers``."""
+    iterative: bool = True
+    """Search each fitted blob's residuals for more sources; False is ``--no-iterative``."""
     fit_budget_s: float | None = None
     """Seconds the fitblobs stage may spend before it saves its checkpoint and raises
     ``TimeoutError`` (failure class ``timeout``: the flow reruns the brick with ``bail_out``)."""
