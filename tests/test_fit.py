@@ -60,13 +60,15 @@ def make_scene(
     positions: list[tuple[float, float]] | None = None,
     fwhm_range: tuple[float, float] = (3.5, 5.0),
     analytic_psf: bool = True,
+    shapes: list[tuple[int, float, float]] | None = None,
 ) -> tuple[BrickGeometry, list[Tim], list[Truth]]:
     """A small brick, ``ntim`` tims per band and the truth: (type, r-band flux, r_e) per source.
 
     Tims differ in pointing, rotation (≤ 0.5°), pixel scale (±1 %), seeing (FWHM in
     ``fwhm_range`` pixels) and carry a masked bad column; other bands get the r flux times a
     fixed colour.  The PSF model is lsdr's Moffat calib (``analytic_psf``) or a bare pixelised
-    stamp (as a PsfEx file gives).
+    stamp (as a PsfEx file gives).  ``shapes`` gives each galaxy's Sérsic index and (e1, e2)
+    (default: round exponentials).
     """
     rng = np.random.default_rng(seed)
     geom = BrickGeometry.for_brick("1867p255", width=size, height=size)
@@ -110,7 +112,7 @@ def make_scene(
             )
             image = np.zeros((h, w), np.float32)
             cd_arcsec = np.array([[wcs.cd1_1, wcs.cd1_2], [wcs.cd2_1, wcs.cd2_2]]) * 3600.0
-            for t in truth:
+            for it, t in enumerate(truth):
                 cx, cy = wcs.radec_to_pixel(t.ra, t.dec)
                 tx, ty = float(cx) - 1 - x0, float(cy) - 1 - y0
                 f = t.flux[band]
@@ -119,8 +121,9 @@ def make_scene(
                     stamp = f * moffat_stamp(alpha, BETA, half, tx - ix, ty - iy)
                     _paste(image, stamp, ix, iy, half)
                 else:
+                    n_s, e1, e2 = shapes[it] if shapes else (1, 0.0, 0.0)
                     add_galaxy(
-                        image, tx, ty, f, 1, t.r_e, 0.0, 0.0, cd_arcsec, Moffat(fwhm, BETA), kernel
+                        image, tx, ty, f, n_s, t.r_e, e1, e2, cd_arcsec, Moffat(fwhm, BETA), kernel
                     )
             image += rng.normal(0, SIG1, image.shape).astype(np.float32)
             invvar = np.full((h, w), 1 / SIG1**2, np.float32)

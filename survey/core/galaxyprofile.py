@@ -45,3 +45,88 @@ def exp_transform(
         if dtotal is not None:
             dtotal -= 2.0 * arg * term
     return total, dtotal
+
+
+_LUV_AMPLITUDES = np.array(
+    [
+        4.26347652e-02,
+        2.40127183e-01,
+        6.85907632e-01,
+        1.51937350e00,
+        2.83627243e00,
+        4.46467501e00,
+        5.72440830e00,
+        5.60989349e00,
+    ]
+)
+DEV_CORE = 0.010233
+"""Flux of the de Vaucouleurs mixture's point-like core (corrects the softened centre)."""
+DEV_AMPLITUDES = np.concatenate(
+    [[DEV_CORE], _LUV_AMPLITUDES * (1 - DEV_CORE) / _LUV_AMPLITUDES.sum()]
+)
+"""Weights of the Tractor's de Vaucouleurs mixture ("luv", Hogg & Lang 2013): a core of zero
+width, then eight Gaussians (sum 1)."""
+DEV_VARIANCES = np.array(
+    [
+        0.0,
+        2.23759216e-04,
+        1.00220099e-03,
+        4.18731126e-03,
+        1.69432589e-02,
+        6.84850479e-02,
+        2.87207080e-01,
+        1.33320254e00,
+        8.40215071e00,
+    ]
+)
+"""Per-axis variances of the de Vaucouleurs mixture, in units of r_e²."""
+
+MIXTURES: dict[str, tuple[FloatArray, FloatArray]] = {
+    "EXP": (LUX_AMPLITUDES, LUX_VARIANCES),
+    "REX": (LUX_AMPLITUDES, LUX_VARIANCES),
+    "DEV": (DEV_AMPLITUDES, DEV_VARIANCES),
+}
+"""Amplitudes and variances (units of r_e²) of each galaxy type's profile."""
+EXTENT_RE = {"EXP": 4.8, "REX": 4.8, "DEV": 8.7}
+"""Radius (in r_e) a model stamp must reach: 8 scale lengths of the exponential, 3σ of the
+widest de Vaucouleurs Gaussian."""
+
+
+def shape_basis(r_e: float, e1: float, e2: float) -> FloatArray:
+    """The Tractor's ``EllipseE.getRaDecBasis`` in arcsec: unit circle → (east, north) offsets.
+
+    θ = ½ atan2(e2, e1), e = |(e1, e2)|, ab = (1 + e)/(1 − e); the matrix is
+    r_e [[cos θ/ab, sin θ], [−sin θ/ab, cos θ]], so the profile's covariance is var · G Gᵀ.
+    """
+    e = min(float(np.hypot(e1, e2)), 0.999)
+    theta = 0.5 * float(np.arctan2(e2, e1))
+    ab = (1.0 + e) / (1.0 - e)
+    ct, st = np.cos(theta), np.sin(theta)
+    return r_e * np.array([[ct / ab, st], [-st / ab, ct]])
+
+
+def pixel_covariance(r_e: float, e1: float, e2: float, jacobian: FloatArray) -> FloatArray:
+    """The unit-variance covariance (pixels²) of a galaxy shape on an image.
+
+    ``jacobian`` is d(x, y)/d(east, north) in pixels per arcsec at the source.
+    """
+    b = np.asarray(jacobian, np.float64) @ shape_basis(r_e, e1, e2)
+    return np.asarray(b @ b.T, np.float64)
+
+
+def mixture_transform(kind: str, cov: FloatArray, kx: FloatArray, ky: FloatArray) -> FloatArray:
+    """Fourier transform of a unit-flux galaxy of type ``kind`` with pixel covariance ``cov``.
+
+    ``kx`` (columns) and ``ky`` (rows) are in cycles per pixel; a Gaussian of covariance v·C
+    transforms to exp(−2π² v kᵀ C k).
+    """
+    amps, variances = MIXTURES[kind]
+    quad = (2.0 * np.pi) ** 2 * (
+        cov[0, 0] * kx[None, :] ** 2
+        + 2.0 * cov[0, 1] * kx[None, :] * ky[:, None]
+        + cov[1, 1] * ky[:, None] ** 2
+    )
+    total: FloatArray = np.zeros(np.shape(quad), np.float64)
+    for amp, var in zip(amps, variances, strict=True):
+        total += amp * np.exp(-0.5 * var * quad)
+    return total

@@ -163,6 +163,7 @@ def sources_to_catalog(
         row["bx"], row["by"] = s.bx, s.by
         row["shape_r"], row["shape_r_ivar"] = s.shape_r, s.shape_r_ivar
         row["shape_e1"], row["shape_e2"] = s.shape_e1, s.shape_e2
+        row["shape_e1_ivar"], row["shape_e2_ivar"] = s.shape_e1_ivar, s.shape_e2_ivar
         row["sersic"] = s.sersic
         row["ref_cat"] = s.ref_cat
         row["ref_id"] = max(int(s.ref_id), 0)  # legacypipe writes 0 without a reference

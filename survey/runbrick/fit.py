@@ -26,7 +26,12 @@ import numpy as np
 import numpy.typing as npt
 from scipy import fft as sfft
 
-from lsdr.survey.core.galaxyprofile import exp_transform
+from lsdr.survey.core.galaxyprofile import (
+    EXTENT_RE,
+    exp_transform,
+    mixture_transform,
+    pixel_covariance,
+)
 from lsdr.survey.runbrick.detect import Blob, brick_to_tim_coords, tim_psf_stamp
 from lsdr.survey.runbrick.options import RunbrickOptions
 from lsdr.survey.runbrick.types import BrickGeometry, Source, Tim
@@ -35,10 +40,17 @@ FloatArray = npt.NDArray[np.float64]
 
 EXP_B = 1.678347
 """Half-light radius / scale length of an exponential profile."""
-NPARAMS = {"PSF": 2, "REX": 3}
+NPARAMS = {"PSF": 2, "REX": 3, "EXP": 5, "DEV": 5}
 """Non-flux parameters of each model (legacypipe's penalty)."""
+GALAXY_TYPES = ("REX", "EXP", "DEV")
+ELLIPTICAL_TYPES = ("EXP", "DEV")
+"""Galaxy types lite fits; EXP and DEV have an ellipticity (e1, e2), REX is round."""
 DETECTION_CUT = 25.0
 """Penalised Δχ² a source's best model must reach to be kept (legacypipe: 5²)."""
+GALAXY_MARGIN = 3.0**2 + (5 - 2)
+"""Δχ² by which EXP or DEV must beat PSF/REX (legacypipe: 3² + the extra parameters)."""
+GALAXY_TRIAL_DCHISQ = 400.0
+"""A source this bright (PSF or REX Δχ²) is tried as EXP and DEV even if REX ≤ PSF + 1."""
 REX_FRACTION = 0.01
 """REX must improve Δχ² over PSF by this fraction of the PSF's Δχ² (legacypipe)."""
 REX_START = 0.5
@@ -56,6 +68,13 @@ MOFFAT_OVERSAMPLE = 3
 """Sub-pixels per side when integrating a Moffat PSF (as ``psfex.moffat_stamp``)."""
 FORCED_POINTSOURCE = "forced_pointsource"
 """``Source.extra`` key: the source lies in a BRIGHT or CLUSTER mask and is fit only as PSF."""
+SHAPE_STEP = 1e-3
+SHAPE_STEPS = ((SHAPE_STEP, 0.0, 0.0), (0.0, SHAPE_STEP, 0.0), (0.0, 0.0, SHAPE_STEP))
+"""Forward-difference steps in (ln r_e, e1, e2) for the EXP/DEV shape derivatives."""
+E_MAX = 0.95
+"""Largest ellipticity |e| a fit may reach (the Tractor's ellipse needs e < 1)."""
+MAX_STAMP = 512
+"""Largest galaxy stamp side (pixels): a 15″ de Vaucouleurs would otherwise need ~1000."""
 MAX_ITER = 25
 MAX_STEP_ARCSEC = 0.5
 """Largest position step per iteration."""
@@ -106,11 +125,14 @@ class TimRenderer:
         self.pixscale = tim.wcs.pixscale
         self._cache: dict[int, _Transform] = {}
 
-    def stamp_size(self, r_e: float) -> int:
-        """Stamp side for half-light radius r_e (″): the PSF plus 8 scale lengths each side."""
+    def stamp_size(self, r_e: float, kind: str = "REX") -> int:
+        """Stamp side for half-light radius r_e (″) and galaxy type, at most ``MAX_STAMP``.
+
+        The PSF plus the profile's extent each side (8 scale lengths of an exponential).
+        """
         ph = max(self.psf.shape)
-        h = r_e / EXP_B / self.pixscale
-        return _fast_len(ph + 2 * math.ceil(8.0 * h) + 2)
+        h = EXTENT_RE.get(kind, EXTENT_RE["EXP"]) * r_e / self.pixscale
+        return min(_fast_len(ph + 2 * math.ceil(h) + 2), max(MAX_STAMP, _fast_len(ph + 2)))
 
     def _transform(self, n: int) -> _Transform:
         if n not in self._cache:
@@ -127,25 +149,40 @@ class TimRenderer:
         return self._cache[n]
 
     def render(
-        self, x: float, y: float, r_e: float, n: int, derivs: bool = False
+        self,
+        x: float,
+        y: float,
+        r_e: float,
+        n: int,
+        derivs: bool = False,
+        shape: tuple[str, FloatArray] | None = None,
     ) -> tuple[int, int, FloatArray]:
         """Unit-flux model centred at 0-based cut-out pixel (x, y), half-light radius r_e (″).
 
         Returns the stamp's origin (ox, oy) in cut-out pixels and an array of shape (1, n, n)
         holding the model or, with ``derivs``, (4, n, n): model, ∂/∂x, ∂/∂y, ∂/∂ln r_e
-        (derivatives with respect to the source's position and log radius).
+        (derivatives with respect to the source's position and log radius).  With ``shape`` =
+        (type, pixel covariance) the galaxy is that type's elliptical mixture (``r_e`` is then
+        unused and the ∂/∂ln r_e plane is zero: callers difference shapes themselves).
         """
         t = self._transform(n)
         ix, iy = round(x), round(y)
         fx, fy = x - ix, y - iy
+        prof_shape = None if shape is None else mixture_transform(shape[0], shape[1], t.kx, t.ky)
         if self.moffat is not None:
-            return ix - n // 2, iy - n // 2, self._render_moffat(t, n, fx, fy, r_e, derivs)
+            return (
+                ix - n // 2,
+                iy - n // 2,
+                self._render_moffat(t, n, fx, fy, r_e, derivs, prof_shape),
+            )
         phase_x = np.exp(-2j * np.pi * t.kx * fx)
         phase_y = np.exp(-2j * np.pi * t.ky * fy)
         ft = t.psf_ft * phase_y[:, None] * phase_x[None, :]
         dprof: FloatArray | None = None
         point = ft
-        if r_e > 0:
+        if prof_shape is not None:
+            ft = ft * prof_shape
+        elif r_e > 0:
             prof, dprof = exp_transform(r_e / self.pixscale, t.k2pi, derivs)
             ft = ft * prof
         if derivs:
@@ -185,10 +222,21 @@ class TimRenderer:
         return out
 
     def _render_moffat(
-        self, t: _Transform, n: int, fx: float, fy: float, r_e: float, derivs: bool
+        self,
+        t: _Transform,
+        n: int,
+        fx: float,
+        fy: float,
+        r_e: float,
+        derivs: bool,
+        prof_shape: FloatArray | None = None,
     ) -> FloatArray:
         """Model (and derivatives) from the analytic Moffat, convolved with the galaxy if any."""
         planes = self._moffat_planes(n, fx, fy, derivs)
+        if prof_shape is not None:
+            fts = sfft.rfft2(planes, axes=(-2, -1)) * prof_shape
+            out = np.asarray(sfft.irfft2(fts, s=(n, n), axes=(-2, -1)), np.float64)
+            return np.concatenate([out, np.zeros((1, n, n))]) if derivs else out
         if r_e <= 0:
             if derivs:
                 return np.concatenate([planes, np.zeros((1, n, n))])
@@ -373,10 +421,14 @@ def render_unit(view: TimView, src: Source, fitting: bool = False) -> Stamp | No
     With ``fitting`` the cropped-PSF renderer is used (the model the fit compares with).
     """
     x, y = view.position(src.ra, src.dec)
-    r_e = src.shape_r if src.type == "REX" else 0.0
+    r_e = src.shape_r if src.type in GALAXY_TYPES else 0.0
     renderer = view.fit_renderer if fitting else view.renderer
-    n = renderer.stamp_size(r_e)
-    ox, oy, comps = renderer.render(x, y, r_e, n)
+    n = renderer.stamp_size(r_e, src.type)
+    shape = None
+    if src.type in ELLIPTICAL_TYPES and r_e > 0:
+        cov = pixel_covariance(r_e, src.shape_e1, src.shape_e2, view.jacobian(src.ra, src.dec))
+        shape = (src.type, cov)
+    ox, oy, comps = renderer.render(x, y, r_e, n, shape=shape)
     model = comps[0]
     box = clip_box(view.shape, ox, oy, n)
     if box is None:
@@ -396,6 +448,8 @@ class _Fit:
     flux: dict[str, float]
     dchisq: float
     hessian: FloatArray
+    e1: float = 0.0
+    e2: float = 0.0
 
 
 def _fit_one(
@@ -408,7 +462,8 @@ def _fit_one(
     band_index = {b: i for i, b in enumerate(bands)}
     nb = len(bands)
     npos = 2 if fit_position else 0
-    nshape = 1 if model == "REX" else 0
+    elliptical = model in ELLIPTICAL_TYPES
+    nshape = 3 if elliptical else 1 if model == "REX" else 0
     nnl = npos + nshape
     jac = [v.jacobian(ra0, dec0) for v in use]
     base = [v.position(ra0, dec0) for v in use]
@@ -424,10 +479,12 @@ def _fit_one(
             r[st.dst] += st.pix * old_flux(src, v)
         resid_others.append(r)
 
-    r_start = src.shape_r if (src.type == "REX" and src.shape_r > 0) else REX_START
+    r_start = src.shape_r if (src.type in GALAXY_TYPES and src.shape_r > 0) else REX_START
     params = np.zeros(nnl + nb)
     if nshape:
         params[npos] = math.log(r_start)
+    if elliptical and src.type in ELLIPTICAL_TYPES:
+        params[npos + 1], params[npos + 2] = src.shape_e1, src.shape_e2
     for b in bands:
         params[nnl + band_index[b]] = max(_flux_of(src, b), 0.0)
 
@@ -435,6 +492,7 @@ def _fit_one(
         """Δχ² vs no source, and (with derivs) the Hessian and gradient of χ²/2."""
         dxi, deta = (p[0], p[1]) if npos else (0.0, 0.0)
         r_e = math.exp(p[npos]) if nshape else 0.0
+        e1, e2 = (p[npos + 1], p[npos + 2]) if elliptical else (0.0, 0.0)
         npar = nnl + nb
         hess = np.zeros((npar, npar))
         grad = np.zeros(npar)
@@ -443,8 +501,9 @@ def _fit_one(
             J = jac[k]
             x = base[k][0] + J[0, 0] * dxi + J[0, 1] * deta
             y = base[k][1] + J[1, 0] * dxi + J[1, 1] * deta
-            n = v.fit_renderer.stamp_size(r_e)
-            ox, oy, comps = v.fit_renderer.render(x, y, r_e, n, derivs=derivs)
+            n = v.fit_renderer.stamp_size(r_e * (1.0 + SHAPE_STEP), model)
+            shape = (model, pixel_covariance(r_e, e1, e2, J)) if elliptical else None
+            ox, oy, comps = v.fit_renderer.render(x, y, r_e, n, derivs=derivs, shape=shape)
             box = clip_box(v.shape, ox, oy, n)
             if box is None:
                 continue
@@ -467,7 +526,14 @@ def _fit_one(
                 cols.append(f * (dmx * J[0, 0] + dmy * J[1, 0]))
                 cols.append(f * (dmx * J[0, 1] + dmy * J[1, 1]))
                 idx += [0, 1]
-            if nshape:
+            if elliptical:
+                # Shape derivatives by forward differences of the rendered model.
+                for j, (dl, d1, d2) in enumerate(SHAPE_STEPS):
+                    cov = pixel_covariance(r_e * math.exp(dl), e1 + d1, e2 + d2, J)
+                    moved = v.fit_renderer.render(x, y, r_e, n, shape=(model, cov))[2][0]
+                    cols.append(f * (moved[sub] - unit) / SHAPE_STEP)
+                    idx.append(npos + j)
+            elif nshape:
                 cols.append(f * comps[3][sub])
                 idx.append(npos)
             cols.append(unit)
@@ -498,6 +564,10 @@ def _fit_one(
         trial = params + step
         if nshape:
             trial[npos] = min(max(trial[npos], LOG_R_RANGE[0]), LOG_R_RANGE[1])
+        if elliptical:
+            e = math.hypot(trial[npos + 1], trial[npos + 2])
+            if e > E_MAX:
+                trial[npos + 1 : npos + 3] *= E_MAX / e
         new_dchisq, new_hess, new_grad = evaluate(trial, True)
         if new_dchisq >= dchisq - 1e-9:
             params = trial
@@ -505,7 +575,7 @@ def _fit_one(
             dchisq, hess, grad = new_dchisq, new_hess, new_grad
             lam = max(lam * 0.3, 1e-6)
             small_pos = not npos or math.hypot(step[0], step[1]) < 1e-3
-            small_shape = not nshape or abs(step[npos]) < 1e-3
+            small_shape = not nshape or float(np.max(np.abs(step[npos:nnl]))) < 1e-3
             if gain < 1e-2 and small_pos and small_shape:
                 break
         else:
@@ -516,9 +586,12 @@ def _fit_one(
     ra = ra0 + dxi / 3600.0 / cosd
     dec = dec0 + deta / 3600.0
     r_e = math.exp(params[npos]) if nshape else 0.0
+    e1, e2 = (float(params[npos + 1]), float(params[npos + 2])) if elliptical else (0.0, 0.0)
     flux = {b: float(params[nnl + band_index[b]]) for b in bands}
     ok = bool(np.isfinite(dchisq)) and bool(np.all(np.isfinite(params)))
-    return _Fit(ok=ok, ra=ra, dec=dec, r_e=r_e, flux=flux, dchisq=dchisq, hessian=hess)
+    return _Fit(
+        ok=ok, ra=ra, dec=dec, r_e=r_e, flux=flux, dchisq=dchisq, hessian=hess, e1=e1, e2=e2
+    )
 
 
 def _flux_of(src: Source, band: str) -> float:
@@ -553,21 +626,41 @@ def old_flux(src: Source, view: TimView) -> float:
 
 
 def select_model(dchisq: dict[str, float]) -> str:
-    """legacypipe's choice between PSF and REX from their Δχ² ("" = drop the source)."""
+    """legacypipe's ``_select_model`` over PSF, REX, EXP and DEV Δχ² ("" = drop the source).
+
+    The best penalised Δχ² (Δχ² − non-flux parameters) must reach 25; PSF against REX as
+    before; then EXP or DEV replaces that choice only when it improves Δχ² by more than
+    max(``GALAXY_MARGIN``, 1 % of the PSF's Δχ²), EXP winning ties.
+    """
     pen = {m: d - NPARAMS[m] for m, d in dchisq.items()}
     if max([*pen.values(), -1.0]) < DETECTION_CUT:
         return ""
     keep = ""
     psf, rex = dchisq.get("PSF"), dchisq.get("REX")
+    galaxies = [m for m in ELLIPTICAL_TYPES if m in dchisq]
+    if psf is not None and rex is None and not galaxies:
+        return "PSF"
     if psf is not None and pen["PSF"] >= DETECTION_CUT:
         keep = "PSF"
-    if rex is None:
-        return "PSF" if psf is not None else ""
-    if psf is not None and pen["PSF"] >= pen["REX"]:
-        return "PSF"
-    if psf is not None and psf > 0 and (rex - psf) < REX_FRACTION * psf:
+    if psf is not None and pen["PSF"] >= pen.get("REX", -NPARAMS["REX"]):
+        keep = "PSF"
+    elif (
+        rex is not None
+        and pen["REX"] > pen.get("PSF", -NPARAMS["PSF"])
+        and not (psf is not None and psf > 0 and (rex - psf) < REX_FRACTION * psf)
+    ):
+        keep = "REX"
+    if not galaxies:
         return keep
-    return "REX"
+    cut = max(GALAXY_MARGIN, REX_FRACTION * (psf or 0.0))
+    base = dchisq.get(keep, 0.0) if keep else 0.0
+    expdiff = dchisq.get("EXP", 0.0) - base
+    devdiff = dchisq.get("DEV", 0.0) - base
+    if "EXP" in dchisq and expdiff > cut and expdiff >= devdiff:
+        return "EXP"
+    if "DEV" in dchisq and devdiff > max(cut, expdiff if "EXP" in dchisq else -math.inf):
+        return "DEV"
+    return keep
 
 
 def _select_models(
@@ -596,9 +689,20 @@ def _select_models(
             rex = _fit_one(trial, "REX", views, bands, fit_position=True)
             if rex.ok:
                 fits["REX"] = rex
+        if "REX" in fits:
+            chi_psf, chi_rex = fits["PSF"].dchisq, fits["REX"].dchisq
+            if chi_rex > chi_psf + 1.0 or max(chi_psf, chi_rex) > GALAXY_TRIAL_DCHISQ:
+                start = fits["REX"]
+                for model in ("DEV", "EXP"):
+                    trial = Source(ra=start.ra, dec=start.dec, type="REX", flux=dict(start.flux))
+                    trial.extra = s.extra
+                    trial.shape_r = max(start.r_e, REX_START / 4)
+                    gal = _fit_one(trial, model, views, bands, fit_position=True)
+                    if gal.ok:
+                        fits[model] = gal
         dchisq = {m: f.dchisq for m, f in fits.items() if f.ok}
         choice = "PSF" if is_ref else select_model(dchisq)
-        s.dchisq = (dchisq.get("PSF", 0.0), dchisq.get("REX", 0.0), 0.0, 0.0, 0.0)
+        s.dchisq = tuple(dchisq.get(m, 0.0) for m in ("PSF", "REX", "DEV", "EXP", "SER"))
         if not choice:
             keep[i] = False
             s.flux = {b: 0.0 for b in bands}
@@ -607,7 +711,8 @@ def _select_models(
         best = fits[choice]
         s.type = choice
         s.ra, s.dec = best.ra, best.dec
-        s.shape_r = best.r_e if choice == "REX" else 0.0
+        s.shape_r = best.r_e if choice in GALAXY_TYPES else 0.0
+        s.shape_e1, s.shape_e2 = best.e1, best.e2
         s.flux = dict(best.flux)
         _set_ivars(s, best, choice)
         _update_stamps(s, views)
@@ -676,7 +781,7 @@ def fit_blob(
         return kept
     for s in srcs:
         s.blob = blob.blob_id
-        if s.type not in ("PSF", "REX"):
+        if s.type not in ("PSF", *GALAXY_TYPES):
             s.type = "PSF"
     # Joint linear fluxes at the detected positions as the starting point.
     measure(srcs, views, bands, metrics=False)
@@ -709,9 +814,13 @@ def _set_ivars(src: Source, fit: _Fit, model: str) -> None:
     cosd = math.cos(math.radians(src.dec))
     src.ra_ivar = float(max(h[0, 0], 0.0) * (3600.0 * cosd) ** 2)
     src.dec_ivar = float(max(h[1, 1], 0.0) * 3600.0**2)
-    if model == "REX" and fit.r_e > 0:
+    src.shape_e1_ivar = src.shape_e2_ivar = 0.0
+    if model in GALAXY_TYPES and fit.r_e > 0:
         src.shape_r_ivar = float(max(h[2, 2], 0.0) / fit.r_e**2)
-        src.sersic = 1.0
+        src.sersic = 4.0 if model == "DEV" else 1.0
+        if model in ELLIPTICAL_TYPES:
+            src.shape_e1_ivar = float(max(h[3, 3], 0.0))
+            src.shape_e2_ivar = float(max(h[4, 4], 0.0))
     else:
         src.shape_r_ivar = 0.0
         src.sersic = 0.0

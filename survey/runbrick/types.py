@@ -217,6 +217,8 @@ class Source:
     shape_r_ivar: float = 0.0
     shape_e1: float = 0.0
     shape_e2: float = 0.0
+    shape_e1_ivar: float = 0.0
+    shape_e2_ivar: float = 0.0
     sersic: float = 0.0
     ra_ivar: float = 0.0
     dec_ivar: float = 0.0
