@@ -21,6 +21,7 @@ from session_plan import pytest_collection_modifyitems as pytest_collection_modi
 from session_plan import pytest_runtest_logreport as pytest_runtest_logreport
 from session_plan import pytest_sessionfinish as pytest_sessionfinish
 from session_plan import pytest_sessionstart as pytest_sessionstart
+from small_survey import SmallRelease, shared_release
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild, find_build
 
@@ -78,6 +79,17 @@ def demo_release(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> 
     base = tmp_path_factory.getbasetemp()
     shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
     return shared_demo(shared / "shared-demo")
+
+
+@pytest.fixture(scope="session")
+def small_release(prefect_api: str, tmp_path_factory: pytest.TempPathFactory) -> SmallRelease:
+    """The small survey and its release (``tests/small_survey.py``), made once for the session.
+
+    Shared by all xdist workers, as the demo is; read-only: copy them to change them.
+    """
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    return shared_release(shared / "shared-small-release")
 
 
 @pytest.fixture(scope="session")

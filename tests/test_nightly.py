@@ -1,11 +1,11 @@
 """The nightly increment: what "arrived" means, the watermark, and what an increment reruns.
 
-The fast tests check the bookkeeping on the ledger and on hand-made files.  The slow one
-simulates a three-brick survey, releases it, adds two exposures whose CCDs fall on two of the
-bricks, runs ``lsdr run nightly`` and checks in the ledger what started (the bricks the new CCDs
-touch computed here with astropy from the images' headers, ``tests/geometry.py``), that the
-products equal a release made from scratch on the same images, and that a second night with
-nothing new runs nothing.
+The fast tests check the bookkeeping on the ledger and on hand-made files.  The slow one copies
+the session's release of the three-brick survey (``tests/small_survey.py``), adds two exposures
+whose CCDs fall on two of the bricks, runs ``lsdr run nightly`` and checks in the ledger what
+started (the bricks the new CCDs touch computed here with astropy from the images' headers,
+``tests/geometry.py``), that the products equal a release made from scratch on the same images,
+and that a second night with nothing new runs nothing.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ import pytest
 from demo_release import lsdr
 from geometry import image_bricks
 from release_values import compare_releases
+from small_survey import BRICKS, SmallRelease, release, simulation
 
 from lsdr.flows.nightly import nightly
 from lsdr.infra.ledger import Ledger, SeenImage
 from lsdr.survey.core import bricks as grid
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.core.phase_options import NightlyOptions, ReleaseOptions
-from lsdr.survey.simulate.config import PassSpec, SimulationConfig
 from lsdr.tasks import nightly as plan
 
 IMAGE = "mosaic/CP/V4.3/CP20161110/k4m_161111_043008_ooi_zd_ls9.fits.fz"
@@ -197,25 +197,8 @@ def test_nightly_refuses_a_release_that_never_ran(tmp_path: Path) -> None:
 
 
 # -- slow: an increment on a simulated survey ---------------------------------------------------
-REGION = grid.RaDecBox(180.1, 180.9, 32.49, 32.51)
-"""Three bricks in a row (1801p325, 1804p325, 1807p325) have their centres in it."""
 OVER = grid.RaDecBox(180.4, 180.6, 32.3, 32.7)
 """The new exposures' sky: two CCDs of the template Mosaic pointing, over two of the bricks."""
-GRID = ("-W", "400", "-H", "400", "--pixscale", "2.37")
-"""Each brick whole (0.263°) on a coarse grid: cheap bricks."""
-
-
-def simulation() -> SimulationConfig:
-    """The small survey's configuration: one pass per band, enough stars for the cuts."""
-    passes = (PassSpec("90prime", "g", 1), PassSpec("90prime", "r", 1), PassSpec("mosaic", "z", 1))
-    return SimulationConfig(
-        region=REGION,
-        passes=passes,
-        star_density=8000.0,
-        galaxy_density=1500.0,
-        reprocessed=0,
-        workers=2,
-    )
 
 
 def add_new_exposures(root: Path) -> list[str]:
@@ -266,34 +249,21 @@ def next_to(brick: str, others: set[str]) -> bool:
     return False
 
 
-def release(root: Path) -> str:
-    """``lsdr run release`` on the small survey; its console (it must succeed)."""
-    region = f"{REGION.ra_min},{REGION.ra_max},{REGION.dec_min},{REGION.dec_max}"
-    done = lsdr(
-        "run", "release", "--release-dir", str(root), "--region", region, *GRID, "--workers", "2"
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done.stdout + done.stderr
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(2400)
 def test_an_increment_redoes_the_new_images_and_their_bricks_and_equals_a_fresh_release(
-    prefect_api: str, tmp_path: Path
+    small_release: SmallRelease, tmp_path: Path
 ) -> None:
     """Only the new images' units, the bricks they touch and what reads those bricks start.
 
     Then the products equal a release made from scratch on the same images, and a second
-    increment with nothing new starts nothing and says so.
+    increment with nothing new starts nothing and says so.  The increment runs on a copy of
+    the session's release of the small survey (the images keep their stamps).
     """
-    from lsdr.survey.simulate.simulator import simulate_survey
-
-    survey = tmp_path / "survey"
-    simulate_survey(survey, simulation())
-    root = shutil.copytree(survey, tmp_path / "increment")
-    release(root)
+    survey = small_release.survey
+    root = shutil.copytree(small_release.release, tmp_path / "increment")
     listed = set((root / "bricks.txt").read_text().split())
-    assert listed == {"1801p325", "1804p325", "1807p325"}
+    assert listed == BRICKS == {"1801p325", "1804p325", "1807p325"}
     new = add_new_exposures(root)
 
     before = ledger_attempts(root)

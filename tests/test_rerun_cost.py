@@ -1,9 +1,11 @@
-"""What a rerun of the demo release redoes after its inputs change: only what read the change.
+"""What a rerun of a release redoes after its inputs change: only what read the change.
 
-Each test copies the session's demo release (every file copied: new stamps, same bytes),
-changes one thing, reruns the release through the real CLI, and reads from the ledger which
-units started again (their ``attempts`` grew).  The bricks an image's CCDs touch are computed
-here with astropy from the image's own headers (``tests/geometry.py``), not by lsdr.
+The release is the three-brick simulated survey of ``tests/small_survey.py``, released once for
+the session (the ``small_release`` fixture: a real ``lsdr run release``, every phase, cheap
+bricks).  Each test copies it (every file copied: new stamps, same bytes), changes one thing,
+reruns the release through the real CLI, and reads from the ledger which units started again
+(their ``attempts`` grew).  The bricks an image's CCDs touch are computed here with astropy
+from the image's own headers (``tests/geometry.py``), not by lsdr.
 """
 
 from __future__ import annotations
@@ -16,11 +18,9 @@ from typing import Any
 
 import fitsio
 import pytest
-from demo_release import DemoRun, copy_release, lsdr
+from demo_release import copy_release
 from geometry import image_bricks
-
-RELEASE = ("--region", "cookbook", "-W", "1800", "-H", "1800", "--pixscale", "0.524")
-"""The demo's own release options (``lsdr demo``: binned 1800² bricks at 0.524″)."""
+from small_survey import BRICKS, SmallRelease, run_release, simulation
 
 STOPPED_BEFORE_TABLES = ("discover", "zeropoints", "merge-calibs", "tractor")
 """Phases an image edited in a card nobody reads reruns units of."""
@@ -32,8 +32,8 @@ SCIENCE_AFTER = (
 
 
 def rerun(root: Path) -> tuple[int, str]:
-    """``lsdr run release`` on ``root`` with the demo's options: exit status and console."""
-    done = lsdr("run", "release", "--release-dir", str(root), *RELEASE, "--workers", "2")
+    """``lsdr run release`` on ``root`` with its first run's options: exit status and console."""
+    done = run_release(root)
     return done.returncode, done.stdout + done.stderr
 
 
@@ -78,7 +78,7 @@ def text(value: object) -> str:
 
 
 def mosaic_image(root: Path) -> str:
-    """The demo's Mosaic z image touching the fewest bricks, but some (a cheap rerun)."""
+    """The Mosaic z image touching the fewest bricks, but some (a cheap rerun)."""
     images = sorted(
         line for line in (root / "image-list.txt").read_text().split() if "/k4m_" in line
     )
@@ -111,9 +111,9 @@ def cached_state(root: Path, phase: str, timeout: float = 120.0) -> Any:
 
 
 @pytest.fixture()
-def release(demo_release: DemoRun, tmp_path: Path) -> Path:
-    """A copy of the demo release, for one test to change."""
-    return copy_release(demo_release.out, tmp_path / "release")
+def release(small_release: SmallRelease, tmp_path: Path) -> Path:
+    """A copy of the session's small release, for one test to change."""
+    return copy_release(small_release.release, tmp_path / "release")
 
 
 @pytest.mark.slow
@@ -131,11 +131,12 @@ def test_every_input_touched_reruns_nothing(release: Path) -> None:
     status, console = rerun(release)
     assert status == 0, console[-3000:]
     assert started_again(before, ledger_rows(release)) == {}
-    assert "tractor: 15 units: 0 done, 15 already done, 0 failed" in console
+    n = len(BRICKS)
+    assert f"tractor: {n} units: 0 done, {n} already done, 0 failed" in console
 
     state = cached_state(release, "tractor")
     assert state is not None and state.name == "Cached"
-    assert (state.message or "").startswith("15 units already done: 15 ")
+    assert (state.message or "").startswith(f"{n} units already done: {n} ")
     assert "contents are the same" in (state.message or "")
 
 
@@ -169,7 +170,7 @@ def test_a_header_card_nobody_reads_stops_the_cascade_at_identical_outputs(relea
 @pytest.mark.slow
 @pytest.mark.timeout(1800)
 def test_a_changed_image_reruns_exactly_its_units_and_the_bricks_its_ccds_touch(
-    release: Path, demo_release: DemoRun
+    release: Path,
 ) -> None:
     """New pixels in one image rerun its units, the CCD tables and the bricks its CCDs touch.
 
@@ -177,13 +178,13 @@ def test_a_changed_image_reruns_exactly_its_units_and_the_bricks_its_ccds_touch(
     """
     image = mosaic_image(release)
     bricks = touched_bricks(release, image)
-    assert 0 < len(bricks) < 15
+    assert 0 < len(bricks) < len(BRICKS)
     with fitsio.FITS(str(release / "images" / image), "rw") as f:
         for hdu in range(1, len(f)):
             pixels = f[hdu].read()
             pixels[200:210, 200:210] += 400.0  # a new source in every CCD
             f[hdu].write(pixels)
-    others = sorted(set(demo_release.out.joinpath("bricks.txt").read_text().split()) - bricks)
+    others = sorted(BRICKS - bricks)
     untouched = {
         p: p.stat().st_mtime_ns for b in others for p in (release / "tractor").rglob(f"*{b}*")
     }
@@ -228,11 +229,10 @@ def test_a_new_exposure_reruns_only_the_bricks_it_overlaps(release: Path) -> Non
 
     Its own units, the tables and those bricks: no other image's zeropoints, no other brick.
     """
-    from lsdr.survey.simulate.config import SimulationConfig
     from lsdr.survey.simulate.simulator import add_exposure
 
     like = mosaic_image(release)
-    new = add_exposure(release, like, days=1, config=SimulationConfig(seed=1))
+    new = add_exposure(release, like, days=1, config=simulation())
     image = str(new.relative_to(release / "images"))
     before = ledger_rows(release)
     status, console = rerun(release)
