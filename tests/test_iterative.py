@@ -43,6 +43,9 @@ def test_residuals_give_the_neighbour_back() -> None:
     assert faint.extra.get(ITERATIVE) is True
     bright = next(s for t, s in pairs if t is truth[0])
     assert not bright.extra.get(ITERATIVE)
+    # fitbits as the DR10 catalogues document them: ITERATIVE = 2**13; neither moved > 1″.
+    assert faint.extra["fitbits"] == 2**13
+    assert bright.extra["fitbits"] == 0
 
 
 def test_without_iterative_only_one() -> None:

@@ -312,6 +312,9 @@ def test_no_new_source_in_cluster_and_galaxies_forced_psf() -> None:
     # (the PSF fit leaves the galaxy's wings in the residuals).
     fitted = fit_sources(srcs["sources"], srcs["blobs"], tims, geom, ("g", "r"), refmap=bright)
     assert sorted(s.type for s in fitted if s.bx > 90 and 80 < s.by < 110) == ["PSF"]
+    # fitbits FORCED_POINTSOURCE (= 1 in the DR10 catalogues) on it, on no other source.
+    assert [s.extra["fitbits"] & 1 for s in fitted if s.bx > 90 and 80 < s.by < 110] == [1]
+    assert sum(s.extra["fitbits"] & 1 for s in fitted) == 1
 
 
 # -- a lite runbrick on testcase12's target ------------------------------------------------------

@@ -114,19 +114,52 @@ def pixel_covariance(r_e: float, e1: float, e2: float, jacobian: FloatArray) -> 
     return np.asarray(b @ b.T, np.float64)
 
 
-def mixture_transform(kind: str, cov: FloatArray, kx: FloatArray, ky: FloatArray) -> FloatArray:
+def mixture_transform(
+    kind: str,
+    cov: FloatArray,
+    kx: FloatArray,
+    ky: FloatArray,
+    dcovs: tuple[FloatArray, ...] = (),
+) -> tuple[FloatArray, list[FloatArray]]:
     """Fourier transform of a unit-flux galaxy of type ``kind`` with pixel covariance ``cov``.
 
     ``kx`` (columns) and ``ky`` (rows) are in cycles per pixel; a Gaussian of covariance v·C
-    transforms to exp(−2π² v kᵀ C k).
+    transforms to exp(−2π² v kᵀ C k).  For each ∂C/∂p in ``dcovs`` the transform's derivative
+    with respect to p comes back too (the list, in the same order).
     """
     amps, variances = MIXTURES[kind]
-    quad = (2.0 * np.pi) ** 2 * (
-        cov[0, 0] * kx[None, :] ** 2
-        + 2.0 * cov[0, 1] * kx[None, :] * ky[:, None]
-        + cov[1, 1] * ky[:, None] ** 2
-    )
+
+    def quadratic(c: FloatArray) -> FloatArray:
+        q = (2.0 * np.pi) ** 2 * (
+            c[0, 0] * kx[None, :] ** 2
+            + 2.0 * c[0, 1] * kx[None, :] * ky[:, None]
+            + c[1, 1] * ky[:, None] ** 2
+        )
+        return np.asarray(q, np.float64)
+
+    quad = quadratic(cov)
+    dquads = [quadratic(d) for d in dcovs]
     total: FloatArray = np.zeros(np.shape(quad), np.float64)
+    weighted: FloatArray = np.zeros(np.shape(quad), np.float64)
     for amp, var in zip(amps, variances, strict=True):
-        total += amp * np.exp(-0.5 * var * quad)
-    return total
+        term = amp * np.exp(-0.5 * var * quad)
+        total += term
+        if dquads:
+            weighted -= 0.5 * var * term
+    return total, [weighted * dq for dq in dquads]
+
+
+def covariance_derivatives(
+    r_e: float, e1: float, e2: float, jacobian: FloatArray, step: float = 1e-5
+) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """∂C/∂ln r_e, ∂C/∂e1, ∂C/∂e2 of ``pixel_covariance`` (central differences of a 2×2)."""
+
+    def cov(lr: float, a: float, b: float) -> FloatArray:
+        return pixel_covariance(r_e * float(np.exp(lr)), e1 + a, e2 + b, jacobian)
+
+    h = step
+    return (
+        (cov(h, 0, 0) - cov(-h, 0, 0)) / (2 * h),
+        (cov(0, h, 0) - cov(0, -h, 0)) / (2 * h),
+        (cov(0, 0, h) - cov(0, 0, -h)) / (2 * h),
+    )

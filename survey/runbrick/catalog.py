@@ -168,6 +168,8 @@ def sources_to_catalog(
         row["ref_cat"] = s.ref_cat
         row["ref_id"] = max(int(s.ref_id), 0)  # legacypipe writes 0 without a reference
         row["dchisq"] = np.asarray(s.dchisq, np.float32)[:5]
+        bits = s.extra.get("fitbits", 0)
+        row["fitbits"] = bits if isinstance(bits, int) else 0
         for b in bands:
             row[f"flux_{b}"] = s.flux.get(b, 0.0)
             row[f"flux_ivar_{b}"] = s.flux_ivar.get(b, 0.0)

@@ -621,15 +621,17 @@ def ref_sources(refs: npt.NDArray[np.void] | None, geom: BrickGeometry) -> list[
         if not (0 <= ibx < geom.width and 0 <= iby < geom.height):
             continue
         cat = row["ref_cat"]
-        out.append(
-            Source(
-                ra=float(row["ra"]),
-                dec=float(row["dec"]),
-                type="PSF",
-                ref_cat=cat.decode() if isinstance(cat, bytes) else str(cat),
-                ref_id=int(row["ref_id"]),
-            )
+        src = Source(
+            ra=float(row["ra"]),
+            dec=float(row["dec"]),
+            type="PSF",
+            ref_cat=cat.decode() if isinstance(cat, bytes) else str(cat),
+            ref_id=int(row["ref_id"]),
         )
+        for flag in ("isbright", "ismedium"):
+            if flag in (refs.dtype.names or ()):
+                src.extra[flag] = bool(row[flag])
+        out.append(src)
     return out
 
 

@@ -1,15 +1,17 @@
-"""Per-blob source fitting for the lite runbrick: PSF vs REX by χ² difference on the CCDs.
+"""Per-blob source fitting for the lite runbrick: PSF, REX, EXP and DEV by χ² difference.
 
 Every model is rendered on each tim's own pixel grid with that CCD's own PSF, as a small stamp
-computed in Fourier space: the pixelised PSF stamp, times the analytic transform of a round
-exponential of half-light radius r_e (r_e = 0 is a point source; the Tractor's six-Gaussian
-"lux" profile, :mod:`lsdr.survey.core.galaxyprofile`), times the phase of the sub-pixel shift.
-Derivatives with respect to position and log radius come from the same transform, so each
-source is fitted by damped Gauss–Newton (Levenberg–Marquardt) on position, log r_e and one flux
-per band, with the other sources of its blob subtracted.  The model is then
-chosen with legacypipe's rule (``_select_model``): penalised Δχ² (Δχ² − number of non-flux
-parameters: PSF 2, REX 3) must reach 25 or the source is dropped; REX replaces PSF only when its
-penalised Δχ² is larger *and* its Δχ² exceeds the PSF's by at least 1 % of the PSF's.  Fluxes
+computed in Fourier space: the pixelised PSF stamp, times the analytic transform of the galaxy
+profile (the Tractor's Gaussian mixtures, :mod:`lsdr.survey.core.galaxyprofile`: a round "lux"
+exponential for REX, elliptical exponential or de Vaucouleurs for EXP and DEV), times the phase
+of the sub-pixel shift.  Each source is fitted by damped Gauss–Newton (Levenberg–Marquardt) on
+position, shape and one flux per band, with the other sources of its blob subtracted: position
+and shape derivatives from the same transform.
+The model is then chosen with legacypipe's rule (``select_model``): penalised Δχ² (Δχ² − number
+of non-flux parameters: PSF 2, REX 3, EXP/DEV 5) must reach 25 or the source is dropped; REX
+replaces PSF only when its penalised Δχ² is larger *and* its Δχ² exceeds the PSF's by at least
+1 % of the PSF's; EXP or DEV replaces that when better by max(12, 1 % of the PSF's Δχ²).  After
+the fit the blob's residuals are searched again (:mod:`lsdr.survey.runbrick.iterative`).  Fluxes
 are finally re-measured jointly for all the blob's sources by forced photometry
 (:mod:`lsdr.survey.runbrick.photometry`).
 """
@@ -28,6 +30,7 @@ from scipy import fft as sfft
 
 from lsdr.survey.core.galaxyprofile import (
     EXTENT_RE,
+    covariance_derivatives,
     exp_transform,
     mixture_transform,
     pixel_covariance,
@@ -68,13 +71,17 @@ MOFFAT_OVERSAMPLE = 3
 """Sub-pixels per side when integrating a Moffat PSF (as ``psfex.moffat_stamp``)."""
 FORCED_POINTSOURCE = "forced_pointsource"
 """``Source.extra`` key: the source lies in a BRIGHT or CLUSTER mask and is fit only as PSF."""
-SHAPE_STEP = 1e-3
-SHAPE_STEPS = ((SHAPE_STEP, 0.0, 0.0), (0.0, SHAPE_STEP, 0.0), (0.0, 0.0, SHAPE_STEP))
-"""Forward-difference steps in (ln r_e, e1, e2) for the EXP/DEV shape derivatives."""
 E_MAX = 0.95
 """Largest ellipticity |e| a fit may reach (the Tractor's ellipse needs e < 1)."""
 MAX_STAMP = 512
 """Largest galaxy stamp side (pixels): a 15″ de Vaucouleurs would otherwise need ~1000."""
+FITBITS_KEY = "fitbits"
+"""``Source.extra`` key of the source's ``fitbits`` (set by ``fit_blob``)."""
+WALK_ARCSEC = 1.0
+RUN_ARCSEC = 2.5
+"""A source that moved more than these in its fit is a WALKER / RUNNER (legacypipe)."""
+GAIA_CATALOGUES = ("G2", "GE", "G3")
+"""``ref_cat`` values of Gaia reference stars."""
 MAX_ITER = 25
 MAX_STEP_ARCSEC = 0.5
 """Largest position step per iteration."""
@@ -156,6 +163,7 @@ class TimRenderer:
         n: int,
         derivs: bool = False,
         shape: tuple[str, FloatArray] | None = None,
+        dshape: tuple[FloatArray, ...] = (),
     ) -> tuple[int, int, FloatArray]:
         """Unit-flux model centred at 0-based cut-out pixel (x, y), half-light radius r_e (″).
 
@@ -163,17 +171,24 @@ class TimRenderer:
         holding the model or, with ``derivs``, (4, n, n): model, ∂/∂x, ∂/∂y, ∂/∂ln r_e
         (derivatives with respect to the source's position and log radius).  With ``shape`` =
         (type, pixel covariance) the galaxy is that type's elliptical mixture (``r_e`` is then
-        unused and the ∂/∂ln r_e plane is zero: callers difference shapes themselves).
+        unused and the ∂/∂ln r_e plane is zero); with ``derivs`` and ``dshape`` (∂C/∂p for
+        each shape parameter p) the derivatives with respect to those parameters follow, as
+        planes 4, 5, ….
         """
         t = self._transform(n)
         ix, iy = round(x), round(y)
         fx, fy = x - ix, y - iy
-        prof_shape = None if shape is None else mixture_transform(shape[0], shape[1], t.kx, t.ky)
+        prof_shape: FloatArray | None = None
+        dprofs: list[FloatArray] = []
+        if shape is not None:
+            prof_shape, dprofs = mixture_transform(
+                shape[0], shape[1], t.kx, t.ky, dshape if derivs else ()
+            )
         if self.moffat is not None:
             return (
                 ix - n // 2,
                 iy - n // 2,
-                self._render_moffat(t, n, fx, fy, r_e, derivs, prof_shape),
+                self._render_moffat(t, n, fx, fy, r_e, derivs, prof_shape, dprofs),
             )
         phase_x = np.exp(-2j * np.pi * t.kx * fx)
         phase_y = np.exp(-2j * np.pi * t.ky * fy)
@@ -186,7 +201,7 @@ class TimRenderer:
             prof, dprof = exp_transform(r_e / self.pixscale, t.k2pi, derivs)
             ft = ft * prof
         if derivs:
-            stack = np.empty((4, *ft.shape), np.complex128)
+            stack = np.empty((4 + len(dprofs), *ft.shape), np.complex128)
             stack[0] = ft
             stack[1] = ft * (-2j * np.pi * t.kx)[None, :]
             stack[2] = ft * (-2j * np.pi * t.ky)[:, None]
@@ -194,6 +209,8 @@ class TimRenderer:
                 stack[3] = point * dprof
             else:
                 stack[3] = 0.0
+            for j, dp in enumerate(dprofs):
+                stack[4 + j] = point * dp
         else:
             stack = ft[None]
         out = np.asarray(sfft.irfft2(stack, s=(n, n), axes=(-2, -1)), np.float64)
@@ -230,13 +247,17 @@ class TimRenderer:
         r_e: float,
         derivs: bool,
         prof_shape: FloatArray | None = None,
+        dprofs: Sequence[FloatArray] = (),
     ) -> FloatArray:
         """Model (and derivatives) from the analytic Moffat, convolved with the galaxy if any."""
         planes = self._moffat_planes(n, fx, fy, derivs)
         if prof_shape is not None:
-            fts = sfft.rfft2(planes, axes=(-2, -1)) * prof_shape
-            out = np.asarray(sfft.irfft2(fts, s=(n, n), axes=(-2, -1)), np.float64)
-            return np.concatenate([out, np.zeros((1, n, n))]) if derivs else out
+            point = sfft.rfft2(planes, axes=(-2, -1))
+            fts = point * prof_shape
+            if derivs:
+                extra = [np.zeros_like(point[0])] + [point[0] * dp for dp in dprofs]
+                fts = np.concatenate([fts, np.stack(extra)])
+            return np.asarray(sfft.irfft2(fts, s=(n, n), axes=(-2, -1)), np.float64)
         if r_e <= 0:
             if derivs:
                 return np.concatenate([planes, np.zeros((1, n, n))])
@@ -501,9 +522,12 @@ def _fit_one(
             J = jac[k]
             x = base[k][0] + J[0, 0] * dxi + J[0, 1] * deta
             y = base[k][1] + J[1, 0] * dxi + J[1, 1] * deta
-            n = v.fit_renderer.stamp_size(r_e * (1.0 + SHAPE_STEP), model)
+            n = v.fit_renderer.stamp_size(r_e, model)
             shape = (model, pixel_covariance(r_e, e1, e2, J)) if elliptical else None
-            ox, oy, comps = v.fit_renderer.render(x, y, r_e, n, derivs=derivs, shape=shape)
+            dshape = covariance_derivatives(r_e, e1, e2, J) if elliptical and derivs else ()
+            ox, oy, comps = v.fit_renderer.render(
+                x, y, r_e, n, derivs=derivs, shape=shape, dshape=dshape
+            )
             box = clip_box(v.shape, ox, oy, n)
             if box is None:
                 continue
@@ -527,11 +551,8 @@ def _fit_one(
                 cols.append(f * (dmx * J[0, 1] + dmy * J[1, 1]))
                 idx += [0, 1]
             if elliptical:
-                # Shape derivatives by forward differences of the rendered model.
-                for j, (dl, d1, d2) in enumerate(SHAPE_STEPS):
-                    cov = pixel_covariance(r_e * math.exp(dl), e1 + d1, e2 + d2, J)
-                    moved = v.fit_renderer.render(x, y, r_e, n, shape=(model, cov))[2][0]
-                    cols.append(f * (moved[sub] - unit) / SHAPE_STEP)
+                for j in range(3):
+                    cols.append(f * comps[4 + j][sub])
                     idx.append(npos + j)
             elif nshape:
                 cols.append(f * comps[3][sub])
@@ -792,20 +813,53 @@ def fit_blob(
     kept = [s for s, k in zip(srcs, keep, strict=True) if k]
     if iterative and kept:
         new = _iterative(blob, kept, views, geom, bands, start_xy, refmap)
+        start_xy += [(s.bx, s.by) for s in new]
         for s in new:
             s.blob = blob.blob_id
             _update_stamps(s, views)
         kept += [s for s, k in zip(new, _select_models(new, views, bands), strict=True) if k]
         srcs += new
     brick_wcs = geom.wcs()
+    starts = {id(s): xy for s, xy in zip(srcs, start_xy, strict=True)}
     for s in kept:
         bx, by = brick_wcs.radec_to_pixel(s.ra, s.dec)
         s.bx, s.by = float(bx) - 1.0, float(by) - 1.0
+        s.extra[FITBITS_KEY] = fitbits(s, starts[id(s)], geom.pixscale)
     measure(kept, views, bands, metrics=True)
     for s in srcs:
         s.extra.pop("_stamps", None)
         s.extra.pop("_stamp_flux", None)
     return kept
+
+
+def fitbits(src: Source, start: tuple[float, float], pixscale: float) -> int:
+    """legacypipe's ``fitbits`` of a fitted source: how it was fit and what it is.
+
+    FORCED_POINTSOURCE (in a BRIGHT/CLUSTER mask), ITERATIVE, WALKER / RUNNER (moved more than
+    1″ / 2.5″ from where it started), GAIA, TYCHO2, and BRIGHT / MEDIUM for reference stars.
+    """
+    from lsdr.survey.runbrick.iterative import ITERATIVE
+    from lsdr.survey.runbrick.tractorschema import FITBITS
+
+    bits = 0
+    if src.extra.get(FORCED_POINTSOURCE):
+        bits |= FITBITS["FORCED_POINTSOURCE"]
+    if src.extra.get(ITERATIVE):
+        bits |= FITBITS["ITERATIVE"]
+    moved = math.hypot(src.bx - start[0], src.by - start[1]) * pixscale
+    if moved > WALK_ARCSEC:
+        bits |= FITBITS["WALKER"]
+    if moved > RUN_ARCSEC:
+        bits |= FITBITS["RUNNER"]
+    if src.ref_cat in GAIA_CATALOGUES:
+        bits |= FITBITS["GAIA"]
+    if src.ref_cat == "T2":
+        bits |= FITBITS["TYCHO2"]
+    if src.extra.get("isbright"):
+        bits |= FITBITS["BRIGHT"]
+    if src.extra.get("ismedium"):
+        bits |= FITBITS["MEDIUM"]
+    return bits
 
 
 def _set_ivars(src: Source, fit: _Fit, model: str) -> None:
