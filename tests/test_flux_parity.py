@@ -213,12 +213,18 @@ def both_catalogues(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> tuple[npt.NDArray[np.void], npt.NDArray[np.void]]:
     """(lite's, legacypipe's) catalogues of one case, each engine run once on its own copy."""
-    case: Case = request.param
+    return both_engines(request.param, legacypipe, tmp_path_factory)
+
+
+def both_engines(
+    case: Case, build: LegacypipeBuild, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[npt.NDArray[np.void], npt.NDArray[np.void]]:
+    """Run a case's zoom with lite and with legacypipe, each on its own copy: both catalogues."""
     cats = []
     for engine in ("lite", "legacypipe"):
         where = tmp_path_factory.mktemp(f"{case.name}-{engine}")
         survey = _case_copy(case, where)
-        _runbrick(survey, case, engine, where / "out", legacypipe)
+        _runbrick(survey, case, engine, where / "out", build)
         cats.append(_catalogue(where / "out"))
     return cats[0], cats[1]
 

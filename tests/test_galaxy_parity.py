@@ -13,7 +13,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 from legacypipe_cases import Case
-from test_flux_parity import _case_copy, _catalogue, _runbrick
+from test_flux_parity import both_engines
 
 from lsdr.infra.legacypipe_build import LegacypipeBuild
 
@@ -27,13 +27,7 @@ def both(
     legacypipe: LegacypipeBuild, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[npt.NDArray[np.void], npt.NDArray[np.void]]:
     """(lite's, legacypipe's) catalogues of testcase3's zoom."""
-    cats = []
-    for engine in ("lite", "legacypipe"):
-        where = tmp_path_factory.mktemp(f"testcase3-{engine}")
-        survey = _case_copy(TESTCASE3, where)
-        _runbrick(survey, TESTCASE3, engine, where / "out", legacypipe)
-        cats.append(_catalogue(where / "out"))
-    return cats[0], cats[1]
+    return both_engines(TESTCASE3, legacypipe, tmp_path_factory)
 
 
 def _nearest(cat: npt.NDArray[np.void], row: np.void) -> tuple[np.void, float]:

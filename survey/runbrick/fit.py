@@ -894,18 +894,32 @@ def fit_sources(
     renderers: dict[int, tuple[TimRenderer, TimRenderer]] = {}
     out: list[Source] = []
     for blob in blobs:
-        members = [sources[i] for i in blob.sources]
-        out += fit_blob(
-            blob,
-            members,
-            tims,
-            geom,
-            bands,
-            renderers=renderers,
-            iterative=iterative,
-            refmap=refmap,
-        )
+        out += _fit_members(blob, sources, tims, geom, bands, renderers, iterative, refmap)
     return out
+
+
+def _fit_members(
+    blob: Blob,
+    sources: Sequence[Source],
+    tims: Sequence[Tim],
+    geom: BrickGeometry,
+    bands: Sequence[str],
+    renderers: dict[int, tuple[TimRenderer, TimRenderer]],
+    iterative: bool,
+    refmap: npt.NDArray[np.integer[Any]] | None,
+) -> list[Source]:
+    """``fit_blob`` on the blob's own sources, picked from the brick's source list."""
+    members = [sources[i] for i in blob.sources]
+    return fit_blob(
+        blob,
+        members,
+        tims,
+        geom,
+        bands,
+        renderers=renderers,
+        iterative=iterative,
+        refmap=refmap,
+    )
 
 
 def model_images(sources: Sequence[Source], tims: Sequence[Tim]) -> list[npt.NDArray[np.float32]]:
@@ -942,21 +956,11 @@ def _fit_blob_in_worker(k: int) -> tuple[int, list[Source], float]:
     assert isinstance(blobs, list) and isinstance(sources, list) and isinstance(tims, list)
     assert isinstance(geom, BrickGeometry) and isinstance(bands, tuple)
     assert isinstance(renderers, dict)
-    t0 = time.perf_counter()
-    blob = blobs[k]
-    members = [sources[i] for i in blob.sources]
     refmap = _POOL_STATE.get("refmap")
     assert refmap is None or isinstance(refmap, np.ndarray)
-    kept = fit_blob(
-        blob,
-        members,
-        tims,
-        geom,
-        bands,
-        renderers=renderers,
-        iterative=bool(_POOL_STATE.get("iterative", True)),
-        refmap=refmap,
-    )
+    iterative = bool(_POOL_STATE.get("iterative", True))
+    t0 = time.perf_counter()
+    kept = _fit_members(blobs[k], sources, tims, geom, bands, renderers, iterative, refmap)
     return k, kept, time.perf_counter() - t0
 
 
