@@ -133,7 +133,9 @@ def test_border_star_extends_bright_to_the_neighbours_blobs(
         ra, dec = wcs.pixel_to_radec(xs + 1.0, ys + 1.0)
         cosd = np.cos(np.radians(star_dec))
         radius = _star_radius_deg(layout, brick)  # the MEDIUM (full) radius; BRIGHT is half
-        assert np.all(np.abs(ra - star_ra) * cosd < 0.3 * radius)
+        # Within the BRIGHT radius (half the MEDIUM one) of the border in RA: the blobs the
+        # circle cuts, grown 8 pixels as legacypipe grows them, reach 0.40 of the radius here.
+        assert np.all(np.abs(ra - star_ra) * cosd < 0.5 * radius)
         assert np.all(np.hypot((ra - star_ra) * cosd, dec - star_dec) < radius)
         blobs = fitsio.read(str(layout.metrics(brick, "blobs")))
         assert np.all(blobs[changed] >= 0), "only blob pixels change"

@@ -40,6 +40,9 @@ from lsdr.tasks.unit import Unit
 cloudpickle.register_pickle_by_value(probe)
 
 SIZE = 600
+KILL_SIZE = 900
+"""The killed-brick test's grid: enough blobs (sources grouped as legacypipe groups them) to be
+killed half-way."""
 
 
 def run_tractor_flow(root: Path, address: str, size: int = SIZE, **params: Any) -> TractorResult:
@@ -125,7 +128,7 @@ def test_killed_brick_resumes_from_its_checkpoint_with_the_same_catalogue(
     """SIGKILL to the worker fitting a brick: only unsaved blobs are refitted; same catalogue."""
     prepared = prepared_survey(tmp_path_factory)
     whole = private_copy(prepared, tmp_path_factory.mktemp("uninterrupted") / "release")
-    summary = run_tractor_flow(whole.root, dask_address)
+    summary = run_tractor_flow(whole.root, dask_address, size=KILL_SIZE)
     assert summary.counts.done == 1, summary
     reference = read_catalogue(whole.tractor(BRICK))
     n_blobs = unit_summary(whole)["blobs_fitted"]
@@ -152,7 +155,7 @@ def test_killed_brick_resumes_from_its_checkpoint_with_the_same_catalogue(
     watcher = threading.Thread(target=kill_half_way, daemon=True)
     watcher.start()
     summary = run_tractor_flow(
-        killed.root, dask_address, checkpoint_period=0.0, keep_checkpoints=True
+        killed.root, dask_address, size=KILL_SIZE, checkpoint_period=0.0, keep_checkpoints=True
     )
     watcher.join(timeout=5)
     assert victims, "the brick finished before the test could kill its worker"
