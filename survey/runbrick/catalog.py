@@ -24,6 +24,7 @@ import numpy.typing as npt
 from lsdr.survey.core.layout import ReleaseLayout
 from lsdr.survey.runbrick import tractorschema as ts
 from lsdr.survey.runbrick.dqmaps import BandMasks, band_masks
+from lsdr.survey.runbrick.fit import FITBITS_KEY
 from lsdr.survey.runbrick.metrics import brick_header, write_metrics
 from lsdr.survey.runbrick.options import RunbrickOptions
 from lsdr.survey.runbrick.primary import unique_pixels
@@ -168,7 +169,7 @@ def sources_to_catalog(
         row["ref_cat"] = s.ref_cat
         row["ref_id"] = max(int(s.ref_id), 0)  # legacypipe writes 0 without a reference
         row["dchisq"] = np.asarray(s.dchisq, np.float32)[:5]
-        bits = s.extra.get("fitbits", 0)
+        bits = s.extra.get(FITBITS_KEY, 0)
         row["fitbits"] = bits if isinstance(bits, int) else 0
         for b in bands:
             row[f"flux_{b}"] = s.flux.get(b, 0.0)

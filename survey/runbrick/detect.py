@@ -29,6 +29,7 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from lsdr.survey.core.tan import TanWcs
+from lsdr.survey.runbrick.dqmaps import SATUR_GROW
 from lsdr.survey.runbrick.types import BrickGeometry, Source, Tim
 
 FloatArray = npt.NDArray[np.float64]
@@ -51,8 +52,6 @@ APERTURE_RADII = (10, 20)
 BLOB_DILATE = 8
 """Blobs are the nsigma pixels dilated by this many pixels, whatever the pixel scale
 (legacypipe's ``blob_dilate`` default)."""
-SATUR_GROW = 4
-"""Pixels the saturation map is grown by before detection (``stage_srcs``)."""
 FLAT_SED = {"g": 1.0, "r": 1.0, "i": 1.0, "z": 1.0}
 RED_SED = {"g": 2.5, "r": 1.0, "i": 0.632, "z": 0.4}
 """legacypipe's SED weights: a band's detection map is divided by its weight before the
@@ -565,13 +564,15 @@ def detect_sources(
     refs: Sequence[Source] | None = None,
     maps: DetectionMaps | None = None,
     avoid: BoolArray | None = None,
+    satur: dict[str, BoolArray] | None = None,
 ) -> tuple[list[Source], npt.NDArray[np.int32], list[Blob]]:
     """Detect sources with the SED-matched filters and group them into blobs.
 
     Reference sources (``refs``, e.g. Gaia stars) come first in the list; no new peak within
     4 px of one, nor where ``avoid`` is set (legacypipe's ``avoid_map``: the CLUSTER masks).
     New sources are type PSF at their peak pixel with the detection-map fluxes as starting
-    values.  Returns (sources, blob map, blobs).
+    values.  ``satur`` is ``grown_satur(maps)`` when the caller has it already.  Returns
+    (sources, blob map, blobs).
     """
     if maps is None:
         maps = detection_maps(tims, geom, bands)
@@ -585,8 +586,13 @@ def detect_sources(
         sources.append(ref)
         kx.append(round(ref.bx))
         ky.append(round(ref.by))
-    satur = grown_satur(maps)
-    known = (np.asarray(kx, np.intp), np.asarray(ky, np.intp), np.full(len(kx), 4.0))
+    if satur is None:
+        satur = grown_satur(maps)
+    known = (
+        np.asarray(kx, np.intp),
+        np.asarray(ky, np.intp),
+        np.full(len(kx), float(EXCLUSION_RADIUS)),
+    )
     iterations = BLOB_DILATE
     peaks, hot = run_sed_filters(
         maps, nsigma, known=known, satur=satur, veto=avoid, blob_dilate=iterations
@@ -652,12 +658,8 @@ def stage_srcs(
 
     avoid = None if refmap is None else (np.asarray(refmap) & REF_CLUSTER) != 0
     maps = detection_maps(tims, geom, bands)
+    satur = grown_satur(maps)
     sources, blobmap, blobs = detect_sources(
-        tims, geom, bands, refs=ref_sources(refs, geom), avoid=avoid, maps=maps
+        tims, geom, bands, refs=ref_sources(refs, geom), avoid=avoid, maps=maps, satur=satur
     )
-    return {
-        "sources": sources,
-        "blobmap": blobmap,
-        "blobs": blobs,
-        "saturated_pix": grown_satur(maps),
-    }
+    return {"sources": sources, "blobmap": blobmap, "blobs": blobs, "saturated_pix": satur}

@@ -22,6 +22,7 @@ import numpy.typing as npt
 
 from lsdr.survey.runbrick.detect import (
     BLOB_DILATE,
+    EXCLUSION_RADIUS,
     Blob,
     DetectionMaps,
     detection_maps,
@@ -106,7 +107,7 @@ def iterative_sources(
     peaks, _hot = run_sed_filters(
         maps,
         nsigma,
-        known=(kx, ky, np.full(len(kx), 4.0)),
+        known=(kx, ky, np.full(len(kx), float(EXCLUSION_RADIUS))),
         satur=grown_satur(maps),
         veto=veto,
         blob_dilate=BLOB_DILATE,
