@@ -684,6 +684,14 @@ def select_model(dchisq: dict[str, float]) -> str:
     return keep
 
 
+def _trial_source(start: _Fit, src: Source, r_e: float) -> Source:
+    """A round galaxy to start the next model's fit from: a previous fit's position and fluxes."""
+    trial = Source(ra=start.ra, dec=start.dec, type="REX", flux=dict(start.flux))
+    trial.extra = src.extra
+    trial.shape_r = r_e
+    return trial
+
+
 def _select_models(
     srcs: Sequence[Source], views: Sequence[TimView], bands: Sequence[str]
 ) -> list[bool]:
@@ -702,11 +710,7 @@ def _select_models(
         fits: dict[str, _Fit] = {}
         fits["PSF"] = _fit_one(s, "PSF", views, bands, fit_position=True)
         if not is_ref and not forced and fits["PSF"].ok:
-            trial = Source(
-                ra=fits["PSF"].ra, dec=fits["PSF"].dec, type="REX", flux=dict(fits["PSF"].flux)
-            )
-            trial.extra = s.extra
-            trial.shape_r = REX_START
+            trial = _trial_source(fits["PSF"], s, REX_START)
             rex = _fit_one(trial, "REX", views, bands, fit_position=True)
             if rex.ok:
                 fits["REX"] = rex
@@ -715,9 +719,7 @@ def _select_models(
             if chi_rex > chi_psf + 1.0 or max(chi_psf, chi_rex) > GALAXY_TRIAL_DCHISQ:
                 start = fits["REX"]
                 for model in ("DEV", "EXP"):
-                    trial = Source(ra=start.ra, dec=start.dec, type="REX", flux=dict(start.flux))
-                    trial.extra = s.extra
-                    trial.shape_r = max(start.r_e, REX_START / 4)
+                    trial = _trial_source(start, s, max(start.r_e, REX_START / 4))
                     gal = _fit_one(trial, model, views, bands, fit_position=True)
                     if gal.ok:
                         fits[model] = gal
